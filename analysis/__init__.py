@@ -1,0 +1,1 @@
+"""gradprobe analysis: statistics over seeds, figures and the HTML report."""
