@@ -1,0 +1,176 @@
+"""A whole experiment: base model and data, the sweep axes, and the cells they expand to.
+
+A *cell* is one point of the sweep (every model, data, device and dtype value fixed) with its
+seeds. Cells are named by a content hash of everything that determines their records, so a
+records file can always be traced back to the exact configuration that made it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from bench.config import (
+    DATA_KEYS,
+    MODEL_KEYS,
+    DataConfig,
+    ModelConfig,
+    check_compatible,
+)
+from bench.devices import check_device_name, check_dtype_name, expand_auto
+from bench.errors import ConfigError
+from bench.hashing import short_hash
+
+MAX_SEED = 2**63 - 1
+# Keys that decide the initial parameters and the input draw. Cells that agree on these share
+# their initial state seed by seed (a paired design) and are generated once.
+INIT_KEYS = ("depth", "width", "out_features", "bias", "init", "batch_size", "input")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One sweep point: a fully specified network, its data, device, dtype and seeds."""
+
+    model: ModelConfig
+    data: DataConfig
+    device: str
+    dtype: str
+    seeds: tuple[int, ...]
+
+    def axes(self) -> dict[str, Any]:
+        """The record columns that identify this cell (``input`` as its label)."""
+        values = {**asdict(self.model), **asdict(self.data)}
+        values["input"] = self.data.input_label
+        return {**values, "device": self.device, "dtype": self.dtype}
+
+    @property
+    def cell_id(self) -> str:
+        """Content hash of the cell: all axes, the full fixed input, the seeds."""
+        from bench.records import SCHEMA_VERSION
+
+        content = {**self.axes(), "input": self.data.input, "seeds": list(self.seeds)}
+        return short_hash({"cell": content, "schema": SCHEMA_VERSION})
+
+    @property
+    def init_key(self) -> tuple:
+        values = {**asdict(self.model), **asdict(self.data)}
+        return (*(values[k] for k in INIT_KEYS), self.seeds)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """``[sweep]``: seeds, devices, dtypes and the model/data keys that vary."""
+
+    seeds: tuple[int, ...] = tuple(range(30))
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (key, values) in file order
+    device: tuple[str, ...] = ("cpu",)
+    dtype: tuple[str, ...] = ("float32",)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("sweep.seeds", "must name at least one seed", list(self.seeds))
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise ConfigError("sweep.seeds", f"seeds must be integers in 0..{MAX_SEED}", seed)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("sweep.seeds", "has repeated seeds", list(self.seeds))
+        for key, values in self.axes:
+            if key not in MODEL_KEYS and key not in DATA_KEYS:
+                raise ConfigError(f"sweep.{key}", "is not a [model] or [data] key", list(values))
+            _check_axis_values(key, values)
+        for name in self.device:
+            check_device_name("sweep.device", name)
+        for name in self.dtype:
+            check_dtype_name("sweep.dtype", name)
+        for key, values in (("device", self.device), ("dtype", self.dtype)):
+            if not values or len(set(values)) != len(values):
+                raise ConfigError(f"sweep.{key}", "must be a non-empty list without repeats",
+                                  list(values))
+
+    def with_seeds(self, count: int) -> SweepConfig:
+        return replace(self, seeds=tuple(range(count)))
+
+    def with_devices(self, devices: tuple[str, ...]) -> SweepConfig:
+        return replace(self, device=devices)
+
+
+def _check_axis_values(key: str, values: tuple[Any, ...]) -> None:
+    if not values:
+        raise ConfigError(f"sweep.{key}", "a sweep axis needs at least one value", [])
+    target = ModelConfig if key in MODEL_KEYS else DataConfig
+    for value in values:
+        try:
+            if key == "input" and isinstance(value, (list, tuple)):
+                target(input=value, batch_size=len(value))
+            else:
+                target(**{key: value})
+        except ConfigError as err:
+            raise ConfigError(f"sweep.{key}", err.problem, value) from None
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``[report]``: which cell is the headline (the blog's table) and which metric it shows."""
+
+    headline: tuple[tuple[str, Any], ...] | None = None  # None: the blog's cell when swept
+    metric: str = "grad_mean_abs"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A parsed, validated config file."""
+
+    name: str
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    source: str = "<memory>"  # the file it came from, for messages and the manifest
+    text: str = ""  # the file's text, stored verbatim in the manifest
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("name", "must be a non-empty string", self.name)
+        self.cells()  # every combination must be valid before anything runs
+
+    def cells(self) -> list[Cell]:
+        """Expand the sweep: the Cartesian product of the axes, then dtypes, then devices."""
+        keys = [key for key, _ in self.sweep.axes]
+        grids = [values for _, values in self.sweep.axes]
+        cells = []
+        for combo in itertools.product(*grids):
+            overrides = dict(zip(keys, combo, strict=True))
+            try:
+                model = replace(self.model, **_pick(overrides, MODEL_KEYS))
+                data = _data_with(self.data, _pick(overrides, DATA_KEYS))
+                check_compatible(model, data)
+            except ConfigError as err:
+                where = ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
+                raise ConfigError(err.key, f"{err.problem} (in the sweep cell {where})",
+                                  has_value=False) from None
+            for dtype in self.sweep.dtype:
+                for device in expand_auto(self.sweep.device):
+                    cells.append(Cell(model, data, device, dtype, self.sweep.seeds))
+        return cells
+
+    def sweep_axes(self) -> list[str]:
+        """Record columns that vary across cells (model/data axes, then dtype and device)."""
+        axes = [key for key, values in self.sweep.axes if len(values) > 1]
+        if len(self.sweep.dtype) > 1:
+            axes.append("dtype")
+        if len(expand_auto(self.sweep.device)) > 1:
+            axes.append("device")
+        return axes
+
+
+def _pick(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in keys}
+
+
+def _data_with(base: DataConfig, overrides: dict[str, Any]) -> DataConfig:
+    """Apply data overrides; a fixed input sets the batch size to its row count."""
+    if isinstance(overrides.get("input"), (list, tuple)) and "batch_size" not in overrides:
+        overrides = {**overrides, "batch_size": len(overrides["input"])}
+    return replace(base, **overrides)

@@ -1,0 +1,117 @@
+"""Config files: presets load, and every kind of bad input fails with one clear line."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.errors import ConfigError, UserError
+from bench.loader import CONFIG_DIR, config_with_overrides, load_config, parse_config
+from tests.conftest import write_config
+
+BASE = 'name = "t"\n[model]\ndepth = 3\nwidth = 4\n'
+
+
+def test_presets_load_and_expand():
+    for name in ("seed", "default", "smoke"):
+        config = load_config(CONFIG_DIR / f"{name}.toml")
+        assert config.name == name
+        assert config.cells()
+    seed = load_config("seed")
+    assert len(seed.sweep.seeds) == 100
+    assert [c.model.residual for c in seed.cells()] == [False, True]
+    assert {(c.model.depth, c.model.width) for c in seed.cells()} == {(5, 10)}
+
+
+def test_default_sweep_covers_what_make_bench_promises():
+    cells = load_config("default").cells()
+    depths = {c.model.depth for c in cells}
+    widths = {c.model.width for c in cells}
+    assert min(depths) == 2 and max(depths) >= 32 and 5 in depths
+    assert min(widths) == 10 and max(widths) >= 256
+    assert {c.model.residual for c in cells} == {False, True}
+    assert len(cells[0].seeds) >= 30
+
+
+def test_sweep_axes_expand_as_cartesian_product():
+    config = parse_config(BASE + "[sweep]\nseeds = [3, 9]\ndepth = [2, 3]\n"
+                          "residual = [false, true]\ndtype = [\"float32\", \"float64\"]\n")
+    cells = config.cells()
+    assert len(cells) == 8
+    assert {c.seeds for c in cells} == {(3, 9)}
+    assert config.sweep_axes() == ["depth", "residual", "dtype"]
+    assert len({c.cell_id for c in cells}) == 8
+
+
+@pytest.mark.parametrize("text,where", [
+    (BASE + "colour = 1\n", "[model] colour"),
+    ('name = "t"\nmodle = {}\n', "modle"),
+    (BASE.replace("depth = 3", "depth = 1"), "[model] depth = 1: must be >= 2"),
+    (BASE.replace("width = 4", "width = 0"), "[model] width = 0: must be >= 1"),
+    (BASE.replace("depth = 3", 'depth = "3"'), '[model] depth = "3": must be an integer'),
+    (BASE.replace("depth = 3", "depth = true"), "[model] depth = true: must be an integer"),
+    (BASE + 'activation = "swish"\n', '[model] activation = "swish": must be one of'),
+    (BASE + "bias = 1\n", "[model] bias = 1: must be true or false"),
+    (BASE + "init_gain = nan\n", "[model] init_gain = nan: must be finite"),
+    (BASE + '[data]\ninput = [[1.0, 2.0]]\n', "[data] input: fixed rows have 2 values but "
+                                              "model.width is 4"),
+    (BASE + '[data]\ninput = [[1.0], [1.0, 2.0]]\n', "[data] input"),
+    (BASE + '[data]\ninput = "gaussian"\n', '[data] input = "gaussian"'),
+    (BASE + '[data]\nloss = "l1"\n', '[data] loss = "l1"'),
+    (BASE + "[data]\nbatch_size = 0\n", "[data] batch_size = 0: must be >= 1"),
+    (BASE + "[sweep]\nseeds = 0\n", "[sweep] seeds = 0"),
+    (BASE + "[sweep]\nseeds = [1, 1]\n", "[sweep] seeds"),
+    (BASE + "[sweep]\nseeds = [-1]\n", "[sweep] seeds = -1"),
+    (BASE + "[sweep]\ndepth = 4\n", "[sweep] depth = 4: a sweep axis must be a list"),
+    (BASE + "[sweep]\ndepth = [4, 1]\n", "[sweep] depth = 1: must be >= 2"),
+    (BASE + "[sweep]\nheight = [1]\n", "[sweep] height"),
+    (BASE + '[sweep]\ndevice = ["tpu"]\n', '[sweep] device = "tpu"'),
+    (BASE + '[sweep]\ndtype = ["int8"]\n', '[sweep] dtype = "int8"'),
+    (BASE + '[sweep]\ndtype = ["float32", "float32"]\n', "[sweep] dtype"),
+    (BASE + '[data]\ninput = [[1.0, 2.0, 3.0, 4.0]]\n[sweep]\nwidth = [4, 5]\n',
+     "in the sweep cell width = 5"),
+    (BASE + '[report]\nmetric = "speed"\n', '[report] metric = "speed"'),
+    (BASE + '[report]\nheadline = { colour = 5 }\n', "[report.headline] colour"),
+])
+def test_each_config_error_names_file_and_key(tmp_path, text, where):
+    path = write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert where in message
+    assert "\n" not in message
+
+
+def test_malformed_toml(tmp_path):
+    path = write_config(tmp_path, "name = \n")
+    with pytest.raises(UserError, match=r"c\.toml: malformed TOML"):
+        load_config(path)
+
+
+def test_missing_file_lists_presets():
+    with pytest.raises(UserError, match=r"no such config file .*presets: default, seed, smoke"):
+        load_config("nope/missing.toml")
+
+
+def test_fixed_input_sets_batch_size(tmp_path):
+    config = load_config(write_config(tmp_path, BASE.replace("width = 4", "width = 2")
+                                      + "[data]\ninput = [[1.0, 2.0], [3.0, 4.0]]\n"))
+    assert config.data.batch_size == 2
+    assert config.cells()[0].axes()["input"].startswith("fixed:")
+
+
+def test_cli_overrides_revalidate():
+    config = load_config("seed")
+    assert len(config_with_overrides(config, seeds=7).sweep.seeds) == 7
+    with pytest.raises(ConfigError, match=r"command line: .*--seeds must be >= 1"):
+        config_with_overrides(config, seeds=0)
+    with pytest.raises(ConfigError, match=r"command line: .*device"):
+        config_with_overrides(config, devices=["gpu"])
+
+
+def test_cell_id_depends_on_content_only():
+    a = parse_config(BASE + "[sweep]\nseeds = 3\n", source="a.toml").cells()[0]
+    b = parse_config("# a comment\n" + BASE + "[sweep]\nseeds = [0, 1, 2]\n",
+                     source="b.toml").cells()[0]
+    c = parse_config(BASE + "[sweep]\nseeds = 4\n").cells()[0]
+    assert a.cell_id == b.cell_id != c.cell_id
