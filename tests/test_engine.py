@@ -1,0 +1,124 @@
+"""The seed-batched engine agrees with the blog's literal nn.Module loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import DataConfig, ModelConfig
+from bench.engine import bytes_per_seed, measure_group, run_chunk, seeds_per_chunk
+from bench.initialization import draw_initial_state, mlp_param_specs
+from bench.metrics import METRICS
+from bench.reference import build_reference
+from bench.sweep import Cell
+
+SEEDS = (0, 1, 2, 3, 11)
+
+
+def reference_metrics(model: ModelConfig, data: DataConfig, seed: int, dtype=torch.float32):
+    """Per parameter: the blog's grad.abs().mean() and the other metrics, from nn.Module."""
+    net, x = build_reference(model, data, seed, dtype)
+    outputs = net(x)
+    for h in outputs:
+        h.retain_grad()
+    loss = torch.nn.functional.mse_loss(outputs[-1], torch.full_like(outputs[-1], data.target))
+    loss.backward()
+    rows = []
+    for name, p in net.named_parameters():
+        layer = int(name.split(".")[1])
+        g, h = p.grad.double(), outputs[layer]
+        rows.append({
+            "param": name,
+            "grad_mean_abs": p.grad.abs().mean().item(),
+            "grad_l2": g.norm().item(),
+            "grad_max_abs": g.abs().max().item(),
+            "grad_nonfinite": int((~torch.isfinite(g)).sum()),
+            "grad_zero": int((g == 0).sum()),
+            "weight_l2": p.detach().double().norm().item(),
+            "act_rms": h.detach().double().square().mean().sqrt().item(),
+            "grad_act_rms": h.grad.double().square().mean().sqrt().item(),
+        })
+    return rows, loss.item()
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("model_kwargs", [
+    {},
+    {"bias": True, "out_features": 3},
+    {"activation": "tanh", "output_activation": True},
+    {"activation": "gelu_tanh", "init_gain": 1.3, "depth": 3, "width": 6},
+])
+def test_records_match_literal_module(residual, model_kwargs):
+    model = ModelConfig(residual=residual, **model_kwargs)
+    data = DataConfig(batch_size=2, target=0.5)
+    cell = Cell(model, data, "cpu", "float32", SEEDS)
+    result = run_chunk(cell, draw_initial_state(model, data, SEEDS))
+    for row, seed in enumerate(SEEDS):
+        expected, loss = reference_metrics(model, data, seed)
+        assert result.loss[row] == pytest.approx(loss, rel=1e-5)
+        for index, ref in enumerate(expected):
+            for m, metric in enumerate(METRICS):
+                got = result.values[row, index, m]
+                if metric in ("grad_nonfinite", "grad_zero"):
+                    assert got == ref[metric], (ref["param"], metric)
+                else:
+                    assert got == pytest.approx(ref[metric], rel=2e-5, abs=1e-30), \
+                        (seed, ref["param"], metric)
+
+
+def test_float64_cell_matches_module_cast_to_double():
+    model, data = ModelConfig(residual=True), DataConfig()
+    cell = Cell(model, data, "cpu", "float64", SEEDS)
+    result = run_chunk(cell, draw_initial_state(model, data, SEEDS))
+    for row, seed in enumerate(SEEDS):
+        expected, _ = reference_metrics(model, data, seed, torch.float64)
+        got = result.values[row, :, 0]
+        assert np.allclose(got, [r["grad_mean_abs"] for r in expected], rtol=1e-12)
+
+
+def test_blog_magnitudes_plain_vs_residual():
+    # The blog's single-seed table: about 1e-5 per layer without skips, 1e-2 with them.
+    data, seeds = DataConfig(), tuple(range(200))
+    logs = {}
+    for residual in (False, True):
+        cell = Cell(ModelConfig(residual=residual), data, "cpu", "float32", seeds)
+        values = run_chunk(cell, draw_initial_state(cell.model, data, seeds)).values[:, :4, 0]
+        values = values[(values > 0).all(axis=1)]
+        logs[residual] = np.log10(values).mean()
+    assert -6.5 < logs[False] < -4.0
+    assert -2.5 < logs[True] < -0.5
+
+
+def test_chunks_reproduce_a_single_chunk():
+    model, data = ModelConfig(depth=3, width=8, residual=True), DataConfig()
+    cell = Cell(model, data, "cpu", "float32", tuple(range(40)))
+    whole = measure_group([cell])[cell.cell_id]
+    tiny_budget = 7 * bytes_per_seed(cell)
+    assert seeds_per_chunk(cell, tiny_budget) == 7
+    chunked = measure_group([cell], max_memory=tiny_budget)[cell.cell_id]
+    assert np.array_equal(whole.seeds, chunked.seeds)
+    assert np.array_equal(whole.values, chunked.values)
+    assert list(whole.fingerprints) == list(chunked.fingerprints)
+
+
+def test_group_cells_share_initial_weights():
+    data, seeds = DataConfig(), (5, 6, 7)
+    cells = [Cell(ModelConfig(residual=r), data, "cpu", "float32", seeds) for r in (False, True)]
+    results = measure_group(cells)
+    plain, res = (results[c.cell_id] for c in cells)
+    assert list(plain.fingerprints) == list(res.fingerprints)
+    weight_l2 = METRICS.index("weight_l2")
+    assert np.array_equal(plain.values[:, :, weight_l2], res.values[:, :, weight_l2])
+    assert not np.array_equal(plain.values[:, :, 0], res.values[:, :, 0])
+
+
+def test_nonfinite_gradients_are_counted_not_crashed_on():
+    model, data = ModelConfig(depth=4, width=4, init_gain=1e25), DataConfig()
+    cell = Cell(model, data, "cpu", "float32", (0, 1))
+    result = run_chunk(cell, draw_initial_state(model, data, cell.seeds))
+    nonfinite = result.values[:, :, METRICS.index("grad_nonfinite")]
+    mean_abs = result.values[:, :, 0]
+    assert (nonfinite > 0).any()
+    assert np.array_equal(nonfinite > 0, ~np.isfinite(mean_abs))
+    assert len(mlp_param_specs(model)) == result.values.shape[1]
