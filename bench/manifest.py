@@ -1,0 +1,143 @@
+"""The run manifest: what ran, with which code, on which machine, when.
+
+``<run>/manifest.json`` (also embedded in each records file) is a JSON object:
+
+* ``manifest_version`` (int), ``records_schema_version`` (int)
+* ``config``: ``name``, ``description``, ``source`` (path as given), ``text`` (verbatim),
+  ``sha256`` (of the text), ``seeds`` (the seed list after CLI overrides), ``overrides``
+* ``cells``: list of ``{"cell_id", "axes", "n_seeds"}`` in sweep order
+* ``sweep_axes``: the record columns that vary across cells
+* ``environment``: see :func:`environment`
+* ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
+  ``status`` (``running`` | ``complete``), ``wall_seconds``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import UserError
+from bench.hashing import text_hash
+
+MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def git_state(root: Path = _SOURCE_ROOT) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the gradprobe source tree."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def environment() -> dict[str, Any]:
+    """Versions, hardware and numerics settings that can change the numbers."""
+    import pandas as pd
+    import pyarrow as pa
+    import scipy
+
+    from bench import __version__
+
+    return {
+        "gradprobe": __version__,
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+        "cuda": torch.version.cuda,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpu_names(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def new_manifest(config, cells, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The manifest at the start of a run (``status = "running"``)."""
+    from bench.records import SCHEMA_VERSION
+
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "records_schema_version": SCHEMA_VERSION,
+        "config": {
+            "name": config.name,
+            "description": config.description,
+            "source": config.source,
+            "text": config.text,
+            "sha256": text_hash(config.text),
+            "seeds": list(config.sweep.seeds),
+            "overrides": overrides,
+        },
+        "cells": [{"cell_id": c.cell_id, "axes": c.axes(), "n_seeds": len(c.seeds)}
+                  for c in cells],
+        "sweep_axes": config.sweep_axes(),
+        "environment": environment(),
+        "started_at": utc_now(),
+        "finished_at": None,
+        "status": "running",
+        "wall_seconds": None,
+    }
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """Load and version-check ``<run>/manifest.json``."""
+    path = Path(run_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {MANIFEST_FILE}; is this a gradprobe run directory?")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: unreadable manifest ({err})") from None
+    version = manifest.get("manifest_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise UserError(f"{path}: not a gradprobe manifest (no manifest_version)")
+    if version > MANIFEST_VERSION:
+        raise UserError(f"{path}: manifest version {version} is newer than this gradprobe "
+                        f"reads ({MANIFEST_VERSION}); upgrade gradprobe")
+    return manifest

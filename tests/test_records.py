@@ -1,0 +1,96 @@
+"""Raw records: the documented schema round-trips through Parquet, versions are enforced."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench import records
+from bench.errors import UserError
+from bench.loader import load_config
+from bench.metrics import METRICS
+
+
+def test_pandas_reads_the_records_directory(smoke_run):
+    frame = pd.read_parquet(smoke_run / "records")
+    config = load_config("smoke")
+    n_params = sum(c.model.depth for c in config.cells())
+    assert len(frame) == n_params * len(config.sweep.seeds)
+    for column in ("depth", "width", "residual", "device", "dtype", "seed", "param", "layer",
+                   "kind", "numel", "init_fingerprint", *METRICS, "loss_value"):
+        assert column in frame.columns
+    assert list(frame.columns) == records.SCHEMA.names
+    assert not frame.duplicated(["cell_id", "seed", "param"]).any()
+    first = frame[(frame["depth"] == 3) & (frame["seed"] == 0) & ~frame["residual"]
+                  & (frame["width"] == 8)]
+    assert first["param"].tolist() == ["layers.0.weight", "layers.1.weight", "layers.2.weight"]
+    assert first["numel"].tolist() == [64, 64, 8]
+    assert set(frame["kind"]) == {"weight"}
+
+
+def test_read_records_matches_pandas(smoke_run):
+    ours = records.read_records(smoke_run).sort_values(["cell_id", "seed", "param"])
+    theirs = pd.read_parquet(smoke_run / "records").sort_values(["cell_id", "seed", "param"])
+    pd.testing.assert_frame_equal(ours.reset_index(drop=True), theirs.reset_index(drop=True),
+                                  check_dtype=False, check_categorical=False)
+
+
+def test_each_file_carries_version_cell_and_manifest(smoke_run):
+    path = records.record_files(smoke_run)[0]
+    meta = pq.read_schema(path).metadata
+    assert int(meta[records.META_VERSION]) == records.SCHEMA_VERSION
+    cell = json.loads(meta[records.META_CELL])
+    assert path.name == f"cell-{cell['cell_id']}.parquet"
+    manifest = json.loads(meta[records.META_MANIFEST])
+    assert manifest["config"]["name"] == "smoke"
+
+
+def _copy_run(smoke_run, tmp_path):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(smoke_run, target)
+    return target
+
+
+def test_newer_schema_is_refused(smoke_run, tmp_path):
+    run = _copy_run(smoke_run, tmp_path)
+    path = records.record_files(run)[0]
+    table = pq.read_table(path)
+    meta = {**table.schema.metadata, records.META_VERSION: b"99"}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    with pytest.raises(UserError, match="schema version 99 is newer"):
+        records.read_records(run)
+
+
+def test_corrupt_file_is_a_clear_error(smoke_run, tmp_path):
+    run = _copy_run(smoke_run, tmp_path)
+    path = records.record_files(run)[0]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UserError, match=f"{path.name}: not a readable Parquet file"):
+        records.read_records(run)
+
+
+def test_foreign_parquet_is_refused(smoke_run, tmp_path):
+    run = _copy_run(smoke_run, tmp_path)
+    pq.write_table(pa.table({"x": [1]}), run / "records" / "cell-foreign.parquet")
+    with pytest.raises(UserError, match=r"without gradprobe\.schema_version"):
+        records.read_records(run)
+
+
+def test_missing_or_empty_run_directory(tmp_path):
+    with pytest.raises(UserError, match="no such run directory"):
+        records.read_records(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no records found"):
+        records.read_records(tmp_path / "empty")
+
+
+def test_hidden_temporary_files_are_ignored(smoke_run, tmp_path):
+    run = _copy_run(smoke_run, tmp_path)
+    (run / "records" / ".cell-x.parquet.123.tmp").write_bytes(b"partial")
+    assert len(records.read_records(run)) == len(pd.read_parquet(run / "records"))
