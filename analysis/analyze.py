@@ -1,0 +1,121 @@
+"""``gradprobe analyze RUN_DIR``: records in, tidy statistics tables out.
+
+Writes ``<run>/analysis/``:
+
+* ``summary.parquet``: per cell, parameter and metric (:mod:`analysis.summary`)
+* ``effects.parquet``: paired residual/plain ratios (:mod:`analysis.effects`)
+* ``trends.parquet``: per-layer slopes against depth (:mod:`analysis.trends`)
+* ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`analysis.trends`)
+* ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
+  bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
+  Written last: its presence means the tables are complete.
+
+The bootstrap uses ``numpy.random.default_rng(seed)``, one independent child stream per
+table, so re-analysing a run reproduces every interval exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.effects import ALPHA, paired_effects
+from analysis.series import build_series
+from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES
+from analysis.summary import describe
+from analysis.trends import depth_trends, layer_contrasts
+from bench.atomic_files import write_json_atomic, write_parquet_atomic
+from bench.errors import UserError
+from bench.manifest import read_manifest, utc_now
+from bench.records import read_records
+
+ANALYSIS_VERSION = 1
+ANALYSIS_DIR = "analysis"
+TABLES = ("summary", "effects", "trends", "contrasts")
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    n_resamples: int = DEFAULT_RESAMPLES  # bootstrap resamples per interval
+    confidence: float = CONFIDENCE
+    alpha: float = ALPHA  # false discovery rate for "significant"
+    seed: int = 0  # bootstrap generator seed
+    adjust: str = "bh"  # Benjamini-Hochberg across each family of tests
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
+            raise UserError(f"--resamples {self.n_resamples}: use at least 100 resamples")
+        if not 0 < self.alpha < 1:
+            raise UserError(f"alpha = {self.alpha}: must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The tables of an analysed run, plus its ``analysis.json`` metadata."""
+
+    run_dir: Path
+    summary: pd.DataFrame
+    effects: pd.DataFrame
+    trends: pd.DataFrame
+    contrasts: pd.DataFrame
+    meta: dict
+
+
+def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSettings()
+                ) -> Analysis:
+    """Compute every table for a run and write them under ``<run>/analysis/``."""
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    manifest = read_manifest(run_dir)
+    series = build_series(read_records(run_dir))
+    rngs = np.random.default_rng(settings.seed).spawn(len(TABLES))
+    n = settings.n_resamples
+    tables = {
+        "summary": describe(series, rng=rngs[0], n_resamples=n),
+        "effects": paired_effects(series, rng=rngs[1], n_resamples=n, alpha=settings.alpha),
+        "trends": depth_trends(series, rng=rngs[2], n_resamples=n),
+        "contrasts": layer_contrasts(series, rng=rngs[3], n_resamples=n, alpha=settings.alpha),
+    }
+    out = run_dir / ANALYSIS_DIR
+    out.mkdir(exist_ok=True)
+    for name, frame in tables.items():
+        write_parquet_atomic(out / f"{name}.parquet", frame)
+    meta = {
+        "analysis_version": ANALYSIS_VERSION,
+        "created_at": utc_now(),
+        "settings": asdict(settings),
+        "run": {"config_sha256": manifest["config"]["sha256"],
+                "cells": len(manifest["cells"]), "seeds": len(series.seeds)},
+        "rows": {name: len(frame) for name, frame in tables.items()},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_json_atomic(out / "analysis.json", meta)
+    return Analysis(run_dir, meta=meta, **tables)
+
+
+def load_analysis(run_dir: str | Path) -> Analysis:
+    """Read an analysed run; UserError if it has not been analysed or is from a newer
+    gradprobe."""
+    import json
+
+    run_dir = Path(run_dir)
+    meta_path = run_dir / ANALYSIS_DIR / "analysis.json"
+    if not meta_path.is_file():
+        raise UserError(f"{run_dir}: not analysed yet; run `gradprobe analyze {run_dir}`")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("analysis_version", 0) > ANALYSIS_VERSION:
+        raise UserError(f"{meta_path}: analysis version {meta['analysis_version']} is newer "
+                        "than this gradprobe reads; upgrade gradprobe")
+    tables = {}
+    for name in TABLES:
+        path = run_dir / ANALYSIS_DIR / f"{name}.parquet"
+        try:
+            tables[name] = pd.read_parquet(path)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: unreadable ({err}); re-run `gradprobe analyze "
+                            f"{run_dir}`") from None
+    return Analysis(run_dir, meta=meta, **tables)

@@ -1,0 +1,162 @@
+"""Statistics across seeds: pure functions over ``(groups, seeds)`` arrays.
+
+The seed is the unit of replication. Gradient magnitudes span orders of magnitude and are
+close to log-normal across seeds (Hanin 2018), so every estimate is made on ``log10`` values
+and reported back as a geometric mean or a ratio. Zeros and non-finite values have no
+logarithm: callers mask them (:func:`log10_or_nan`) and report how many there were.
+
+All randomness comes from an explicit ``numpy.random.Generator``. Shapes follow rliable's
+convention: ``values`` is a matrix of size ``(num_groups x num_seeds)``; each row is one
+quantity (a cell, parameter and metric) measured once per seed. Rows may contain NaN for
+excluded seeds; functions handle each row with its own valid values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+# Measured on 200 normal samples of 50 seeds, 5 bootstrap seeds each: the Monte Carlo SD of
+# a 95% interval endpoint is 1.8% of the interval width at 2000 resamples, 1.1% at 4999 and
+# 0.8% at 9999. 4999 keeps that error small at half the cost of scipy's default.
+DEFAULT_RESAMPLES = 4999
+CONFIDENCE = 0.95
+# Resampled values per bootstrap batch (32 MB of float64): small batches stay in cache.
+_BATCH_VALUES = 4_000_000
+
+
+def log10_or_nan(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``log10(values)`` with NaN where a value is zero or non-finite.
+
+    Returns ``(logs, is_zero, is_nonfinite)``, all of ``values``' shape. Negative values are
+    not expected (all metrics are magnitudes) and count as non-finite.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    is_nonfinite = ~np.isfinite(values) | (values < 0)
+    is_zero = values == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(is_nonfinite | is_zero, np.nan, np.log10(np.abs(values)))
+    return logs, is_zero, is_nonfinite
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Per-row point estimates and confidence bounds, each ``(num_groups,)``."""
+
+    point: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    n: np.ndarray  # valid seeds per row
+
+
+def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
+            n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
+            method: str = "BCa") -> Interval:
+    """Mean of each row's valid values with a bootstrap CI (``scipy.stats.bootstrap``).
+
+    Takes ``values`` ``(num_groups x num_seeds)`` with NaN for excluded seeds. Rows with fewer
+    than 2 valid values get a NaN interval; rows whose valid values are all equal get the
+    degenerate interval ``[v, v]`` (the bootstrap distribution is a single point). Rows are
+    bootstrapped together, vectorised, one call per distinct count of valid values.
+    """
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    valid = ~np.isnan(values)
+    n = valid.sum(axis=1)
+    point = np.full(len(values), np.nan)
+    low, high = point.copy(), point.copy()
+    for count in np.unique(n):
+        rows = np.flatnonzero(n == count)
+        if count == 0:
+            continue
+        data = values[rows][valid[rows]].reshape(len(rows), count)
+        point[rows] = data.mean(axis=1)
+        if count < 2:
+            continue
+        # Spreads at float-rounding level (e.g. a log ratio that is the same in every seed)
+        # are constant data: the bootstrap distribution is a point.
+        scale = np.maximum(1.0, np.abs(data).max(axis=1))
+        constant = np.ptp(data, axis=1) <= 1e-12 * scale
+        low[rows[constant]] = high[rows[constant]] = point[rows[constant]]
+        varying = rows[~constant]
+        if len(varying):
+            lo, hi = _bootstrap_mean(data[~constant], rng, n_resamples, confidence, method)
+            low[varying], high[varying] = lo, hi
+    return Interval(point, low, high, n)
+
+
+def _bootstrap_mean(data: np.ndarray, rng: np.random.Generator, n_resamples: int,
+                    confidence: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = max(1, _BATCH_VALUES // data.size)
+    with warnings.catch_warnings():
+        # BCa warns when a row's jackknife or bootstrap distribution is degenerate (few
+        # distinct values); such rows get NaN and are redone with the percentile method.
+        warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        result = stats.bootstrap((data,), np.mean, axis=-1, vectorized=True,
+                                 n_resamples=n_resamples, batch=batch, method=method,
+                                 confidence_level=confidence, rng=rng)
+    low = np.array(result.confidence_interval.low, dtype=np.float64, ndmin=1)
+    high = np.array(result.confidence_interval.high, dtype=np.float64, ndmin=1)
+    failed = np.isnan(low) | np.isnan(high)
+    if failed.any() and method != "percentile":
+        low[failed], high[failed] = _bootstrap_mean(data[failed], rng, n_resamples,
+                                                    confidence, "percentile")
+    return low, high
+
+
+def wilcoxon_pvalues(differences: np.ndarray) -> np.ndarray:
+    """Two-sided Wilcoxon signed-rank p-value of each row (H0: median difference 0).
+
+    Takes ``(num_groups x num_seeds)`` paired differences with NaN for excluded pairs. Zero
+    differences are dropped (Wilcoxon's convention); a row with no non-zero difference has
+    p = 1 (no evidence of any change), one with fewer than 1 valid pair has p = NaN.
+    """
+    differences = np.atleast_2d(np.asarray(differences, dtype=np.float64))
+    p = np.full(len(differences), np.nan)
+    for i, row in enumerate(differences):
+        row = row[~np.isnan(row)]
+        nonzero = row[row != 0]
+        if len(row) == 0:
+            continue
+        if len(nonzero) == 0:
+            p[i] = 1.0
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            p[i] = stats.wilcoxon(nonzero, alternative="two-sided").pvalue
+    return p
+
+
+def adjust_pvalues(pvalues: np.ndarray, method: str = "bh") -> np.ndarray:
+    """Benjamini-Hochberg (``"bh"``) or Benjamini-Yekutieli (``"by"``) adjusted p-values.
+
+    ``scipy.stats.false_discovery_control`` over the finite entries, which form the family;
+    NaN entries (no test possible) stay NaN and do not count towards the family size.
+    """
+    pvalues = np.asarray(pvalues, dtype=np.float64)
+    adjusted = np.full(pvalues.shape, np.nan)
+    finite = np.isfinite(pvalues)
+    if finite.any():
+        adjusted[finite] = stats.false_discovery_control(pvalues[finite], method=method)
+    return adjusted
+
+
+def per_seed_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``y`` on ``x`` for every (group, seed).
+
+    Takes ``x`` ``(num_points,)`` and ``y`` ``(num_groups x num_seeds x num_points)``;
+    returns ``(num_groups x num_seeds)``, NaN where a series has any NaN point or fewer than
+    two points. Fitting each seed's series and averaging the slopes keeps the seed as the
+    unit of replication: seeds share their first layers across depths, so the points of one
+    seed are not independent observations.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(x) < 2:
+        return np.full(y.shape[:-1], np.nan)
+    xc = x - x.mean()
+    slopes = ((y - y.mean(axis=-1, keepdims=True)) * xc).sum(axis=-1) / (xc**2).sum()
+    return np.where(np.isnan(y).any(axis=-1), np.nan, slopes)

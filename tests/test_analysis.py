@@ -1,0 +1,111 @@
+"""Analysis tables on a planted-effect fixture and on a real smoke run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.analyze import TABLES, load_analysis
+from analysis.effects import paired_effects
+from analysis.series import Series
+from analysis.summary import describe
+from analysis.trends import depth_trends, layer_contrasts
+from bench.errors import UserError
+
+
+def planted_series(n_seeds: int = 24) -> Series:
+    """Two depths x plain/residual, one weight per layer, with known log-normal values:
+    residual is exactly 100x plain in every seed, and each extra layer divides by 10."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.2, size=n_seeds)
+    keys, values = [], []
+    for depth in (2, 3):
+        for residual in (False, True):
+            for layer in range(depth):
+                keys.append({"cell_id": f"d{depth}r{int(residual)}", "depth": depth,
+                             "residual": residual, "param": f"layers.{layer}.weight",
+                             "layer": layer, "kind": "weight", "numel": 4, "n_layers": depth})
+                values.append(10.0 ** (-depth + 2 * residual + noise))
+    matrix = np.array(values)
+    prints = np.tile(np.array([f"{s:016x}" for s in range(n_seeds)], dtype=object),
+                     (len(keys), 1))
+    metrics = {"grad_mean_abs": matrix, "grad_l2": matrix * 2, "grad_max_abs": matrix * 3,
+               "act_rms": matrix, "grad_act_rms": matrix, "weight_l2": np.ones_like(matrix)}
+    return Series(pd.DataFrame(keys), np.arange(n_seeds), metrics, prints)
+
+
+def test_describe_hand_computed_geometric_mean():
+    series = planted_series()
+    table = describe(series, rng=np.random.default_rng(1), n_resamples=299)
+    row = table[(table["cell_id"] == "d2r0") & (table["metric"] == "grad_mean_abs")].iloc[0]
+    # geometric mean = 10 ** mean(log10 x); the planted values are 10 ** (-2 + noise)
+    expected = 10 ** np.mean(np.log10(series.values["grad_mean_abs"][0]))
+    assert row["geo_mean"] == pytest.approx(expected)
+    assert 0.005 < row["geo_mean"] < 0.02
+    assert row["ci_low"] <= row["geo_mean"] <= row["ci_high"]
+    assert row["n_used"] == row["n_seeds"] == 24 and row["n_zero"] == 0
+
+
+def test_paired_effect_recovers_planted_ratio_exactly():
+    effects = paired_effects(planted_series(), rng=np.random.default_rng(2), n_resamples=299)
+    grad = effects[effects["metric"] == "grad_mean_abs"]
+    assert len(grad) == 5  # 2 + 3 layers
+    assert grad["ratio"].to_numpy() == pytest.approx(100.0)
+    # identical log ratio in every seed: the interval collapses onto it
+    assert grad["ci_low"].to_numpy() == pytest.approx(100.0)
+    assert grad["same_initial_weights"].all()
+    assert (grad["p_adjusted"] < 0.05).all() and grad["significant"].all()
+
+
+def test_depth_slope_recovers_planted_factor():
+    trends = depth_trends(planted_series(), rng=np.random.default_rng(3), n_resamples=299)
+    first = trends[(trends["metric"] == "grad_mean_abs") & (trends["role"] == "first")]
+    assert first["slope"].to_numpy() == pytest.approx([-1.0, -1.0])
+    assert first["factor_per_layer"].to_numpy() == pytest.approx([0.1, 0.1])
+
+
+def test_layer_contrast_is_one_when_layers_are_equal():
+    contrasts = layer_contrasts(planted_series(), rng=np.random.default_rng(4), n_resamples=299)
+    grad = contrasts[contrasts["metric"] == "grad_mean_abs"]
+    assert grad["ratio"].to_numpy() == pytest.approx(1.0)
+    assert (grad["p_value"] == 1.0).all() and not grad["significant"].any()
+
+
+def test_zero_seeds_are_counted_not_dropped_silently():
+    series = planted_series()
+    series.values["grad_mean_abs"][0, :5] = 0.0
+    series.values["grad_mean_abs"][0, 5] = np.inf
+    row = describe(series, rng=np.random.default_rng(5), n_resamples=199).iloc[0]
+    assert (row["n_seeds"], row["n_used"], row["n_zero"], row["n_nonfinite"]) == (24, 18, 5, 1)
+
+
+def test_smoke_analysis_files(smoke_analysis):
+    run_dir = smoke_analysis.run_dir
+    for name in TABLES:
+        assert (run_dir / "analysis" / f"{name}.parquet").is_file()
+    loaded = load_analysis(run_dir)
+    pd.testing.assert_frame_equal(loaded.summary, smoke_analysis.summary)
+    assert loaded.meta["settings"]["n_resamples"] == 499
+    effects = loaded.effects
+    first = effects[(effects["metric"] == "grad_mean_abs") & (effects["layer"] == 0)]
+    assert len(first) == 6 and first["same_initial_weights"].all()
+    assert (first["ratio"] > 1).all()  # skips raise the first-layer gradient in every cell
+
+
+def test_analysis_is_reproducible(smoke_run, tmp_path):
+    import shutil
+
+    from analysis.analyze import AnalysisSettings, analyze_run
+
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_run, copy)
+    settings = AnalysisSettings(n_resamples=199, seed=11)
+    a = analyze_run(copy, settings=settings).effects
+    b = analyze_run(copy, settings=settings).effects
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_unanalysed_run_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not analysed yet"):
+        load_analysis(tmp_path)

@@ -1,0 +1,114 @@
+"""Statistics: hand-computed fixtures, interval properties, coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from analysis import stats
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def test_log10_masks_and_counts_zero_and_nonfinite():
+    logs, zero, nonfinite = stats.log10_or_nan(np.array([[1.0, 0.0, 100.0, np.nan, np.inf]]))
+    assert logs[0, 0] == 0 and logs[0, 2] == 2
+    assert np.isnan(logs[0, [1, 3, 4]]).all()
+    assert zero.tolist() == [[False, True, False, False, False]]
+    assert nonfinite.tolist() == [[False, False, False, True, True]]
+
+
+def test_geometric_mean_hand_computed():
+    # log10 of 1, 10, 100 is 0, 1, 2: mean 1, so the geometric mean is 10.
+    logs = stats.log10_or_nan(np.array([[1.0, 10.0, 100.0]]))[0]
+    interval = stats.mean_ci(logs, rng=rng(), n_resamples=999)
+    assert 10 ** interval.point[0] == pytest.approx(10.0)
+    assert interval.n.tolist() == [3]
+
+
+def test_interval_ordering_property():
+    data = rng(1).normal(size=(300, 12)) * rng(2).uniform(0.1, 3, size=(300, 1))
+    data[::7, :3] = np.nan  # rows with excluded seeds
+    interval = stats.mean_ci(data, rng=rng(3), n_resamples=499)
+    assert (interval.low <= interval.point + 1e-12).all()
+    assert (interval.point <= interval.high + 1e-12).all()
+    assert (interval.n[::7] == 9).all() and (interval.n[1::7] == 12).all()
+
+
+def test_ci_coverage_close_to_nominal():
+    # 400 samples of 30 seeds from a log-normal with known geometric mean 1e-4:
+    # the 95% interval of the log mean should contain -4 in about 95% of samples.
+    logs = -4 + 0.8 * rng(4).standard_normal((400, 30))
+    interval = stats.mean_ci(logs, rng=rng(5), n_resamples=999)
+    coverage = np.mean((interval.low <= -4) & (interval.high >= -4))
+    assert 0.90 <= coverage <= 0.985
+
+
+def test_degenerate_rows():
+    data = np.array([[2.0, 2.0, 2.0], [1.0, np.nan, np.nan], [np.nan] * 3])
+    interval = stats.mean_ci(data, rng=rng(), n_resamples=199)
+    assert interval.low[0] == interval.high[0] == 2.0
+    assert interval.point[1] == 1.0 and np.isnan(interval.low[1])
+    assert np.isnan(interval.point[2])
+
+
+def test_bootstrap_is_reproducible_from_the_seed():
+    data = rng(6).normal(size=(5, 20))
+    a = stats.mean_ci(data, rng=rng(7), n_resamples=299)
+    b = stats.mean_ci(data, rng=rng(7), n_resamples=299)
+    assert np.array_equal(a.low, b.low) and np.array_equal(a.high, b.high)
+
+
+def test_wilcoxon_matches_scipy_and_handles_zeros():
+    diffs = np.array([[0.5, 1.2, -0.3, 2.0, 0.8, 1.1],
+                      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                      [0.0, 0.7, 0.9, np.nan, 1.3, -0.2]])
+    p = stats.wilcoxon_pvalues(diffs)
+    assert p[0] == pytest.approx(sps.wilcoxon(diffs[0]).pvalue)
+    assert p[1] == 1.0
+    assert p[2] == pytest.approx(sps.wilcoxon([0.7, 0.9, 1.3, -0.2]).pvalue)
+    # All 6 differences positive: the exact two-sided p is 2 / 2**6.
+    assert stats.wilcoxon_pvalues(np.arange(1, 7)[None] * 1.0)[0] == pytest.approx(2 / 64)
+
+
+def test_benjamini_hochberg_hand_computed():
+    # m = 4 tests; sorted p * m / rank = .04, .04, .04, .5 after the step-up minimum.
+    p = np.array([0.01, 0.02, 0.03, 0.5, np.nan])
+    adjusted = stats.adjust_pvalues(p)
+    assert adjusted[:4] == pytest.approx([0.04, 0.04, 0.04, 0.5])
+    assert np.isnan(adjusted[4])
+
+
+def test_per_seed_slopes_exact_on_lines():
+    depths = np.array([2.0, 4.0, 8.0])
+    y = np.stack([0.5 - 0.3 * depths, 1.0 + 0.1 * depths])[None]  # 1 group, 2 seeds
+    slopes = stats.per_seed_slopes(depths, y)
+    assert slopes[0] == pytest.approx([-0.3, 0.1])
+    y[0, 1, 2] = np.nan
+    assert np.isnan(stats.per_seed_slopes(depths, y)[0, 1])
+
+
+def test_rows_that_defeat_bca_fall_back_to_percentile():
+    # Regression: values equal up to float rounding make BCa's jackknife degenerate and
+    # scipy returns a NaN interval; the fallback must still give a finite one.
+    from scipy import stats as scipy_stats
+
+    data = 2.0 + np.array([[0.0, 2e-16, -2e-16, 4e-16, 0.0, -4e-16]])
+    with np.errstate(all="ignore"), pytest.warns(Warning):
+        raw = scipy_stats.bootstrap((data,), np.mean, axis=-1, vectorized=True,
+                                    n_resamples=999, rng=rng(8))
+    assert np.isnan(raw.confidence_interval.low).all()
+    low, high = stats._bootstrap_mean(data, rng(8), 999, 0.95, "BCa")
+    assert np.isfinite(low).all() and np.isfinite(high).all()
+    assert low[0] == pytest.approx(2.0) and high[0] == pytest.approx(2.0)
+
+
+def test_near_constant_rows_collapse_instead_of_nan():
+    # Regression: a log ratio equal in every seed up to float rounding (as for plain vs
+    # residual cells of an identity network) gave NaN from BCa.
+    row = 2.0 + np.array([0.0, 2e-16, -2e-16, 4e-16, 0.0, -4e-16])
+    interval = stats.mean_ci(row[None], rng=rng(9), n_resamples=199)
+    assert interval.low[0] == pytest.approx(2.0) and interval.high[0] == pytest.approx(2.0)
