@@ -1,0 +1,62 @@
+"""The HTML report renders, is self-contained, and holds the numbers it claims."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from analysis.headline import fmt_ci
+from analysis.report import headline_for, write_report
+from bench.records import read_records
+
+
+def test_report_renders_with_headline_numbers(smoke_analysis):
+    path = write_report(smoke_analysis.run_dir, analysis=smoke_analysis)
+    html = path.read_text(encoding="utf-8")
+    headline = headline_for(smoke_analysis)
+    assert headline.selection["depth"] == 3 and headline.selection["width"] == 8
+    for row in headline.rows:
+        for cell in row:
+            assert cell.replace("<", "&lt;") in html
+    for section in ("headline", "findings", "figures", "methods", "manifest"):
+        assert f'id="{section}"' in html
+    assert html.count("<svg") >= 4
+    assert 'role="img" aria-label=' in html
+
+
+def test_headline_matches_records_recomputed_by_hand(smoke_analysis):
+    """The plain geometric mean in the table is 10 ** mean(log10) of the raw records."""
+    headline = headline_for(smoke_analysis)
+    records = read_records(smoke_analysis.run_dir)
+    chosen = records[(records["depth"] == 3) & (records["width"] == 8) & ~records["residual"]
+                     & (records["param"] == "layers.0.weight")]
+    geo = 10 ** np.log10(chosen["grad_mean_abs"]).mean()
+    row = headline.table[headline.table["param"] == "layers.0.weight"].iloc[0]
+    assert np.isclose(row["plain"], geo, rtol=1e-12)
+    assert row["plain_low"] <= geo <= row["plain_high"]
+    assert fmt_ci(row["plain"], row["plain_low"], row["plain_high"]) in headline.text
+
+
+def test_report_is_self_contained(smoke_analysis, tmp_path):
+    html = write_report(smoke_analysis.run_dir, out=tmp_path / "r.html",
+                        analysis=smoke_analysis).read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "<script src" not in html and "<link" not in html
+    assert "@import" not in html
+
+
+def test_findings_state_numbers_with_intervals(smoke_analysis):
+    from analysis.findings import findings
+
+    headline = headline_for(smoke_analysis)
+    sentences = findings(smoke_analysis, headline.selection, headline.metric)
+    assert len(sentences) >= 4
+    interval = re.compile(r"\[[-0-9.e+]+, [-0-9.e+]+\]")
+    estimates = [s for s in sentences if " times " in s or "multiplies" in s]
+    assert len(estimates) >= 3
+    assert all(interval.search(s) for s in estimates)
+    assert all(re.search(r"\d", s) for s in sentences)
+    assert any("without skip connections" in s and "headline configuration" in s
+               for s in sentences)
+    assert not any("p = <" in s for s in sentences)
