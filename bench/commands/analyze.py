@@ -1,0 +1,30 @@
+"""``gradprobe analyze RUN_DIR``: statistics over seeds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.errors import EXIT_OK
+
+
+def add_parser(sub) -> None:
+    analyze = sub.add_parser("analyze", help="compute statistics over seeds")
+    analyze.add_argument("run_dir", type=Path)
+    analyze.add_argument("--resamples", type=int,
+                         help="bootstrap resamples per interval (default 4999)")
+    analyze.add_argument("--bootstrap-seed", type=int, default=0)
+    analyze.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    from analysis.analyze import AnalysisSettings, analyze_run
+
+    options = {"seed": args.bootstrap_seed}
+    if args.resamples is not None:
+        options["n_resamples"] = args.resamples
+    analysis = analyze_run(args.run_dir, settings=AnalysisSettings(**options))
+    rows = ", ".join(f"{k} {v}" for k, v in analysis.meta["rows"].items())
+    print(f"analysed {args.run_dir} in {analysis.meta['seconds']:.2f} s ({rows} rows) -> "
+          f"{Path(args.run_dir) / 'analysis'}")
+    return EXIT_OK

@@ -1,0 +1,22 @@
+"""``gradprobe report RUN_DIR``: the self-contained HTML report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.errors import EXIT_OK
+
+
+def add_parser(sub) -> None:
+    report = sub.add_parser("report", help="write the self-contained HTML report")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("-o", "--output", type=Path, help="file (default <run>/index.html)")
+    report.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    print(f"report -> {write_report(args.run_dir, out=args.output)}")
+    return EXIT_OK

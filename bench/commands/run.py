@@ -1,0 +1,53 @@
+"""``gradprobe run CONFIG``: run a sweep and write raw records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import EXIT_OK
+
+
+def parse_memory(text: str) -> int:
+    """``512M``, ``4G``, ``1073741824`` -> bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512M or 4G") from None
+
+
+def add_parser(sub) -> None:
+    run = sub.add_parser("run", help="run a sweep and write raw records")
+    run.add_argument("config", help="config file, or a preset name (seed, default, smoke)")
+    run.add_argument("--out", type=Path, help="run directory (default reports/<name>-<time>)")
+    run.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
+    run.add_argument("--device", action="append", help="device(s) to run on, overriding "
+                     "the config (repeatable: --device cpu --device cuda)")
+    run.add_argument("--max-memory", type=parse_memory, default=2**30,
+                     help="working memory per chunk of seeds, e.g. 512M or 4G (default 1G)")
+    run.add_argument("--force", action="store_true",
+                     help="redo every cell, replacing what the run directory holds")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    from bench.loader import config_with_overrides, load_config
+    from bench.runner import check_devices, default_run_dir, run_sweep
+
+    config = config_with_overrides(load_config(args.config), seeds=args.seeds,
+                                   devices=args.device)
+    overrides = {k: v for k, v in (("seeds", args.seeds), ("device", args.device)) if v}
+    check_devices(config)
+    args.out = args.out or default_run_dir(config)
+    print(f"running {len(config.cells())} cells into {args.out}", file=sys.stderr)
+    result = run_sweep(config, out=args.out, force=args.force, max_memory=args.max_memory,
+                       progress=not args.no_progress, overrides=overrides)
+    print(f"{result.rows} records from {result.cells_run} cells "
+          f"({result.cells_skipped} already done) in {result.seconds:.2f} s -> {result.run_dir}")
+    return EXIT_OK
