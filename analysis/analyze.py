@@ -6,6 +6,8 @@ Writes ``<run>/analysis/``:
 * ``effects.parquet``: paired residual/plain ratios (:mod:`analysis.effects`)
 * ``trends.parquet``: per-layer slopes against depth (:mod:`analysis.trends`)
 * ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`analysis.trends`)
+* ``devices.parquet``: cross-device agreement (:mod:`analysis.devices`; empty for one device)
+* ``cost.parquet``: time per seed per device, dtype and variant (:mod:`analysis.devices`)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
   bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
   Written last: its presence means the tables are complete.
@@ -17,12 +19,13 @@ table, so re-analysing a run reproduces every interval exactly.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from analysis.devices import cost_table, device_agreement
 from analysis.effects import ALPHA, paired_effects
 from analysis.series import build_series
 from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES
@@ -33,9 +36,11 @@ from bench.errors import UserError
 from bench.manifest import read_manifest, utc_now
 from bench.records import read_records
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 ANALYSIS_DIR = "analysis"
-TABLES = ("summary", "effects", "trends", "contrasts")
+TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost")
+# Tables added after version 1: an older analysis reads them as empty.
+OPTIONAL_TABLES = ("devices", "cost")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class Analysis:
     trends: pd.DataFrame
     contrasts: pd.DataFrame
     meta: dict
+    devices: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cost: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSettings()
@@ -71,15 +78,19 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     run_dir = Path(run_dir)
     started = time.perf_counter()
     manifest = read_manifest(run_dir)
-    series = build_series(read_records(run_dir))
-    rngs = np.random.default_rng(settings.seed).spawn(len(TABLES))
+    records = read_records(run_dir)
+    series = build_series(records)
+    rngs = np.random.default_rng(settings.seed).spawn(4)
     n = settings.n_resamples
     tables = {
         "summary": describe(series, rng=rngs[0], n_resamples=n),
         "effects": paired_effects(series, rng=rngs[1], n_resamples=n, alpha=settings.alpha),
         "trends": depth_trends(series, rng=rngs[2], n_resamples=n),
         "contrasts": layer_contrasts(series, rng=rngs[3], n_resamples=n, alpha=settings.alpha),
+        "devices": device_agreement(records),
+        "cost": cost_table(manifest),
     }
+    del records
     out = run_dir / ANALYSIS_DIR
     out.mkdir(exist_ok=True)
     for name, frame in tables.items():
@@ -113,6 +124,9 @@ def load_analysis(run_dir: str | Path) -> Analysis:
     tables = {}
     for name in TABLES:
         path = run_dir / ANALYSIS_DIR / f"{name}.parquet"
+        if name in OPTIONAL_TABLES and not path.exists():
+            tables[name] = pd.DataFrame()
+            continue
         try:
             tables[name] = pd.read_parquet(path)
         except (OSError, ValueError) as err:

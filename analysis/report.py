@@ -21,6 +21,7 @@ from analysis.analyze import Analysis, analyze_run, load_analysis
 from analysis.findings import findings
 from analysis.headline import (
     describe_selection,
+    fmt,
     format_headline,
     headline_rows,
     headline_selection,
@@ -136,7 +137,21 @@ def render_report(analysis: Analysis, manifest: dict) -> str:
                                  indent=2),
         n_cells=len(manifest["cells"]),
         axes=manifest.get("sweep_axes", []),
+        **devices_context(analysis, manifest),
     )
+
+
+def devices_context(analysis: Analysis, manifest: dict) -> dict[str, Any]:
+    """Rows for the devices-and-cost section (templates/devices_section.html.j2)."""
+    device_rows = [{"device_a": r.device_a, "device_b": r.device_b, "dtype": r.dtype,
+                    "metric": r.metric, "n": r.n, "max_rel": fmt(r.max_rel_diff),
+                    "median_rel": fmt(r.median_rel_diff), "expected": fmt(r.expected),
+                    "within": r.within_expected} for r in analysis.devices.itertuples()]
+    cost_rows = [{"device": r.device, "dtype": r.dtype, "variant": r.variant,
+                  "cells": r.cells, "seeds": r.seeds, "compute": f"{r.compute_us_per_seed:.3g}",
+                  "init": f"{r.init_us_per_seed:.3g}"} for r in analysis.cost.itertuples()]
+    return {"skipped": manifest.get("skipped", []), "device_rows": device_rows,
+            "cost_rows": cost_rows}
 
 
 def write_report(run_dir: str | Path, *, out: str | Path | None = None,

@@ -15,6 +15,7 @@ from bench.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "tanh", "identity")
 INITS = ("torch_default",)
+INIT_RNGS = ("torch_compat", "device")
 RANDOM_INPUTS = ("uniform", "normal")
 LOSSES = ("mse",)
 
@@ -68,6 +69,9 @@ class ModelConfig:
     residual: bool = False
     init: str = "torch_default"  # nn.Linear's own reset_parameters()
     init_gain: float = 1.0  # multiplies every initial weight and bias
+    # torch_compat: bit-identical to torch.nn on the CPU stream; device: drawn on the device
+    # in blocks of seeds (fast, statistically equivalent, not bit-compatible with torch.nn)
+    init_rng: str = "torch_compat"
 
     def __post_init__(self) -> None:
         check_int("model.depth", self.depth, minimum=2)
@@ -79,6 +83,7 @@ class ModelConfig:
         check_bool("model.residual", self.residual)
         check_choice("model.init", self.init, INITS)
         object.__setattr__(self, "init_gain", check_float("model.init_gain", self.init_gain))
+        check_choice("model.init_rng", self.init_rng, INIT_RNGS)
 
 
 @dataclass(frozen=True)

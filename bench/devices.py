@@ -63,13 +63,3 @@ def expand_auto(requested: tuple[str, ...]) -> tuple[str, ...]:
             names = ["cpu"]
         out.extend(n for n in names if n not in out)
     return tuple(out)
-
-
-def require_devices(devices: tuple[str, ...]) -> None:
-    """Raise a ConfigError naming the first requested device this machine does not have."""
-    for name in devices:
-        ok, why = device_available(name)
-        if not ok:
-            raise ConfigError(
-                "sweep.device", f"is not available ({why}); remove it or use \"auto\"", name
-            )

@@ -8,6 +8,7 @@ Memory is bounded by splitting a cell's seeds into chunks (:func:`seeds_per_chun
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.device_rng import block_size, draw_on_device
 from bench.devices import DTYPES
 from bench.initialization import InitialState, draw_initial_state, scaled_params
 from bench.metrics import reduce_metrics
@@ -26,17 +28,21 @@ DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
 
 @dataclass
 class ChunkResult:
-    """What one chunk of seeds produced, on the host."""
+    """What one chunk of seeds produced, on the host, and how long it took."""
 
     seeds: np.ndarray  # (S,) int64
     values: np.ndarray  # (S, P, len(METRICS)) float64
     loss: np.ndarray  # (S,) float64
     fingerprints: np.ndarray  # (S,) str, 16 hex digits
+    compute_seconds: float = 0.0  # forward, backward and reductions of this cell
+    init_seconds: float = 0.0  # drawing the initial state (shared by the cell's group)
 
     @staticmethod
     def concat(parts: Sequence[ChunkResult]) -> ChunkResult:
-        return ChunkResult(*(np.concatenate([getattr(p, f) for p in parts])
-                             for f in ("seeds", "values", "loss", "fingerprints")))
+        arrays = (np.concatenate([getattr(p, f) for p in parts])
+                  for f in ("seeds", "values", "loss", "fingerprints"))
+        return ChunkResult(*arrays, compute_seconds=sum(p.compute_seconds for p in parts),
+                           init_seconds=sum(p.init_seconds for p in parts))
 
 
 def bytes_per_seed(cell: Cell) -> int:
@@ -50,16 +56,39 @@ def bytes_per_seed(cell: Cell) -> int:
 
 
 def seeds_per_chunk(cell: Cell, max_memory: int = DEFAULT_MAX_MEMORY) -> int:
-    """Seeds per chunk within the memory budget."""
-    return max(1, max_memory // bytes_per_seed(cell))
+    """Seeds per chunk within the memory budget (whole generator blocks in device mode)."""
+    chunk = max(1, max_memory // bytes_per_seed(cell))
+    if cell.model.init_rng == "device":
+        block = block_size(cell.model, cell.data)
+        chunk = max(block, chunk - chunk % block)
+    return chunk
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so that a timer measures it (nanoGPT's bench.py)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def draw_state(cell: Cell, seeds: Sequence[int]) -> InitialState:
+    """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it."""
+    if cell.model.init_rng == "device":
+        return draw_on_device(cell.model, cell.data, seeds, cell.device)
+    return draw_initial_state(cell.model, cell.data, seeds, pin=cell.device.startswith("cuda"))
 
 
 def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
     """Forward, backward and reductions for the seeds of ``state`` under ``cell``'s settings."""
     device, dtype = torch.device(cell.device), DTYPES[cell.dtype]
-    master = [p.to(device) for p in scaled_params(state, cell.model.init_gain)]
+    started = time.perf_counter()
+    buffer = state.buffer.to(device, non_blocking=True)
+    on_device = InitialState(state.seeds, state.specs, buffer, state.batch_size,
+                             state.fingerprints)
+    master = scaled_params(on_device, cell.model.init_gain)
     params = [p.to(dtype).detach().requires_grad_() for p in master]
-    inputs = state.inputs.to(device, dtype)
+    inputs = on_device.inputs.to(dtype)
     with torch.enable_grad():
         outputs = forward(cell.model, state.specs, params, inputs)
         loss = loss_per_seed(outputs[-1], cell.data.target, cell.data.loss)
@@ -67,11 +96,13 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
     n = len(params)
     with torch.no_grad():
         values = reduce_metrics(state.specs, params, grads[:n], outputs, grads[n:])
+    loss = loss.detach().to("cpu", torch.float64).numpy()
     return ChunkResult(
         seeds=np.asarray(state.seeds, dtype=np.int64),
         values=values.numpy(),
-        loss=loss.detach().to("cpu", torch.float64).numpy(),
+        loss=loss,
         fingerprints=np.asarray(state.fingerprints),
+        compute_seconds=time.perf_counter() - started,  # .cpu() above waited for the device
     )
 
 
@@ -91,18 +122,23 @@ def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 
-    def draw(start: int) -> InitialState:
-        return draw_initial_state(first.model, first.data, seeds[start:start + chunk])
+    def draw(start: int) -> tuple[InitialState, float]:
+        started = time.perf_counter()
+        state = draw_state(first, seeds[start:start + chunk])
+        synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
+        return state, time.perf_counter() - started
 
-    overlap = any(cell.device != "cpu" for cell in cells)
+    overlap = any(cell.device != "cpu" for cell in cells) and first.model.init_rng != "device"
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
         pending = _Now(draw(starts[0])) if not overlap else drawer.submit(draw, starts[0])
         for i in range(len(starts)):
-            state = pending.result()
+            state, init_seconds = pending.result()
             if i + 1 < len(starts) and overlap:
                 pending = drawer.submit(draw, starts[i + 1])
             for cell in cells:
-                parts[cell.cell_id].append(run_chunk(cell, state))
+                result = run_chunk(cell, state)
+                result.init_seconds = init_seconds / len(cells)
+                parts[cell.cell_id].append(result)
                 if on_chunk:
                     on_chunk(len(state.seeds))
             if i + 1 < len(starts) and not overlap:

@@ -169,19 +169,18 @@ def _fill_part(fill, seeds, stream, rows) -> list[str]:
 
 
 def draw_initial_state(model: ModelConfig, data: DataConfig, seeds: Sequence[int],
-                       *, threads: int | None = None) -> InitialState:
+                       *, threads: int | None = None, pin: bool = False) -> InitialState:
     """Draw parameters, then the input, for every seed, exactly as ``torch.nn`` would.
 
     ``init_gain`` is not applied here (it scales the draw, see :func:`scaled_params`), so
     cells that differ only in gain share one draw. Seeds are split across ``threads``
-    (default: all cores); numpy, torch and hashlib release the GIL while they work.
+    (default: all cores); numpy, torch and hashlib release the GIL while they work. ``pin``
+    allocates the buffer in page-locked memory for fast copies to an accelerator.
     """
     specs = tuple(mlp_param_specs(model))
     total = sum(spec.numel for spec in specs)
     n_inputs = data.batch_size * model.width
-    buffer = torch.empty(len(seeds), total + n_inputs, dtype=torch.float32)
-    if not isinstance(data.input, str):
-        buffer[:, total:] = torch.tensor(data.input, dtype=torch.float32).reshape(-1)
+    buffer = _allocate(len(seeds), total + n_inputs, data, total, pin=pin)
     stream = _stream(specs, data, n_inputs)
     fill = _choose_filler(stream) if stream else (lambda *args: None)
     workers = _thread_count(len(seeds), total, threads)
@@ -195,6 +194,15 @@ def draw_initial_state(model: ModelConfig, data: DataConfig, seeds: Sequence[int
                     for part_seeds, rows in parts]
             prints = [p for job in jobs for p in job.result()]
     return InitialState(tuple(seeds), specs, buffer, data.batch_size, prints)
+
+
+def _allocate(n_seeds: int, width: int, data: DataConfig, total: int, *,
+              pin: bool) -> torch.Tensor:
+    # Pinned (page-locked) host memory lets the copy to an accelerator run asynchronously.
+    buffer = torch.empty(n_seeds, width, dtype=torch.float32, pin_memory=pin)
+    if not isinstance(data.input, str):
+        buffer[:, total:] = torch.tensor(data.input, dtype=torch.float32).reshape(-1)
+    return buffer
 
 
 def _thread_count(n_seeds: int, numel_per_seed: int, threads: int | None) -> int:

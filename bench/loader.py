@@ -18,7 +18,8 @@ from bench.sweep import ExperimentConfig, ReportConfig, SweepConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TOP_KEYS = ("name", "description", "model", "data", "sweep", "report")
-SWEEP_KEYS = ("seeds", "device", "dtype")
+SWEEP_KEYS = ("seeds", "device", "dtype", "tf32", "on_missing_device", "max_memory")
+SWEEP_SETTINGS = ("tf32", "on_missing_device")
 REPORT_KEYS = ("headline", "metric")
 
 
@@ -114,9 +115,30 @@ def _sweep(table: dict[str, Any]) -> SweepConfig:
     for key in ("device", "dtype"):
         if key in table:
             kwargs[key] = tuple(_as_list(f"sweep.{key}", table[key], allow_scalar=True))
+    for key in SWEEP_SETTINGS:
+        if key in table:
+            kwargs[key] = table[key]
+    if "max_memory" in table:
+        kwargs["max_memory"] = parse_memory("sweep.max_memory", table["max_memory"])
     axes = [(key, tuple(_as_list(f"sweep.{key}", value, allow_scalar=False)))
             for key, value in table.items() if key not in SWEEP_KEYS]
     return SweepConfig(axes=tuple(axes), **kwargs)
+
+
+def parse_memory(key: str, value: Any) -> int:
+    """``"512M"``, ``"4G"``, ``"1.5G"`` or a byte count -> bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().removesuffix("B").removesuffix("I")
+        try:
+            if text and text[-1] in units:
+                return int(float(text[:-1]) * units[text[-1]])
+            return int(text)
+        except ValueError:
+            pass
+    raise ConfigError(key, 'must be a size such as "512M" or "4G"', value)
 
 
 def _seeds(value: Any) -> tuple[int, ...]:

@@ -8,8 +8,14 @@
 * ``cells``: list of ``{"cell_id", "axes", "n_seeds"}`` in sweep order
 * ``sweep_axes``: the record columns that vary across cells
 * ``environment``: see :func:`environment`
+* ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``
+* ``skipped``: ``{"device", "reason", "cells"}`` per absent device skipped by the config
 * ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
   ``status`` (``running`` | ``complete``), ``wall_seconds``
+* ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
+  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``
+* ``peak_memory``: ``host_rss_bytes`` (peak RSS of the process) and ``devices`` (peak
+  allocated bytes per CUDA device)
 """
 
 from __future__ import annotations

@@ -22,7 +22,12 @@ Layout of a run directory::
   seed's loss, repeated on each of its rows).
 
 Each file's Parquet metadata holds ``gradprobe.schema_version``, ``gradprobe.cell`` (the cell
-as JSON) and ``gradprobe.manifest`` (the run manifest as known when the file was written).
+as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written) and
+``gradprobe.timing`` (``compute_seconds``, ``init_seconds``, ``n_seeds``).
+
+Versions: 1 had no ``init_rng`` column; 2 adds it. Older files are migrated on read by
+:func:`migrate`: a config key added later gets its default, which by construction reproduces
+what older code did.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ from bench.config import DataConfig, ModelConfig
 from bench.errors import UserError
 from bench.metrics import COUNT_METRICS, METRICS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RECORDS_DIR = "records"
 META_VERSION = b"gradprobe.schema_version"
 META_CELL = b"gradprobe.cell"
 META_MANIFEST = b"gradprobe.manifest"
+META_TIMING = b"gradprobe.timing"
 
 ROW_COLUMNS = ("seed", "param", "layer", "kind", "numel", "init_fingerprint")
 ANALYSIS_METRICS = tuple(m for m in METRICS if m not in COUNT_METRICS)
@@ -115,7 +121,8 @@ def cell_path(run_dir: Path, cell_id: str) -> Path:
     return Path(run_dir) / RECORDS_DIR / f"cell-{cell_id}.parquet"
 
 
-def write_cell(run_dir: Path, cell, table: pa.Table, manifest: dict[str, Any]) -> Path:
+def write_cell(run_dir: Path, cell, table: pa.Table, manifest: dict[str, Any],
+               timing: dict[str, float] | None = None) -> Path:
     """Write a cell's records atomically (:mod:`bench.atomic_files`): a reader or a
     resumed run sees either the whole file or none of it."""
     path = cell_path(run_dir, cell.cell_id)
@@ -125,6 +132,7 @@ def write_cell(run_dir: Path, cell, table: pa.Table, manifest: dict[str, Any]) -
         META_CELL: json.dumps({"cell_id": cell.cell_id, "axes": cell.axes(),
                                "seeds": list(cell.seeds)}).encode(),
         META_MANIFEST: json.dumps(manifest).encode(),
+        META_TIMING: json.dumps(timing or {}).encode(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
@@ -156,10 +164,40 @@ def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
         raise UserError(f"{path}: records schema version {version} is newer than this "
                         f"gradprobe reads ({SCHEMA_VERSION}); upgrade gradprobe")
     try:
-        return pq.read_table(path, columns=columns)
+        # A current file can be read column by column; an older one is migrated whole.
+        table = pq.read_table(path, columns=columns if version == SCHEMA_VERSION else None)
     except (OSError, pa.ArrowException) as err:
         raise UserError(f"{path}: corrupt records file ({err}); delete it and re-run the "
                         "sweep into the same directory to redo that cell") from None
+    if version == SCHEMA_VERSION:
+        return table
+    table = migrate(table, version)
+    return table.select(columns) if columns is not None else table
+
+
+def migrate(table: pa.Table, version: int) -> pa.Table:
+    """Bring a table of an older schema version to :data:`SCHEMA_VERSION`.
+
+    Every change so far added a config key; its column is filled with the key's default,
+    the value under which older code ran. Columns come out in :data:`SCHEMA` order.
+    """
+    if version == SCHEMA_VERSION:
+        return table
+    defaults = {f.name: f.default for dc in (ModelConfig, DataConfig) for f in fields(dc)}
+    for field in SCHEMA:
+        if field.name not in table.column_names:
+            if field.name not in defaults:
+                raise UserError(f"records schema version {version} lacks column {field.name} "
+                                "and no migration fills it; re-run the sweep")
+            table = table.append_column(field, pa.repeat(pa.scalar(defaults[field.name],
+                                                                   field.type), len(table)))
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def read_timing(path: Path) -> dict[str, float]:
+    """The ``gradprobe.timing`` metadata of one cell file (empty for older files)."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(META_TIMING, b"{}"))
 
 
 def read_records(run_dir: str | Path, columns: list[str] | None = None,

@@ -18,13 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.atomic_files import write_json_atomic, write_text_atomic
-from bench.devices import require_devices
+from bench.devices import device_available
 from bench.engine import DEFAULT_MAX_MEMORY, measure_group
 from bench.errors import ConfigError, UserError
 from bench.initialization import mlp_param_specs
 from bench.manifest import MANIFEST_FILE, new_manifest, read_manifest, utc_now
-from bench.records import cell_path, cell_table, write_cell
+from bench.records import cell_path, cell_table, read_timing, write_cell
 from bench.sweep import Cell, ExperimentConfig
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
@@ -80,60 +82,122 @@ def _config_sha(config: ExperimentConfig) -> str:
     return text_hash(config.text)
 
 
+def plan_cells(config: ExperimentConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
+    """The cells to run here and the skipped ones.
+
+    A device this machine lacks is an error naming the config, unless the config says
+    ``on_missing_device = "skip"``: then its cells are skipped and each skip is returned as
+    ``{"device", "reason", "cells"}`` for the manifest and the report.
+    """
+    all_cells = config.cells()
+    cells, skipped = [], []
+    for device in dict.fromkeys(c.device for c in all_cells):
+        ok, why = device_available(device)
+        on_device = [c for c in all_cells if c.device == device]
+        if ok:
+            cells += on_device
+        elif config.sweep.on_missing_device == "skip":
+            skipped.append({"device": device, "reason": why,
+                            "cells": [c.cell_id for c in on_device]})
+        else:
+            err = ConfigError("sweep.device", f"is not available ({why}); remove it, use "
+                              '"auto", or set on_missing_device = "skip"', device)
+            err.source = config.source
+            raise err
+    order = {c.cell_id: i for i, c in enumerate(all_cells)}
+    return sorted(cells, key=lambda c: order[c.cell_id]), skipped
+
+
+def check_devices(config: ExperimentConfig) -> None:
+    """Fail before anything is written if a requested device is missing (and not skipped)."""
+    plan_cells(config)
+
+
 def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
-              max_memory: int = DEFAULT_MAX_MEMORY, on_progress: Progress | None = None) -> int:
-    """Measure a group of cells sharing initial state; write each cell. Returns rows written."""
+              max_memory: int = DEFAULT_MAX_MEMORY,
+              on_progress: Progress | None = None) -> dict[str, dict[str, float]]:
+    """Measure a group of cells sharing initial state and write each cell's records.
+
+    Returns ``{cell_id: timing}`` for the cells it ran (finished cells are skipped)."""
     todo = [c for c in group if not cell_path(run_dir, c.cell_id).exists()]
     if not todo:
-        return 0
+        return {}
     results = measure_group(todo, max_memory=max_memory,
                             on_chunk=(lambda n: on_progress(n, 0)) if on_progress else None)
     specs = mlp_param_specs(todo[0].model)
-    rows = 0
+    timings = {}
     for cell in todo:
         result = results.pop(cell.cell_id)
         table = cell_table(cell, specs, result.seeds, result.values, result.loss,
                            result.fingerprints)
-        write_cell(run_dir, cell, table, manifest)
-        rows += table.num_rows
+        timing = {"compute_seconds": round(result.compute_seconds, 6),
+                  "init_seconds": round(result.init_seconds, 6), "n_seeds": len(result.seeds),
+                  "rows": table.num_rows}
+        write_cell(run_dir, cell, table, manifest, timing)
+        timings[cell.cell_id] = timing
         if on_progress:
             on_progress(0, 1)
-    return rows
+    return timings
 
 
-def check_devices(config: ExperimentConfig) -> None:
-    """Fail before anything is written if a requested device is not on this machine."""
-    try:
-        require_devices(tuple(dict.fromkeys(c.device for c in config.cells())))
-    except ConfigError as err:
-        err.source = err.source or config.source
-        raise
+def apply_numerics(config: ExperimentConfig) -> None:
+    """Set TF32 as the config says (off by default: float32 cells must mean float32)."""
+    torch.backends.cuda.matmul.allow_tf32 = config.sweep.tf32
+    torch.backends.cudnn.allow_tf32 = config.sweep.tf32
+
+
+def peak_memory(devices: list[str]) -> dict[str, Any]:
+    """Peak host RSS of this process and peak allocated memory per CUDA device, in bytes."""
+    import resource
+
+    peak = {"host_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    peak["devices"] = {d: torch.cuda.max_memory_allocated(torch.device(d))
+                       for d in devices if d.startswith("cuda")}
+    return peak
 
 
 def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool = False,
-              max_memory: int = DEFAULT_MAX_MEMORY, progress: bool = True,
+              max_memory: int | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None) -> RunResult:
-    """Run every cell of ``config`` into ``out`` (default :func:`default_run_dir`)."""
-    cells = config.cells()
-    check_devices(config)
+    """Run every cell of ``config`` into ``out`` (default :func:`default_run_dir`).
+
+    ``max_memory`` (bytes per chunk) overrides the config's ``[sweep] max_memory``."""
+    cells, skipped = plan_cells(config)
+    budget = max_memory or config.sweep.max_memory or DEFAULT_MAX_MEMORY
     run_dir = Path(out) if out is not None else default_run_dir(config)
     prepare_run_dir(run_dir, config, force)
+    apply_numerics(config)
+    devices = list(dict.fromkeys(c.device for c in cells))
+    for device in devices:
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(torch.device(device))
     manifest = new_manifest(config, cells, overrides or {})
+    manifest.update(settings={"max_memory": budget, "tf32": config.sweep.tf32,
+                              "on_missing_device": config.sweep.on_missing_device},
+                    skipped=skipped)
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
     started = time.perf_counter()
     bar = _progress_bar(cells, done, enabled=progress)
-    rows = 0
+    timings: dict[str, dict[str, float]] = {}
     try:
         for group in group_cells(cells):
-            rows += run_group(group, run_dir, manifest, max_memory=max_memory,
-                              on_progress=bar.update_counts)
+            timings.update(run_group(group, run_dir, manifest, max_memory=budget,
+                                     on_progress=bar.update_counts))
     finally:
         bar.close()
     seconds = time.perf_counter() - started
-    manifest.update(finished_at=utc_now(), status="complete", wall_seconds=round(seconds, 3))
+    manifest.update(finished_at=utc_now(), status="complete", wall_seconds=round(seconds, 3),
+                    timings=collect_timings(run_dir, cells), peak_memory=peak_memory(devices))
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    rows = sum(t["rows"] for t in timings.values())
     return RunResult(run_dir, len(cells) - len(done), len(done), rows, seconds)
+
+
+def collect_timings(run_dir: Path, cells: list[Cell]) -> dict[str, dict[str, float]]:
+    """Per cell, the timing stored in its records file (so resumed cells keep theirs)."""
+    return {c.cell_id: read_timing(cell_path(run_dir, c.cell_id)) for c in cells
+            if cell_path(run_dir, c.cell_id).exists()}
 
 
 class _progress_bar:

@@ -16,7 +16,10 @@ from bench.config import (
     MODEL_KEYS,
     DataConfig,
     ModelConfig,
+    check_bool,
+    check_choice,
     check_compatible,
+    check_int,
 )
 from bench.devices import check_device_name, check_dtype_name, expand_auto
 from bench.errors import ConfigError
@@ -25,7 +28,8 @@ from bench.hashing import short_hash
 MAX_SEED = 2**63 - 1
 # Keys that decide the initial parameters and the input draw. Cells that agree on these share
 # their initial state seed by seed (a paired design) and are generated once.
-INIT_KEYS = ("depth", "width", "out_features", "bias", "init", "batch_size", "input")
+INIT_KEYS = ("depth", "width", "out_features", "bias", "init", "init_rng", "batch_size",
+             "input")
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,11 @@ class Cell:
 
     @property
     def init_key(self) -> tuple:
+        """Cells with equal keys start every seed from the same draw. A device-drawn state
+        lives on its device, so there the device is part of the key."""
         values = {**asdict(self.model), **asdict(self.data)}
-        return (*(values[k] for k in INIT_KEYS), self.seeds)
+        device = self.device if self.model.init_rng == "device" else None
+        return (*(values[k] for k in INIT_KEYS), device, self.seeds)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class SweepConfig:
     axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (key, values) in file order
     device: tuple[str, ...] = ("cpu",)
     dtype: tuple[str, ...] = ("float32",)
+    tf32: bool = False  # allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)
+    on_missing_device: str = "error"  # "error" | "skip": what to do with an absent device
+    max_memory: int | None = None  # bytes of working memory per chunk (None: the default)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -87,6 +97,10 @@ class SweepConfig:
             if not values or len(set(values)) != len(values):
                 raise ConfigError(f"sweep.{key}", "must be a non-empty list without repeats",
                                   list(values))
+        check_bool("sweep.tf32", self.tf32)
+        check_choice("sweep.on_missing_device", self.on_missing_device, ("error", "skip"))
+        if self.max_memory is not None:
+            check_int("sweep.max_memory", self.max_memory, minimum=2**20)
 
     def with_seeds(self, count: int) -> SweepConfig:
         return replace(self, seeds=tuple(range(count)))

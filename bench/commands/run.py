@@ -9,15 +9,14 @@ from pathlib import Path
 from bench.errors import EXIT_OK
 
 
-def parse_memory(text: str) -> int:
-    """``512M``, ``4G``, ``1073741824`` -> bytes."""
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    text = text.strip().upper().removesuffix("B")
+def memory_argument(text: str) -> int:
+    """argparse type for ``--max-memory``: ``512M``, ``4G`` or bytes."""
+    from bench.errors import ConfigError
+    from bench.loader import parse_memory
+
     try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
+        return parse_memory("--max-memory", text)
+    except ConfigError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512M or 4G") from None
 
 
@@ -28,8 +27,9 @@ def add_parser(sub) -> None:
     run.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the config's")
     run.add_argument("--device", action="append", help="device(s) to run on, overriding "
                      "the config (repeatable: --device cpu --device cuda)")
-    run.add_argument("--max-memory", type=parse_memory, default=2**30,
-                     help="working memory per chunk of seeds, e.g. 512M or 4G (default 1G)")
+    run.add_argument("--max-memory", type=memory_argument,
+                     help="working memory per chunk of seeds, e.g. 512M or 4G (default: the "
+                     "config's [sweep] max_memory, else 1G)")
     run.add_argument("--force", action="store_true",
                      help="redo every cell, replacing what the run directory holds")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
