@@ -28,6 +28,13 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks: pytest-benchmark saves JSON under .benchmarks/. Compare with the last saved run
+# and fail on a slowdown with e.g.
+#   make perf PERF_ARGS='--benchmark-compare --benchmark-compare-fail=median:20%'
+perf: $(STAMP)
+	$(BIN)/python -m pytest tests/perf -q --benchmark-enable --benchmark-autosave \
+		--benchmark-columns=median,iqr,rounds --benchmark-sort=name $(PERF_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check bench analysis tests
 	$(BIN)/ruff format --check bench analysis tests
