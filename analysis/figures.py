@@ -65,6 +65,17 @@ def with_variant(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def plottable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows a log axis can show: a finite positive geometric mean. Missing CI bounds (too
+    few seeds) collapse onto the point. Cells with no such rows are simply not drawn; the
+    findings and tables report why (zero or non-finite seeds)."""
+    frame = frame[np.isfinite(frame["geo_mean"]) & (frame["geo_mean"] > 0)].copy()
+    for bound in ("ci_low", "ci_high"):
+        frame[bound] = frame[bound].where(np.isfinite(frame[bound]) & (frame[bound] > 0),
+                                          frame["geo_mean"])
+    return frame
+
+
 def _band(data: pd.DataFrame, x: str, color: str, label: str, **_):
     data = data.sort_values(x)
     ax = plt.gca()
@@ -81,7 +92,7 @@ def layer_profile(summary: pd.DataFrame, metric: str) -> plt.Figure | None:
     """Per-layer geometric mean with CI band, plain vs residual, one panel per depth.
 
     ``summary`` rows of one width (and every other axis fixed), all depths."""
-    data = with_variant(summary[summary["metric"] == metric])
+    data = plottable(with_variant(summary[summary["metric"] == metric]))
     data = data[data["kind"] == "weight"]
     if data.empty:
         return None
@@ -125,8 +136,9 @@ def ratio_heatmap(effects: pd.DataFrame, metric: str) -> plt.Figure | None:
 
 def depth_trend(summary: pd.DataFrame, trends: pd.DataFrame, metric: str) -> plt.Figure | None:
     """First-layer metric against depth with CIs and the fitted per-seed slope, per width."""
-    data = with_variant(summary[(summary["metric"] == metric) & (summary["layer"] == 0)
-                                & (summary["kind"] == "weight")])
+    data = plottable(with_variant(summary[(summary["metric"] == metric)
+                                          & (summary["layer"] == 0)
+                                          & (summary["kind"] == "weight")]))
     if data.empty or "depth" not in data or data["depth"].nunique() < 2:
         return None
     col = "width" if "width" in data and data["width"].nunique() > 1 else None
@@ -161,7 +173,7 @@ def seed_distribution(values: pd.DataFrame, metric: str) -> plt.Figure | None:
     """Every seed's value per layer for one configuration (box + points, log axis).
 
     ``values``: records of one cell pair with ``param``, ``layer``, ``residual``, ``metric``."""
-    data = with_variant(values[values[metric] > 0])
+    data = with_variant(values[np.isfinite(values[metric]) & (values[metric] > 0)])
     if data.empty:
         return None
     order = data.sort_values("layer")["param"].unique()

@@ -28,7 +28,7 @@ def describe(series: Series, *, rng: np.random.Generator,
     frames = []
     for metric, values in series.values.items():
         logs, is_zero, is_nonfinite = log10_or_nan(values)
-        present = ~np.isnan(values) | np.isinf(values)
+        present = series.present
         interval = mean_ci(logs, rng=rng, n_resamples=n_resamples)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN rows

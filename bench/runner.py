@@ -1,35 +1,45 @@
-"""Run a sweep into a run directory: cells, chunks of seeds, records, manifest.
+"""Run a sweep into a run directory: plan, lock, tasks, records, manifest.
 
 Cells that share their initial state (same seeds, architecture and input; see
 ``bench.sweep.INIT_KEYS``) form a group: each chunk of seeds is drawn once and measured under
 every cell of the group, so plain and residual cells see the very same weights. Every cell's
-records are written atomically; cells whose file already exists are skipped, so re-running
-into the same directory resumes an interrupted run.
+records are written atomically under a name that is the cell's content hash; cells whose
+file exists are skipped, so running the same command again after a crash, a SIGKILL or a
+Ctrl-C finishes the sweep with exactly the records of an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.atomic_files import write_json_atomic, write_text_atomic
+from bench.atomic_files import write_json_atomic
 from bench.devices import device_available
 from bench.engine import DEFAULT_MAX_MEMORY, measure_group
-from bench.errors import ConfigError, UserError
+from bench.errors import ConfigError
+from bench.executors import run_tasks, task_payload
 from bench.initialization import mlp_param_specs
-from bench.manifest import MANIFEST_FILE, new_manifest, read_manifest, utc_now
-from bench.records import cell_path, cell_table, read_timing, write_cell
+from bench.manifest import MANIFEST_FILE, new_manifest, utc_now
+from bench.progress import SweepProgress
+from bench.records import RECORDS_DIR, cell_path, cell_table, write_cell
+from bench.run_dir import (
+    claim_run_dir,
+    collect_timings,
+    create_run_dir,
+    default_run_dir,
+    finished_cells,
+    plan_id,
+)
+from bench.run_lock import remove_stale_temporaries, run_lock
 from bench.sweep import Cell, ExperimentConfig
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
+__all__ = ["RunResult", "check_devices", "default_run_dir", "plan_cells", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -39,47 +49,6 @@ class RunResult:
     cells_skipped: int
     rows: int
     seconds: float
-
-
-def default_run_dir(config: ExperimentConfig, root: Path = Path("reports")) -> Path:
-    """``reports/<name>-<YYYYmmdd-HHMMSS>`` (suffixed when that already exists)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-.") or "run"
-    base = root / f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def group_cells(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells grouped by initial state, groups in order of first appearance."""
-    groups: dict[tuple, list[Cell]] = {}
-    for cell in cells:
-        groups.setdefault(cell.init_key, []).append(cell)
-    return list(groups.values())
-
-
-def prepare_run_dir(run_dir: Path, config: ExperimentConfig, force: bool) -> None:
-    """Create the directory; refuse to mix records of two different configs."""
-    if (run_dir / MANIFEST_FILE).exists():
-        old = read_manifest(run_dir)["config"]
-        if old.get("sha256") != _config_sha(config) and not force:
-            raise UserError(f"{run_dir}: holds a run of another config ({old.get('source')}); "
-                            "choose another --out, or pass --force to replace it")
-        if force:
-            shutil.rmtree(run_dir / "records", ignore_errors=True)
-    try:
-        (run_dir / "records").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{run_dir}: cannot create run directory ({err.strerror})") from None
-    write_text_atomic(run_dir / "config.toml", config.text)
-
-
-def _config_sha(config: ExperimentConfig) -> str:
-    from bench.hashing import text_hash
-
-    return text_hash(config.text)
 
 
 def plan_cells(config: ExperimentConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
@@ -111,6 +80,14 @@ def plan_cells(config: ExperimentConfig) -> tuple[list[Cell], list[dict[str, Any
 def check_devices(config: ExperimentConfig) -> None:
     """Fail before anything is written if a requested device is missing (and not skipped)."""
     plan_cells(config)
+
+
+def group_cells(cells: list[Cell]) -> list[list[Cell]]:
+    """Cells grouped by initial state, groups in order of first appearance."""
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.init_key, []).append(cell)
+    return list(groups.values())
 
 
 def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
@@ -156,71 +133,79 @@ def peak_memory(devices: list[str]) -> dict[str, Any]:
     return peak
 
 
+def _start_manifest(config, cells, skipped, overrides, budget, executor) -> dict[str, Any]:
+    manifest = new_manifest(config, cells, overrides or {})
+    manifest.update(plan=plan_id(cells), skipped=skipped,
+                    settings={"max_memory": budget, "tf32": config.sweep.tf32,
+                              "on_missing_device": config.sweep.on_missing_device,
+                              "executor": executor})
+    return manifest
+
+
+def _record_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What each records file embeds: the manifest without the (possibly long) cell list."""
+    return {k: v for k, v in manifest.items() if k != "cells"}
+
+
 def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool = False,
               max_memory: int | None = None, progress: bool = True,
-              overrides: dict[str, Any] | None = None) -> RunResult:
+              overrides: dict[str, Any] | None = None, executor: str = "local",
+              workers: int | None = None, scheduler: str | None = None,
+              on_start: Callable[[Path, int, int], None] | None = None) -> RunResult:
     """Run every cell of ``config`` into ``out`` (default :func:`default_run_dir`).
 
-    ``max_memory`` (bytes per chunk) overrides the config's ``[sweep] max_memory``."""
+    ``max_memory`` (bytes per chunk) overrides the config's ``[sweep] max_memory``;
+    ``executor`` is ``local``, ``processes`` (``workers``) or ``dask`` (``scheduler``).
+    ``on_start(run_dir, cells, cells_done)`` is called once every check has passed."""
     cells, skipped = plan_cells(config)
     budget = max_memory or config.sweep.max_memory or DEFAULT_MAX_MEMORY
     run_dir = Path(out) if out is not None else default_run_dir(config)
-    prepare_run_dir(run_dir, config, force)
-    apply_numerics(config)
-    devices = list(dict.fromkeys(c.device for c in cells))
-    for device in devices:
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats(torch.device(device))
-    manifest = new_manifest(config, cells, overrides or {})
-    manifest.update(settings={"max_memory": budget, "tf32": config.sweep.tf32,
-                              "on_missing_device": config.sweep.on_missing_device},
-                    skipped=skipped)
-    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
-    done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
-    started = time.perf_counter()
-    bar = _progress_bar(cells, done, enabled=progress)
-    timings: dict[str, dict[str, float]] = {}
-    try:
-        for group in group_cells(cells):
-            timings.update(run_group(group, run_dir, manifest, max_memory=budget,
-                                     on_progress=bar.update_counts))
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    manifest.update(finished_at=utc_now(), status="complete", wall_seconds=round(seconds, 3),
-                    timings=collect_timings(run_dir, cells), peak_memory=peak_memory(devices))
-    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
-    rows = sum(t["rows"] for t in timings.values())
+    create_run_dir(run_dir)
+    with run_lock(run_dir):
+        claim_run_dir(run_dir, config, cells, force)
+        remove_stale_temporaries(run_dir / RECORDS_DIR)
+        apply_numerics(config)
+        manifest = _start_manifest(config, cells, skipped, overrides, budget, executor)
+        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+        done = finished_cells(run_dir, cells)
+        if on_start:
+            on_start(run_dir, len(cells), len(done))
+        started = time.perf_counter()
+        try:
+            _execute(cells, done, run_dir, manifest, budget, progress, executor, workers,
+                     scheduler)
+        except BaseException:
+            manifest.update(status="interrupted", finished_at=utc_now())
+            write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+            raise
+        seconds = time.perf_counter() - started
+        devices = list(dict.fromkeys(c.device for c in cells))
+        manifest.update(finished_at=utc_now(), status="complete",
+                        wall_seconds=round(seconds, 3), timings=collect_timings(run_dir, cells),
+                        peak_memory=peak_memory(devices))
+        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    rows = sum(t["rows"] for c, t in manifest["timings"].items() if c not in
+               {d.cell_id for d in done})
     return RunResult(run_dir, len(cells) - len(done), len(done), rows, seconds)
 
 
-def collect_timings(run_dir: Path, cells: list[Cell]) -> dict[str, dict[str, float]]:
-    """Per cell, the timing stored in its records file (so resumed cells keep theirs)."""
-    return {c.cell_id: read_timing(cell_path(run_dir, c.cell_id)) for c in cells
-            if cell_path(run_dir, c.cell_id).exists()}
+def _execute(cells, done, run_dir, manifest, budget, progress, executor, workers, scheduler):
+    for device in dict.fromkeys(c.device for c in cells):
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(torch.device(device))
+    finished = {c.cell_id for c in done}
+    groups = [g for g in group_cells(cells) if any(c.cell_id not in finished for c in g)]
+    bar = SweepProgress(cells, done, enabled=progress)
+    try:
+        if executor == "local":
+            for group in groups:
+                run_group(group, run_dir, manifest, max_memory=budget,
+                          on_progress=bar.update_counts)
+            return
+        payloads = [task_payload([c for c in g if c.cell_id not in finished], run_dir,
+                                 _record_manifest(manifest), budget) for g in groups]
+        run_tasks(payloads, groups, executor=executor, workers=workers, scheduler=scheduler,
+                  on_done=bar.task_done)
+    finally:
+        bar.close()
 
-
-class _progress_bar:
-    """tqdm over seeds, with cells done in the postfix (ETA from tqdm's rate)."""
-
-    def __init__(self, cells: list[Cell], done: list[Cell], *, enabled: bool):
-        from tqdm import tqdm
-
-        self.cells_total = len(cells)
-        self.cells_done = len(done)
-        total = sum(len(c.seeds) for c in cells)
-        initial = sum(len(c.seeds) for c in done)
-        self.bar = tqdm(total=total, initial=initial, unit="seed", disable=not enabled,
-                        dynamic_ncols=True, desc="sweep")
-        self._postfix()
-
-    def _postfix(self) -> None:
-        self.bar.set_postfix_str(f"cells {self.cells_done}/{self.cells_total}", refresh=False)
-
-    def update_counts(self, seeds: int, cells: int) -> None:
-        self.cells_done += cells
-        self._postfix()
-        self.bar.update(seeds)
-
-    def close(self) -> None:
-        self.bar.close()

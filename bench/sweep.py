@@ -56,6 +56,17 @@ class Cell:
         content = {**self.axes(), "input": self.data.input, "seeds": list(self.seeds)}
         return short_hash({"cell": content, "schema": SCHEMA_VERSION})
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to rebuild the cell elsewhere (a worker process, a cluster)."""
+        return {"model": asdict(self.model), "data": asdict(self.data), "device": self.device,
+                "dtype": self.dtype, "seeds": list(self.seeds)}
+
+    @staticmethod
+    def from_json(payload: dict[str, Any]) -> Cell:
+        """Inverse of :meth:`to_json`; the dataclasses re-validate every value."""
+        return Cell(ModelConfig(**payload["model"]), DataConfig(**payload["data"]),
+                    payload["device"], payload["dtype"], tuple(payload["seeds"]))
+
     @property
     def init_key(self) -> tuple:
         """Cells with equal keys start every seed from the same draw. A device-drawn state

@@ -32,7 +32,8 @@ def planted_series(n_seeds: int = 24) -> Series:
                      (len(keys), 1))
     metrics = {"grad_mean_abs": matrix, "grad_l2": matrix * 2, "grad_max_abs": matrix * 3,
                "act_rms": matrix, "grad_act_rms": matrix, "weight_l2": np.ones_like(matrix)}
-    return Series(pd.DataFrame(keys), np.arange(n_seeds), metrics, prints)
+    return Series(pd.DataFrame(keys), np.arange(n_seeds), metrics, prints,
+                  np.ones(matrix.shape, dtype=bool))
 
 
 def test_describe_hand_computed_geometric_mean():
@@ -76,8 +77,11 @@ def test_zero_seeds_are_counted_not_dropped_silently():
     series = planted_series()
     series.values["grad_mean_abs"][0, :5] = 0.0
     series.values["grad_mean_abs"][0, 5] = np.inf
+    series.values["grad_mean_abs"][0, 6] = np.nan  # a NaN gradient: present, non-finite
+    series.values["grad_mean_abs"][0, 7] = np.nan  # a missing seed
+    series.present[0, 7] = False
     row = describe(series, rng=np.random.default_rng(5), n_resamples=199).iloc[0]
-    assert (row["n_seeds"], row["n_used"], row["n_zero"], row["n_nonfinite"]) == (24, 18, 5, 1)
+    assert (row["n_seeds"], row["n_used"], row["n_zero"], row["n_nonfinite"]) == (23, 16, 5, 2)
 
 
 def test_smoke_analysis_files(smoke_analysis):

@@ -89,7 +89,8 @@ def test_malformed_toml(tmp_path):
 
 
 def test_missing_file_lists_presets():
-    with pytest.raises(UserError, match=r"no such config file .*presets: default, seed, smoke"):
+    presets = r"presets: default, large, seed, smoke"
+    with pytest.raises(UserError, match=rf"no such config file .*{presets}"):
         load_config("nope/missing.toml")
 
 

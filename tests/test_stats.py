@@ -112,3 +112,15 @@ def test_near_constant_rows_collapse_instead_of_nan():
     row = 2.0 + np.array([0.0, 2e-16, -2e-16, 4e-16, 0.0, -4e-16])
     interval = stats.mean_ci(row[None], rng=rng(9), n_resamples=199)
     assert interval.low[0] == pytest.approx(2.0) and interval.high[0] == pytest.approx(2.0)
+
+
+def test_t_interval_above_the_bootstrap_limit_agrees_with_bca():
+    # 40 log-normal samples of exactly the limit: BCa bootstrap vs Student's t. Their
+    # endpoints differ by a small fraction of the interval width, which justifies switching.
+    data = -3 + 0.7 * rng(10).standard_normal((40, stats.BOOTSTRAP_MAX_SEEDS))
+    bca = stats.mean_ci(data, rng=rng(11), n_resamples=1999)
+    t = stats.mean_ci(data, rng=rng(11), max_bootstrap_seeds=stats.BOOTSTRAP_MAX_SEEDS - 1)
+    width = bca.high - bca.low
+    assert np.abs(t.low - bca.low).max() < 0.1 * width.min()
+    assert np.abs(t.high - bca.high).max() < 0.1 * width.min()
+    assert np.array_equal(t.point, bca.point)

@@ -32,8 +32,19 @@ def add_parser(sub) -> None:
                      "config's [sweep] max_memory, else 1G)")
     run.add_argument("--force", action="store_true",
                      help="redo every cell, replacing what the run directory holds")
+    run.add_argument("--executor", choices=("local", "processes", "dask"), default="local",
+                     help="local: this process (default); processes: --workers N processes; "
+                     "dask: a Dask cluster (--scheduler ADDRESS, or a LocalCluster)")
+    run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
+                     "tcp://10.0.0.5:8786 (--executor dask)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=command)
+
+
+def _announce(run_dir: Path, cells: int, done: int) -> None:
+    resumed = f" ({done} already done)" if done else ""
+    print(f"running {cells} cells{resumed} into {run_dir}", file=sys.stderr)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -45,9 +56,10 @@ def command(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("seeds", args.seeds), ("device", args.device)) if v}
     check_devices(config)
     args.out = args.out or default_run_dir(config)
-    print(f"running {len(config.cells())} cells into {args.out}", file=sys.stderr)
     result = run_sweep(config, out=args.out, force=args.force, max_memory=args.max_memory,
-                       progress=not args.no_progress, overrides=overrides)
+                       progress=not args.no_progress, overrides=overrides,
+                       executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                       on_start=_announce)
     print(f"{result.rows} records from {result.cells_run} cells "
           f"({result.cells_skipped} already done) in {result.seconds:.2f} s -> {result.run_dir}")
     return EXIT_OK

@@ -1,0 +1,86 @@
+"""The run directory: naming, creation, and the rule that one directory holds one sweep.
+
+A run directory belongs to one *plan*: the set of cells (config after CLI overrides, seeds
+included). Re-running the same plan into it resumes: finished cells are kept. A different
+plan is refused unless ``--force``, which clears the old records first, so records of two
+experiments can never end up mixed in one directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from bench.atomic_files import write_text_atomic
+from bench.errors import UserError
+from bench.hashing import short_hash
+from bench.manifest import MANIFEST_FILE, read_manifest
+from bench.records import RECORDS_DIR, cell_path, file_schema_version, read_timing
+from bench.sweep import Cell, ExperimentConfig
+
+
+def default_run_dir(config: ExperimentConfig, root: Path = Path("reports")) -> Path:
+    """``reports/<name>-<YYYYmmdd-HHMMSS>`` (suffixed when that already exists)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-.") or "run"
+    base = root / f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def plan_id(cells: list[Cell]) -> str:
+    """Hash of the set of cells a run directory is for."""
+    return short_hash(sorted(c.cell_id for c in cells))
+
+
+def create_run_dir(run_dir: Path) -> None:
+    """Make ``<run>/records``; one-line UserError when the path cannot be a directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a directory; choose another --out")
+    try:
+        (run_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{run_dir}: cannot create run directory ({err.strerror}); check the "
+                        "path and its permissions") from None
+
+
+def claim_run_dir(run_dir: Path, config: ExperimentConfig, cells: list[Cell],
+                  force: bool) -> None:
+    """Check that ``run_dir`` is empty or holds this plan (call under the run lock).
+
+    With ``force`` the old records are removed so every cell is redone."""
+    if (run_dir / MANIFEST_FILE).exists():
+        old = read_manifest(run_dir)
+        if old.get("plan") != plan_id(cells) and not force:
+            raise UserError(f"{run_dir}: holds records of another sweep "
+                            f"({old['config'].get('source')}, {len(old.get('cells', []))} "
+                            "cells); choose another --out, or pass --force to replace them")
+    elif any((run_dir / RECORDS_DIR).glob("cell-*.parquet")) and not force:
+        raise UserError(f"{run_dir}: has records but no manifest.json; choose another --out, "
+                        "or pass --force to replace them")
+    if force:
+        shutil.rmtree(run_dir / RECORDS_DIR, ignore_errors=True)
+        (run_dir / RECORDS_DIR).mkdir()
+    write_text_atomic(run_dir / "config.toml", config.text)
+
+
+def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
+    """Cells whose records file is already in place.
+
+    Files are written atomically, so one that exists is complete, unless something outside
+    gradprobe damaged it: each footer is checked, and a damaged file is a one-line error
+    naming it (never silently counted as done, never silently deleted)."""
+    done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
+    for cell in done:
+        file_schema_version(cell_path(run_dir, cell.cell_id))
+    return done
+
+
+def collect_timings(run_dir: Path, cells: list[Cell]) -> dict[str, dict[str, float]]:
+    """Per cell, the timing stored in its records file (so resumed cells keep theirs)."""
+    return {c.cell_id: read_timing(cell_path(run_dir, c.cell_id))
+            for c in finished_cells(run_dir, cells)}

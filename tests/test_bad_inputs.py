@@ -1,0 +1,135 @@
+"""Every bad input in docs/errors.md: one line, exit code 2, nothing half-written."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import atomic_files
+from bench.errors import UserError
+from bench.loader import load_config, parse_config
+from bench.records import record_files
+from bench.runner import run_sweep
+from tests.conftest import REPO, SMOKE
+
+
+def gradprobe(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_every_row_of_the_docs_table_names_an_existing_test():
+    table = (REPO / "docs" / "errors.md").read_text()
+    names = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", table)
+    assert len(names) >= 20
+    for path, name in names:
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert callable(getattr(module, name, None)), f"{path}::{name} is missing"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["run", SMOKE, "--max-memory", "lots"], "--max-memory"),
+    (["frobnicate"], "invalid choice"),
+    (["run"], "required: config"),
+    (["analyze"], "required: run_dir"),
+])
+def test_bad_command_line_is_one_line(args, fragment):
+    assert_one_line_error(gradprobe(*args), fragment)
+
+
+@pytest.fixture
+def run_copy(smoke_run, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(smoke_run, target)
+    return target
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def test_corrupt_records_file_on_analyze(run_copy):
+    victim = record_files(run_copy)[2]
+    _truncate(victim)
+    assert_one_line_error(gradprobe("analyze", run_copy), victim.name, "not a readable Parquet")
+    assert not (run_copy / "analysis" / "analysis.json").exists()
+
+
+def test_corrupt_records_file_on_resume(run_copy):
+    victim = record_files(run_copy)[0]
+    _truncate(victim)
+    size = victim.stat().st_size
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", run_copy, "--no-progress"),
+                          victim.name, "delete it")
+    assert victim.stat().st_size == size  # not deleted, not counted as done
+
+
+def test_empty_run_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for command in ("analyze", "report"):
+        assert_one_line_error(gradprobe(command, tmp_path / "empty"), "empty")
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", blocker, "--no-progress"),
+                          "not a directory")
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", blocker / "run", "--no-progress"),
+                          "cannot create run directory")
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", "/proc/gradprobe-run",
+                                    "--no-progress"), "cannot create run directory")
+    assert blocker.read_text() == "x"
+
+
+def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
+    real_replace = atomic_files.os.replace
+    calls = {"n": 0}
+
+    def full_after_three(src, dst):
+        calls["n"] += 1
+        if calls["n"] > 3 and str(dst).endswith(".parquet"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_files.os, "replace", full_after_three)
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"cannot write \(No space left on device\); check free"):
+        run_sweep(load_config(SMOKE), out=out, progress=False)
+    assert not list((out / "records").glob(".*"))  # no temporaries left behind
+    kept = pd.read_parquet(out / "records")  # finished cells are whole and readable
+    assert len(kept) > 0 and not kept.duplicated(["cell_id", "seed", "param"]).any()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_nonfinite_gradients_are_counted_and_reported(tmp_path):
+    config = parse_config('name = "overflow"\n[model]\ndepth = 4\nwidth = 4\ninit_gain = 1e25\n'
+                          "[sweep]\nseeds = 6\nresidual = [false, true]\n")
+    out = tmp_path / "run"
+    run_sweep(config, out=out, progress=False)
+    from analysis.analyze import AnalysisSettings, analyze_run
+    from analysis.report import write_report
+
+    analysis = analyze_run(out, settings=AnalysisSettings(n_resamples=199))
+    grads = analysis.summary[analysis.summary["metric"] == "grad_mean_abs"]
+    assert grads["n_nonfinite"].sum() > 0
+    assert (grads["n_used"] + grads["n_zero"] + grads["n_nonfinite"] == grads["n_seeds"]).all()
+    html = write_report(out, analysis=analysis).read_text()
+    assert "non-finite" in html and "excluded from the log-scale statistics" in html

@@ -1,0 +1,153 @@
+"""Interrupted runs resume to exactly the records of an uninterrupted run.
+
+These tests start real ``gradprobe run`` processes and really kill them (SIGKILL, SIGINT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.loader import config_with_overrides, load_config, parse_config
+from bench.runner import run_sweep
+from tests.conftest import write_config
+
+# ~40 cells of a few hundred milliseconds each: long enough to be killed mid-run.
+SLOW = """name = "slow"
+[model]
+bias = true
+[sweep]
+seeds = 48
+depth = [2, 3, 4, 5, 6, 8, 10]
+width = [48, 96, 160]
+residual = [false, true]
+"""
+N_CELLS = 42
+
+
+def start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(config), "--out",
+                             str(out), "--no-progress", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_cells(out: Path, count: int, process: subprocess.Popen, timeout=120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = len(list((out / "records").glob("cell-*.parquet"))) if out.exists() else 0
+        if done >= count or process.poll() is not None:
+            return done
+        time.sleep(0.02)
+    raise AssertionError("run made no progress")
+
+
+def sorted_records(run_dir: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(run_dir / "records")
+    return frame.sort_values(["cell_id", "seed", "param"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def slow_config(tmp_path_factory) -> Path:
+    return write_config(tmp_path_factory.mktemp("cfg"), SLOW, "slow.toml")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(slow_config, tmp_path_factory) -> pd.DataFrame:
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    run_sweep(load_config(slow_config), out=run_dir, progress=False)
+    return sorted_records(run_dir)
+
+
+@pytest.mark.parametrize("kill_after", [1, N_CELLS // 2])
+def test_sigkill_then_resume_gives_identical_records(tmp_path, slow_config, uninterrupted,
+                                                     kill_after):
+    out = tmp_path / "run"
+    process = start(slow_config, out)
+    done = wait_for_cells(out, kill_after, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert done < N_CELLS, "the run finished before it could be killed"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running"  # killed: nothing could record the end
+    resumed = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(slow_config),
+                              "--out", str(out), "--no-progress"], capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already done" in resumed.stdout
+    assert not list((out / "records").glob(".*"))  # no temporary files left
+    frame = sorted_records(out)
+    assert not frame.duplicated(["cell_id", "seed", "param"]).any()
+    pd.testing.assert_frame_equal(frame, uninterrupted)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, slow_config, uninterrupted):
+    out = tmp_path / "run"
+    process = start(slow_config, out)
+    wait_for_cells(out, 2, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert f"Resume with the same command and --out {out}" in stderr
+    assert "Traceback" not in stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    run_sweep(load_config(slow_config), out=out, progress=False)
+    pd.testing.assert_frame_equal(sorted_records(out), uninterrupted)
+
+
+def test_second_writer_is_refused_while_the_first_finishes(tmp_path, slow_config,
+                                                            uninterrupted):
+    out = tmp_path / "run"
+    first = start(slow_config, out)
+    wait_for_cells(out, 1, first)
+    second = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(slow_config),
+                             "--out", str(out), "--no-progress"], capture_output=True,
+                            text=True, timeout=60)
+    assert second.returncode == 2
+    assert f"another gradprobe run (pid {first.pid}) is writing" in second.stderr
+    assert first.wait(timeout=300) == 0
+    pd.testing.assert_frame_equal(sorted_records(out), uninterrupted)
+
+
+def test_resume_runs_only_missing_cells(tmp_path):
+    config = load_config("smoke")
+    out = tmp_path / "run"
+    run_sweep(config, out=out, progress=False)
+    before = sorted_records(out)
+    victim = sorted((out / "records").glob("cell-*.parquet"))[3]
+    victim.unlink()
+    result = run_sweep(config, out=out, progress=False)
+    assert (result.cells_run, result.cells_skipped) == (1, 11)
+    pd.testing.assert_frame_equal(sorted_records(out), before)
+
+
+def test_other_sweep_in_same_directory_is_refused_unless_forced(tmp_path):
+    out = tmp_path / "run"
+    run_sweep(load_config("smoke"), out=out, progress=False)
+    other = parse_config('name = "other"\n[model]\ndepth = 2\nwidth = 3\n[sweep]\nseeds = 2\n')
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="holds records of another sweep"):
+        run_sweep(other, out=out, progress=False)
+    with pytest.raises(UserError, match="another sweep"):  # --seeds changes the plan too
+        run_sweep(config_with_overrides(load_config("smoke"), seeds=3), out=out,
+                  progress=False)
+    result = run_sweep(other, out=out, progress=False, force=True)
+    assert result.cells_run == 1
+    assert set(pd.read_parquet(out / "records")["depth"]) == {2}
+
+
+def test_stale_temporaries_are_cleaned_on_resume(tmp_path):
+    out = tmp_path / "run"
+    run_sweep(load_config("smoke"), out=out, progress=False)
+    (out / "records" / ".cell-abc.parquet.999.tmp").write_bytes(b"half a file")
+    run_sweep(load_config("smoke"), out=out, progress=False)
+    assert not list((out / "records").glob(".*.tmp"))
+    assert os.path.exists(out / "records")
