@@ -35,8 +35,8 @@ def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:
 
 def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     acc = _accumulation_dtype(grad)
-    g = grad.reshape(grad.shape[0], -1).to(acc)
-    w = param.detach().reshape(param.shape[0], -1).to(acc)
+    g = grad.flatten(1).to(acc)
+    w = param.detach().flatten(1).to(acc)
     g_abs = g.abs()
     mean_abs = g_abs.mean(dim=1)
     return [
