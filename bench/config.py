@@ -13,9 +13,14 @@ from typing import Any
 
 from bench.errors import ConfigError
 
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "tanh", "identity")
-INITS = ("torch_default",)
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "tanh", "identity", "leaky_relu", "silu")
+INITS = ("torch_default", "kaiming_uniform", "kaiming_normal", "xavier_uniform",
+         "xavier_normal", "orthogonal")
 INIT_RNGS = ("torch_compat", "device")
+RESIDUAL_FORMS = ("post", "pre")
+NAMED_SCALES = ("1/sqrt(depth)", "1/depth")
+NORMS = ("none", "layernorm", "batchnorm")
+NORM_POSITIONS = ("pre", "post")
 RANDOM_INPUTS = ("uniform", "normal")
 LOSSES = ("mse",)
 
@@ -58,7 +63,13 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
 class ModelConfig:
     """A stack of ``depth`` ``nn.Linear`` layers: ``depth - 1`` hidden ``width -> width`` layers
     with ``activation``, then ``width -> out_features``. With ``residual`` every hidden layer
-    computes ``h = act(W h + b) + h``; the output layer never has a skip."""
+    computes ``h = act(W h + b) + h``; the output layer never has a skip.
+
+    Variants: ``residual_form = "pre"`` computes ``h = W act(h) + b + h``; the branch is
+    multiplied by ``residual_scale`` and, with ``rezero``, by a learnable scalar that starts
+    at 0 (Bachlechner et al. 2020); ``norm`` adds a LayerNorm or BatchNorm per hidden layer,
+    before the branch (``pre``: ``h + f(N(h))``) or after the sum (``post``: ``N(h + f(h))``).
+    """
 
     depth: int = 5  # Linear layers including the output layer; >= 2
     width: int = 10  # hidden width; the input has the same width
@@ -67,11 +78,19 @@ class ModelConfig:
     output_activation: bool = False  # also apply the activation after the output layer
     bias: bool = False
     residual: bool = False
-    init: str = "torch_default"  # nn.Linear's own reset_parameters()
-    init_gain: float = 1.0  # multiplies every initial weight and bias
+    # torch_default: nn.Linear's own reset_parameters(); the others re-initialise every
+    # Linear weight after construction (model.apply) and zero its bias: kaiming_* use fan_in
+    # and the ReLU gain, xavier_* gain 1, orthogonal gain 1
+    init: str = "torch_default"
+    init_gain: float = 1.0  # multiplies every initial Linear weight and bias
     # torch_compat: bit-identical to torch.nn on the CPU stream; device: drawn on the device
     # in blocks of seeds (fast, statistically equivalent, not bit-compatible with torch.nn)
     init_rng: str = "torch_compat"
+    residual_form: str = "post"  # post: act(W h + b) + h; pre: W act(h) + b + h
+    residual_scale: str = "1.0"  # multiplies the branch: a number, "1/sqrt(depth)", "1/depth"
+    rezero: bool = False  # learnable branch scale initialised to 0 (needs residual)
+    norm: str = "none"  # none | layernorm | batchnorm (train mode, needs batch_size > 1)
+    norm_position: str = "pre"  # pre: normalise the branch input; post: normalise the sum
 
     def __post_init__(self) -> None:
         check_int("model.depth", self.depth, minimum=2)
@@ -84,6 +103,36 @@ class ModelConfig:
         check_choice("model.init", self.init, INITS)
         object.__setattr__(self, "init_gain", check_float("model.init_gain", self.init_gain))
         check_choice("model.init_rng", self.init_rng, INIT_RNGS)
+        check_choice("model.residual_form", self.residual_form, RESIDUAL_FORMS)
+        object.__setattr__(self, "residual_scale", _check_scale(self.residual_scale))
+        check_bool("model.rezero", self.rezero)
+        if self.rezero and not self.residual:
+            raise ConfigError("model.rezero", "needs residual = true (ReZero scales the "
+                              "residual branch)", self.rezero)
+        check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.norm_position", self.norm_position, NORM_POSITIONS)
+
+    @property
+    def branch_scale(self) -> float:
+        """``residual_scale`` as a number for this depth."""
+        if self.residual_scale == "1/sqrt(depth)":
+            return 1.0 / math.sqrt(self.depth)
+        if self.residual_scale == "1/depth":
+            return 1.0 / self.depth
+        return float(self.residual_scale)
+
+
+def _check_scale(value: Any) -> str:
+    """Canonical text of a branch scale: ``"0.5"`` for 0.5, or one of the named forms."""
+    if isinstance(value, str) and value in NAMED_SCALES:
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError("model.residual_scale", "must be a number, "
+                              '"1/sqrt(depth)" or "1/depth"', value) from None
+    return repr(check_float("model.residual_scale", value, positive=True))
 
 
 @dataclass(frozen=True)
@@ -135,6 +184,9 @@ def _check_input(key: str, value: Any) -> str | FixedInput:
 
 def check_compatible(model: ModelConfig, data: DataConfig) -> None:
     """Cross-section checks that neither dataclass can make alone."""
+    if model.norm == "batchnorm" and data.batch_size < 2:
+        raise ConfigError("model.norm", "batchnorm normalises over the batch and needs "
+                          f"data.batch_size > 1 (it is {data.batch_size})", model.norm)
     if isinstance(data.input, tuple) and len(data.input[0]) != model.width:
         raise ConfigError(
             "data.input",

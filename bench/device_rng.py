@@ -2,9 +2,10 @@
 
 The PyTorch-compatible stream needs one CPU generator per seed. For very large sweeps on an
 accelerator that is the bottleneck, so this mode draws a whole block of seeds with one
-device generator call per run of equally-bounded parameters: the same distributions as
-``nn.Linear`` (U(-b, b) weights and biases, ``torch.rand``/``randn`` inputs), independent
-across seeds, but NOT the values ``torch.nn`` would give for a seed.
+device generator call per parameter: the same distributions as the torch_compat mode
+(``nn.Linear``'s U(-b, b), the scheme's uniform, normal or orthogonal weights, zero biases
+under a scheme, ``torch.rand``/``randn`` inputs), independent across seeds, but NOT the
+values ``torch.nn`` would give for a seed.
 
 Determinism: a block is a fixed slice of the seed list whose size depends only on the
 network (:func:`block_size`), and its generator seed is a hash of the network, the input
@@ -26,7 +27,13 @@ import torch
 
 from bench.config import DataConfig, ModelConfig
 from bench.hashing import canonical_json
-from bench.initialization import InitialState, _allocate, _stream, mlp_param_specs
+from bench.init_schemes import (
+    default_bias_bound,
+    default_weight_bound,
+    scheme_normal_std,
+    scheme_uniform_bound,
+)
+from bench.initialization import InitialState, _constants, mlp_param_specs, offsets
 
 # A block holds at most this many float32 values (256 MiB), and at most 1024 seeds.
 _BLOCK_VALUES = 2**26
@@ -43,9 +50,27 @@ def block_size(model: ModelConfig, data: DataConfig) -> int:
 def block_seed(model: ModelConfig, data: DataConfig, seeds: Sequence[int]) -> int:
     """63-bit generator seed for one block: a hash of what determines its draw."""
     key = {"depth": model.depth, "width": model.width, "out": model.out_features,
-           "bias": model.bias, "init": model.init, "input": data.input,
-           "batch": data.batch_size, "seeds": list(seeds)}
+           "bias": model.bias, "init": model.init, "norm": model.norm, "rezero": model.rezero,
+           "input": data.input, "batch": data.batch_size, "seeds": list(seeds)}
     return int(hashlib.sha256(canonical_json(key).encode()).hexdigest()[:15], 16)
+
+
+def _draw_weight(view: torch.Tensor, scheme: str, generator: torch.Generator) -> None:
+    """Fill ``view`` ``(S, out, in)`` with the scheme's distribution, one call per block."""
+    out, fan_in = view.shape[1:]
+    if scheme == "torch_default":
+        bound = default_weight_bound(fan_in)
+        view.uniform_(-bound, bound, generator=generator)
+    elif (bound := scheme_uniform_bound(scheme, fan_in, out)) is not None:
+        view.uniform_(-bound, bound, generator=generator)
+    elif (std := scheme_normal_std(scheme, fan_in, out)) is not None:
+        view.normal_(0.0, std, generator=generator)
+    else:  # orthogonal: batched QR of Gaussian matrices, signs fixed (Mezzadri 2007)
+        tall = view.transpose(1, 2) if out < fan_in else view
+        gauss = torch.empty_like(tall).normal_(0.0, 1.0, generator=generator)
+        q, r = torch.linalg.qr(gauss)
+        q *= torch.diagonal(r, dim1=1, dim2=2).sign().unsqueeze(1)
+        tall.copy_(q)
 
 
 def draw_on_device(model: ModelConfig, data: DataConfig, seeds: Sequence[int],
@@ -58,19 +83,23 @@ def draw_on_device(model: ModelConfig, data: DataConfig, seeds: Sequence[int],
     device = torch.device(device)
     specs = tuple(mlp_param_specs(model))
     total = sum(spec.numel for spec in specs)
-    n_inputs = data.batch_size * model.width
-    buffer = _allocate(len(seeds), total + n_inputs, data, total, pin=False).to(device)
-    stream = _stream(specs, data, n_inputs)
+    buffer = torch.empty(len(seeds), total + data.batch_size * model.width, device=device)
+    _constants(model, specs, buffer, total, data)
     size = block_size(model, data)
     for first in range(0, len(seeds), size):
         rows = buffer[first:first + size]
         generator = torch.Generator(device=device)
         generator.manual_seed(block_seed(model, data, seeds[first:first + size]))
-        for start, stop, kind, a, b in stream:
-            if kind == "uniform":
-                rows[:, start:stop].uniform_(a, b, generator=generator)
-            else:
-                rows[:, start:stop].normal_(a, b, generator=generator)
+        for spec, start in zip(specs, offsets(specs), strict=True):
+            view = rows[:, start:start + spec.numel]
+            if spec.kind == "weight":
+                _draw_weight(view.view(-1, *spec.shape), model.init, generator)
+            elif spec.kind == "bias" and model.init == "torch_default":
+                bound = default_bias_bound(model.width)
+                view.uniform_(-bound, bound, generator=generator)
+        if data.input in ("uniform", "normal"):
+            draw = torch.Tensor.uniform_ if data.input == "uniform" else torch.Tensor.normal_
+            draw(rows[:, total:], 0.0, 1.0, generator=generator)
     return InitialState(tuple(seeds), specs, buffer, data.batch_size, fingerprint(buffer))
 
 

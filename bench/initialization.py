@@ -1,86 +1,95 @@
 """Initial parameters and inputs for many seeds at once, bit-identical to ``torch.nn``.
 
-For seed ``s`` the parameters equal those of ``nn.Linear`` layers created in order right after
-``torch.manual_seed(s)``, and the input equals the ``torch.rand``/``torch.randn`` draw that
-follows. Each seed needs its own CPU generator stream (PyTorch's MT19937), so generation is a
-loop over seeds; within a seed it is one ``uniform_`` call per run of consecutive parameters
-that share a bound, which consumes the stream exactly as the per-layer calls would.
+For seed ``s`` the parameters equal those of the reference module (:mod:`bench.reference`)
+built right after ``torch.manual_seed(s)``: ``nn.Linear`` layers created in order, then the
+init scheme applied (:mod:`bench.init_schemes`), then the ``torch.rand``/``torch.randn``
+input. Each seed needs its own CPU generator stream (PyTorch's MT19937), so the torch path
+is a loop over seeds that replays those ``torch.nn.init`` calls on one seed's views.
 
-That loop costs ~20 us per seed in call overhead, whatever the size. For short streams
-(the blog's cell draws 420 values) :mod:`bench.mt19937` generates all seeds at once in numpy,
-bit for bit the same; it is used only after it has been checked against torch on this
-machine, and torch's own generator is used otherwise.
+That loop costs ~20 us per seed in call overhead alone, whatever the size. For short
+all-uniform streams (the blog's cell draws 420 values) :mod:`bench.mt19937` generates every
+seed at once in numpy, bit for bit the same; it is used only after it has been checked
+against torch on this machine.
 
-Shapes: a state for ``S`` seeds holds ``params[i]`` of shape ``(S, *spec.shape)`` and
-``inputs`` of shape ``(S, batch_size, width)``, all float32 on the CPU.
+Shapes: a state for ``S`` seeds has ``buffer`` ``(S, parameters + batch_size * width)``;
+``params[i]`` is a ``(S, *spec.shape)`` view, ``inputs`` a ``(S, batch_size, width)`` view.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
 
 from bench import mt19937
 from bench.config import DataConfig, ModelConfig
+from bench.init_schemes import replay, uniform_stream
 
 # From this many values per seed, one seed is enough work for a generation thread.
 _THREADED_NUMEL = 20_000
 # Below this many draws per seed the seed-vectorised generator is faster than torch's loop
 # (measured: ~1.5 us + 9 ns/draw against ~20 us + 6 ns/draw per seed).
 _VECTORISED_MAX_DRAWS = 8192
+LINEAR_KINDS = ("weight", "bias")
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter as ``named_parameters()`` lists it, with its ``nn.Linear`` init bound."""
+    """One parameter as the reference module's ``named_parameters()`` lists it."""
 
-    name: str  # "layers.0.weight"
+    name: str  # "layers.0.weight", "norms.0.weight", "alphas.0"
     shape: tuple[int, ...]
-    layer: int
-    kind: str  # "weight" | "bias"
-    bound: float  # the tensor is drawn from U(-bound, bound)
+    layer: int  # the hidden or output layer it belongs to, 0 = first
+    kind: str  # weight | bias (of a Linear), norm_weight | norm_bias, alpha
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
 
 
-def _kaiming_uniform_bound(fan_in: int) -> float:
-    # nn.Linear.reset_parameters: kaiming_uniform_(w, a=sqrt(5)); computed with torch's own
-    # calculate_gain so the float is exactly torch's (1/sqrt(fan_in) differs in the last bit).
-    gain = torch.nn.init.calculate_gain("leaky_relu", math.sqrt(5))
-    return math.sqrt(3.0) * (gain / math.sqrt(fan_in))
-
-
 def mlp_param_specs(model: ModelConfig) -> list[ParamSpec]:
-    """Parameters of the MLP in creation order: per layer weight ``(out, in)``, then bias."""
+    """Parameters in ``named_parameters()`` order: Linear layers (weight, bias), then the
+    norms of the hidden layers (weight, bias), then the ReZero scales."""
     specs = []
     for layer in range(model.depth):
         out = model.out_features if layer == model.depth - 1 else model.width
-        fan_in = model.width
-        specs.append(ParamSpec(f"layers.{layer}.weight", (out, fan_in), layer, "weight",
-                               _kaiming_uniform_bound(fan_in)))
+        specs.append(ParamSpec(f"layers.{layer}.weight", (out, model.width), layer, "weight"))
         if model.bias:
-            specs.append(ParamSpec(f"layers.{layer}.bias", (out,), layer, "bias",
-                                   1 / math.sqrt(fan_in)))
+            specs.append(ParamSpec(f"layers.{layer}.bias", (out,), layer, "bias"))
+    if model.norm != "none":
+        for layer in range(model.depth - 1):
+            specs.append(ParamSpec(f"norms.{layer}.weight", (model.width,), layer,
+                                   "norm_weight"))
+            specs.append(ParamSpec(f"norms.{layer}.bias", (model.width,), layer, "norm_bias"))
+    if model.rezero:
+        specs += [ParamSpec(f"alphas.{layer}", (1,), layer, "alpha")
+                  for layer in range(model.depth - 1)]
     return specs
+
+
+def offsets(specs: Sequence[ParamSpec]) -> list[int]:
+    """Start of each parameter in a seed's buffer row."""
+    starts, position = [], 0
+    for spec in specs:
+        starts.append(position)
+        position += spec.numel
+    return starts
 
 
 @dataclass(frozen=True)
 class InitialState:
-    """Initial parameters and inputs of ``S`` seeds (float32, CPU).
+    """Initial parameters and inputs of ``S`` seeds (float32).
 
-    ``buffer`` row ``i`` is seed ``i``'s whole draw in stream order: every parameter in spec
-    order, then the input.
+    ``buffer`` row ``i`` is seed ``i``'s whole initial state: every parameter in spec order,
+    then the input.
     """
 
     seeds: tuple[int, ...]
@@ -92,11 +101,8 @@ class InitialState:
     @property
     def params(self) -> list[torch.Tensor]:
         """Views into ``buffer``, one ``(S, *shape)`` tensor per spec."""
-        views, start = [], 0
-        for spec in self.specs:
-            views.append(self.buffer[:, start:start + spec.numel].view(-1, *spec.shape))
-            start += spec.numel
-        return views
+        return [self.buffer[:, a:a + s.numel].view(-1, *s.shape)
+                for s, a in zip(self.specs, offsets(self.specs), strict=True)]
 
     @property
     def inputs(self) -> torch.Tensor:
@@ -105,48 +111,66 @@ class InitialState:
         return self.buffer[:, start:].view(len(self.seeds), self.batch_size, -1)
 
 
-def _bound_runs(specs: Sequence[ParamSpec]) -> list[tuple[int, int, float]]:
-    """``(start, stop, bound)`` slices of the flat vector that share one bound, in order."""
-    runs: list[tuple[int, int, float]] = []
-    start = 0
+def _linear_layout(specs: Sequence[ParamSpec]) -> list[tuple[int, tuple[int, int], int | None]]:
+    """Per Linear layer: (weight offset, (out, in), bias offset or None)."""
+    starts = dict(zip((s.name for s in specs), offsets(specs), strict=True))
+    layout = []
     for spec in specs:
-        stop = start + spec.numel
-        if runs and runs[-1][2] == spec.bound and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], stop, spec.bound)
-        else:
-            runs.append((start, stop, spec.bound))
-        start = stop
-    return runs
+        if spec.kind == "weight":
+            bias = starts.get(spec.name.replace(".weight", ".bias"))
+            layout.append((starts[spec.name], spec.shape, bias))
+    return layout
 
 
-Stream = list[tuple[int, int, str, float, float]]  # (start, stop, "uniform"|"normal", a, b)
+def _constants(model: ModelConfig, specs: Sequence[ParamSpec], buffer: torch.Tensor,
+               total: int, data: DataConfig) -> None:
+    """Values that need no random draw: norm scales 1, norm shifts 0, ReZero scales 0,
+    Linear biases under a non-default scheme 0, a fixed input."""
+    zero_bias = model.init != "torch_default"
+    for spec, start in zip(specs, offsets(specs), strict=True):
+        if spec.kind in ("norm_weight", "norm_bias", "alpha") or \
+                (spec.kind == "bias" and zero_bias):
+            buffer[:, start:start + spec.numel] = 1.0 if spec.kind == "norm_weight" else 0.0
+    if not isinstance(data.input, str):
+        buffer[:, total:] = torch.tensor(data.input, dtype=torch.float32).reshape(-1)
 
 
-def _stream(specs: Sequence[ParamSpec], data: DataConfig, n_inputs: int) -> Stream:
-    """What each seed draws, in order: parameters U(-b, b), then torch.rand/randn input."""
-    stream: Stream = [(a, z, "uniform", -b, b) for a, z, b in _bound_runs(specs)]
-    total = sum(spec.numel for spec in specs)
-    if data.input == "uniform":
-        stream.append((total, total + n_inputs, "uniform", 0.0, 1.0))
-    elif data.input == "normal":
-        stream.append((total, total + n_inputs, "normal", 0.0, 1.0))
-    return stream
-
-
-def _fill_with_torch(seeds: Sequence[int], stream: Stream, rows: torch.Tensor) -> None:
+def _fill_with_torch(seeds: Sequence[int], model: ModelConfig, data: DataConfig,
+                     specs: Sequence[ParamSpec], rows: torch.Tensor) -> None:
+    layout = _linear_layout(specs)
+    total = sum(s.numel for s in specs)
     generator = torch.Generator()
     for seed, row in zip(seeds, rows, strict=True):
         generator.manual_seed(seed)
-        for start, stop, kind, a, b in stream:
-            if kind == "uniform":
-                row[start:stop].uniform_(a, b, generator=generator)
-            else:
-                row[start:stop].normal_(a, b, generator=generator)
+        linears = [(row[w:w + o * i].view(o, i), row[b:b + o] if b is not None else None)
+                   for w, (o, i), b in layout]
+        replay(model.init, linears, generator)
+        if data.input == "uniform":
+            row[total:].uniform_(0.0, 1.0, generator=generator)  # torch.rand
+        elif data.input == "normal":
+            row[total:].normal_(0.0, 1.0, generator=generator)  # torch.randn
 
 
-def _fill_vectorised(seeds: Sequence[int], stream: Stream, rows: torch.Tensor) -> None:
-    runs = [(start, stop, a, b) for start, stop, _, a, b in stream]
-    mt19937.uniform_runs(seeds, runs, rows.numpy()[:, :runs[-1][1]])
+def _vectorised_runs(model: ModelConfig, data: DataConfig, specs: Sequence[ParamSpec],
+                     n_inputs: int):
+    """The whole stream as uniform runs (parameters, then input), or None."""
+    runs = uniform_stream(model.init, _linear_layout(specs))
+    if runs is None or data.input == "normal":
+        return None
+    if data.input == "uniform":
+        total = sum(s.numel for s in specs)
+        end = runs[-1][1]
+        runs = [*runs, (end, end + n_inputs, 0.0, 1.0, (total, total + n_inputs))]
+    return runs
+
+
+def _fill_vectorised(seeds: Sequence[int], runs, rows: torch.Tensor) -> None:
+    stream = np.empty((len(seeds), runs[-1][1]), dtype=np.float32)
+    mt19937.uniform_runs(seeds, [(a, z, low, high) for a, z, low, high, _ in runs], stream)
+    target = rows.numpy()
+    for a, z, _low, _high, destination in runs:
+        if destination is not None:
+            target[:, destination[0]:destination[1]] = stream[:, a:z]
 
 
 @functools.cache
@@ -155,16 +179,17 @@ def vectorised_generator_verified() -> bool:
     return mt19937.matches_torch()
 
 
-def _choose_filler(stream: Stream):
-    draws = stream[-1][1]
-    if (all(kind == "uniform" for _start, _stop, kind, _a, _b in stream)
-            and draws <= _VECTORISED_MAX_DRAWS and vectorised_generator_verified()):
-        return _fill_vectorised
-    return _fill_with_torch
+def _filler(model: ModelConfig, data: DataConfig, specs: Sequence[ParamSpec], n_inputs: int):
+    """How to fill a block of seed rows: vectorised when possible and worth it."""
+    runs = _vectorised_runs(model, data, specs, n_inputs)
+    if runs is not None and runs[-1][1] <= _VECTORISED_MAX_DRAWS \
+            and vectorised_generator_verified():
+        return lambda seeds, rows: _fill_vectorised(seeds, runs, rows)
+    return lambda seeds, rows: _fill_with_torch(seeds, model, data, specs, rows)
 
 
-def _fill_part(fill, seeds, stream, rows) -> list[str]:
-    fill(seeds, stream, rows)
+def _fill_part(fill, seeds, rows) -> list[str]:
+    fill(seeds, rows)
     return fingerprint(rows.numpy())
 
 
@@ -180,29 +205,19 @@ def draw_initial_state(model: ModelConfig, data: DataConfig, seeds: Sequence[int
     specs = tuple(mlp_param_specs(model))
     total = sum(spec.numel for spec in specs)
     n_inputs = data.batch_size * model.width
-    buffer = _allocate(len(seeds), total + n_inputs, data, total, pin=pin)
-    stream = _stream(specs, data, n_inputs)
-    fill = _choose_filler(stream) if stream else (lambda *args: None)
+    buffer = torch.empty(len(seeds), total + n_inputs, dtype=torch.float32, pin_memory=pin)
+    _constants(model, specs, buffer, total, data)
+    fill = _filler(model, data, specs, n_inputs)
     workers = _thread_count(len(seeds), total, threads)
     bounds = [len(seeds) * i // workers for i in range(workers + 1)]
-    parts = [(seeds[a:b], buffer[a:b]) for a, b in itertools.pairwise(bounds)]
     if workers == 1:
-        prints = _fill_part(fill, seeds, stream, buffer)
+        prints = _fill_part(fill, seeds, buffer)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            jobs = [pool.submit(_fill_part, fill, part_seeds, stream, rows)
-                    for part_seeds, rows in parts]
+            jobs = [pool.submit(_fill_part, fill, seeds[a:b], buffer[a:b])
+                    for a, b in pairwise(bounds)]
             prints = [p for job in jobs for p in job.result()]
     return InitialState(tuple(seeds), specs, buffer, data.batch_size, prints)
-
-
-def _allocate(n_seeds: int, width: int, data: DataConfig, total: int, *,
-              pin: bool) -> torch.Tensor:
-    # Pinned (page-locked) host memory lets the copy to an accelerator run asynchronously.
-    buffer = torch.empty(n_seeds, width, dtype=torch.float32, pin_memory=pin)
-    if not isinstance(data.input, str):
-        buffer[:, total:] = torch.tensor(data.input, dtype=torch.float32).reshape(-1)
-    return buffer
 
 
 def _thread_count(n_seeds: int, numel_per_seed: int, threads: int | None) -> int:
@@ -214,17 +229,19 @@ def _thread_count(n_seeds: int, numel_per_seed: int, threads: int | None) -> int
 
 
 def scaled_params(state: InitialState, gain: float) -> list[torch.Tensor]:
-    """The parameters times ``init_gain`` (``p.mul_(gain)`` on the nn.Module, bit for bit)."""
+    """The parameters with every Linear weight and bias times ``init_gain``
+    (``p.mul_(gain)`` on the module's Linear parameters, bit for bit)."""
     if gain == 1.0:
         return state.params
-    return [p * gain for p in state.params]
+    return [p * gain if spec.kind in LINEAR_KINDS else p
+            for spec, p in zip(state.specs, state.params, strict=True)]
 
 
 def fingerprint(rows: np.ndarray) -> list[str]:
-    """Per seed, the first 16 hex digits of the SHA-256 of its initial draw.
+    """Per seed, the first 16 hex digits of the SHA-256 of its initial state.
 
     Takes the float32 buffer rows ``(S, parameters + inputs)`` (parameters before
     ``init_gain``, in spec order, then the input); returns ``S`` strings. Records use it to
-    tell whether two runs started seed ``s`` from the same draw (same code, same stream).
+    tell whether two runs started seed ``s`` from the same state (same code, same stream).
     """
     return [hashlib.sha256(row).hexdigest()[:16] for row in rows]

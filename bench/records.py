@@ -25,9 +25,10 @@ Each file's Parquet metadata holds ``gradprobe.schema_version``, ``gradprobe.cel
 as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written) and
 ``gradprobe.timing`` (``compute_seconds``, ``init_seconds``, ``n_seeds``).
 
-Versions: 1 had no ``init_rng`` column; 2 adds it. Older files are migrated on read by
-:func:`migrate`: a config key added later gets its default, which by construction reproduces
-what older code did.
+Versions: 1 had no ``init_rng`` column; 2 adds it; 3 adds ``residual_form``,
+``residual_scale``, ``rezero``, ``norm``, ``norm_position``. Older files are migrated on read
+by :func:`migrate`: a config key added later gets its default, which by construction
+reproduces what older code did.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from bench.config import DataConfig, ModelConfig
 from bench.errors import UserError
 from bench.metrics import COUNT_METRICS, METRICS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORDS_DIR = "records"
 META_VERSION = b"gradprobe.schema_version"
 META_CELL = b"gradprobe.cell"

@@ -12,11 +12,13 @@ import torch
 from torch import nn
 
 from bench.config import DataConfig, ModelConfig
+from bench.init_schemes import SCHEMES
 from bench.model import ACTIVATIONS
 
 
 class ReferenceMLP(nn.Module):
-    """``depth`` Linear layers; hidden ones ``act(W h + b)`` (+ ``h`` when residual)."""
+    """``depth`` Linear layers; hidden ones ``act(W h + b)`` (+ ``h`` when residual), with the
+    variants of :class:`bench.config.ModelConfig`, written the way a user would write them."""
 
     def __init__(self, model: ModelConfig):
         super().__init__()
@@ -25,20 +27,45 @@ class ReferenceMLP(nn.Module):
                   for _ in range(model.depth - 1)]
         output = nn.Linear(model.width, model.out_features, bias=model.bias)
         self.layers = nn.ModuleList([*hidden, output])
+        if model.norm != "none":
+            norm = nn.LayerNorm if model.norm == "layernorm" else nn.BatchNorm1d
+            self.norms = nn.ModuleList([norm(model.width) for _ in hidden])
+        if model.rezero:
+            self.alphas = nn.ParameterList([nn.Parameter(torch.zeros(1)) for _ in hidden])
+        if model.init != "torch_default":
+            self.apply(self._reinitialise)
         if model.init_gain != 1.0:
             with torch.no_grad():
-                for p in self.parameters():
-                    p.mul_(model.init_gain)
+                for layer in self.layers:
+                    for p in layer.parameters():
+                        p.mul_(model.init_gain)
+
+    def _reinitialise(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            SCHEMES[self.config.init](module.weight, None)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def _block(self, index: int, h: torch.Tensor) -> torch.Tensor:
+        m, act = self.config, ACTIVATIONS[self.config.activation]
+        norm = self.norms[index] if m.norm != "none" else None
+        u = norm(h) if norm is not None and m.norm_position == "pre" else h
+        layer = self.layers[index]
+        branch = layer(act(u)) if m.residual and m.residual_form == "pre" else act(layer(u))
+        if m.residual:
+            branch = branch * m.branch_scale if m.branch_scale != 1.0 else branch
+            branch = branch * self.alphas[index] if m.rezero else branch
+            branch = h + branch
+        return norm(branch) if norm is not None and m.norm_position == "post" else branch
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Returns every layer's output; the last is the network output."""
-        act = ACTIVATIONS[self.config.activation]
         outputs = []
-        for layer in self.layers[:-1]:
-            h = act(layer(x))
-            x = h + x if self.config.residual else h
+        for index in range(self.config.depth - 1):
+            x = self._block(index, x)
             outputs.append(x)
         y = self.layers[-1](x)
+        act = ACTIVATIONS[self.config.activation]
         outputs.append(act(y) if self.config.output_activation else y)
         return outputs
 

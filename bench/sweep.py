@@ -22,7 +22,7 @@ from bench.config import (
     check_int,
 )
 from bench.devices import check_device_name, check_dtype_name, expand_auto
-from bench.errors import ConfigError
+from bench.errors import ConfigError, toml_repr
 from bench.hashing import short_hash
 
 MAX_SEED = 2**63 - 1
@@ -124,12 +124,14 @@ def _check_axis_values(key: str, values: tuple[Any, ...]) -> None:
     if not values:
         raise ConfigError(f"sweep.{key}", "a sweep axis needs at least one value", [])
     target = ModelConfig if key in MODEL_KEYS else DataConfig
+    # Check each value on its own; combinations are checked when the cells are expanded.
+    context = {"residual": True} if key == "rezero" else {}
     for value in values:
         try:
             if key == "input" and isinstance(value, (list, tuple)):
                 target(input=value, batch_size=len(value))
             else:
-                target(**{key: value})
+                target(**{key: value, **context})
         except ConfigError as err:
             raise ConfigError(f"sweep.{key}", err.problem, value) from None
 
@@ -172,9 +174,9 @@ class ExperimentConfig:
                 data = _data_with(self.data, _pick(overrides, DATA_KEYS))
                 check_compatible(model, data)
             except ConfigError as err:
-                where = ", ".join(f"{k} = {v!r}" for k, v in overrides.items())
-                raise ConfigError(err.key, f"{err.problem} (in the sweep cell {where})",
-                                  has_value=False) from None
+                where = ", ".join(f"{k} = {toml_repr(v)}" for k, v in overrides.items())
+                problem = f"{err.problem} (in the sweep cell {where})" if where else err.problem
+                raise ConfigError(err.key, problem, err.value, has_value=err.has_value) from None
             for dtype in self.sweep.dtype:
                 for device in expand_auto(self.sweep.device):
                     cells.append(Cell(model, data, device, dtype, self.sweep.seeds))

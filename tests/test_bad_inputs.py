@@ -68,8 +68,12 @@ def _truncate(path: Path) -> None:
 def test_corrupt_records_file_on_analyze(run_copy):
     victim = record_files(run_copy)[2]
     _truncate(victim)
+    before = {p.name: p.read_bytes() for p in (run_copy / "analysis").glob("*")} \
+        if (run_copy / "analysis").exists() else {}
     assert_one_line_error(gradprobe("analyze", run_copy), victim.name, "not a readable Parquet")
-    assert not (run_copy / "analysis" / "analysis.json").exists()
+    after = {p.name: p.read_bytes() for p in (run_copy / "analysis").glob("*")} \
+        if (run_copy / "analysis").exists() else {}
+    assert after == before  # an earlier analysis is neither replaced nor half-overwritten
 
 
 def test_corrupt_records_file_on_resume(run_copy):

@@ -9,6 +9,7 @@ from scipy import stats
 from bench.config import DataConfig, ModelConfig
 from bench.device_rng import block_size, draw_on_device
 from bench.engine import bytes_per_seed, measure_group
+from bench.init_schemes import default_bias_bound, default_weight_bound
 from bench.initialization import draw_initial_state
 from bench.sweep import Cell
 
@@ -27,11 +28,38 @@ def test_draws_have_the_nn_linear_distributions(data_input):
                                                                          batch_size=4)
     state = draw_on_device(model, data, list(range(300)), "cpu")
     for spec, param in zip(state.specs, state.params, strict=True):
-        values = param.reshape(-1).numpy() / spec.bound  # U(-1, 1) if right
+        bound = default_weight_bound(16) if spec.kind == "weight" else default_bias_bound(16)
+        values = param.reshape(-1).numpy() / bound  # U(-1, 1) if right
         assert stats.kstest(values, stats.uniform(-1, 2).cdf).pvalue > 1e-3, spec.name
     inputs = state.inputs.reshape(-1).numpy()
     reference = stats.uniform(0, 1).cdf if data_input == "uniform" else stats.norm.cdf
     assert stats.kstest(inputs, reference).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("scheme,reference", [
+    ("kaiming_normal", stats.norm(0, np.sqrt(2 / 16)).cdf),
+    ("xavier_uniform", stats.uniform(-np.sqrt(6 / 32), 2 * np.sqrt(6 / 32)).cdf),
+])
+def test_schemes_on_the_device_have_their_distributions(scheme, reference):
+    model = ModelConfig(depth=3, width=16, bias=True, init=scheme)
+    state = draw_on_device(model, DataConfig(), list(range(200)), "cpu")
+    for spec, param in zip(state.specs, state.params, strict=True):
+        if spec.kind == "weight" and spec.shape == (16, 16):
+            assert stats.kstest(param.reshape(-1).numpy(), reference).pvalue > 1e-3
+        elif spec.kind == "bias":
+            assert (param == 0).all()
+
+
+def test_orthogonal_on_the_device_is_orthogonal():
+    import torch
+
+    model = ModelConfig(depth=3, width=8, init="orthogonal", out_features=3)
+    state = draw_on_device(model, DataConfig(), list(range(50)), "cpu")
+    hidden, output = state.params[0], state.params[-1]
+    eye = torch.eye(8).expand(50, 8, 8)
+    assert torch.allclose(hidden @ hidden.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(output @ output.transpose(1, 2), torch.eye(3).expand(50, 3, 3),
+                          atol=1e-5)  # wide matrix: orthonormal rows
 
 
 def test_not_the_torch_stream_but_reproducible():

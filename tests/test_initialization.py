@@ -33,24 +33,46 @@ def test_bit_identical_to_nn_linear(bias, data_input, threads):
     assert_matches_reference(model, data, SEEDS, state)
 
 
+@pytest.mark.parametrize("scheme", ["kaiming_uniform", "kaiming_normal", "xavier_uniform",
+                                    "xavier_normal", "orthogonal"])
+@pytest.mark.parametrize("variant", [{}, {"bias": True, "out_features": 3},
+                                     {"bias": True, "norm": "layernorm", "residual": True,
+                                      "rezero": True}])
+def test_init_schemes_bit_identical_to_model_apply(scheme, variant):
+    # The reference builds the module, then model.apply(init) re-draws the weights and
+    # zeroes the biases: the default draws are consumed first, as in users' code.
+    model = ModelConfig(depth=4, width=5, init=scheme, **variant)
+    data = DataConfig(batch_size=2)
+    seeds = list(range(0, 1300, 13))  # enough seeds for the threaded paths
+    state = init.draw_initial_state(model, data, seeds)
+    assert_matches_reference(model, data, seeds[::9], init.InitialState(
+        tuple(seeds[::9]), state.specs, state.buffer[::9], 2, state.fingerprints[::9]))
+
+
 def test_vectorised_and_torch_paths_agree():
-    model, data = ModelConfig(depth=5, width=10, bias=True), DataConfig(batch_size=3)
-    seeds = list(range(600))
-    specs = init.mlp_param_specs(model)
-    stream = init._stream(specs, data, data.batch_size * model.width)
-    width = stream[-1][1]
-    torch_rows = torch.empty(len(seeds), width)
-    vector_rows = torch.empty(len(seeds), width)
-    init._fill_with_torch(seeds, stream, torch_rows)
-    init._fill_vectorised(seeds, stream, vector_rows)
-    assert torch.equal(torch_rows, vector_rows)
+    for scheme in ("torch_default", "kaiming_uniform", "xavier_uniform"):
+        model, data = ModelConfig(depth=5, width=10, bias=True, init=scheme), \
+            DataConfig(batch_size=3)
+        seeds = list(range(600))
+        specs = init.mlp_param_specs(model)
+        runs = init._vectorised_runs(model, data, specs, data.batch_size * model.width)
+        assert runs is not None
+        width = sum(s.numel for s in specs) + data.batch_size * model.width
+        torch_rows = torch.zeros(len(seeds), width)
+        vector_rows = torch.zeros(len(seeds), width)
+        init._fill_with_torch(seeds, model, data, specs, torch_rows)
+        init._fill_vectorised(seeds, runs, vector_rows)
+        assert torch.equal(torch_rows, vector_rows), scheme
 
 
 def test_blog_cell_uses_the_vectorised_generator_here():
     # Guards the speed path: if this fails, generation silently fell back to the slow loop.
     assert init.vectorised_generator_verified()
-    stream = init._stream(init.mlp_param_specs(ModelConfig()), DataConfig(), 10)
-    assert init._choose_filler(stream) is init._fill_vectorised
+    model, data = ModelConfig(), DataConfig()
+    runs = init._vectorised_runs(model, data, init.mlp_param_specs(model), 10)
+    assert runs is not None and runs[-1][1] == 420
+    normal = ModelConfig(init="kaiming_normal")
+    assert init._vectorised_runs(normal, data, init.mlp_param_specs(normal), 10) is None
 
 
 def test_large_cells_match_reference_through_threads():
