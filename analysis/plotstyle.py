@@ -111,14 +111,19 @@ def integer_ticks(ax: plt.Axes, values=None, axis: str = "x") -> None:
 def to_svg(fig: plt.Figure, key: str) -> str:
     """The figure as an ``<svg>`` element for inlining in HTML (no prolog, no metadata).
 
-    ``key`` salts matplotlib's element ids so that two figures on one page never share an id
-    (ids must be unique in an HTML document, and ``<use href="#id">`` would cross-link)."""
+    matplotlib names elements ``figure_1``, ``axes_1``, ... in every figure; ids must be
+    unique in an HTML document (and ``url(#clip)`` would resolve to another figure's clip
+    path), so every id and reference gets the prefix ``svg-<key>-``."""
     buffer = io.StringIO()
-    with plt.rc_context({"svg.hashsalt": f"gradprobe-{key}"}):
+    with plt.rc_context({"svg.hashsalt": "gradprobe"}):  # stable ids: same input, same file
         fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML prolog and doctype: it is inlined in HTML
-    return re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    prefix = f"svg-{key}-"
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m[1]})", svg)
+    return re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m[1]}"', svg)
 
 
 def to_png(fig: plt.Figure) -> bytes:
