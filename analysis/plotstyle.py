@@ -38,6 +38,9 @@ MAX_DECADE_TICKS = 6
 
 plt.rcParams.update({
     "svg.fonttype": "none",  # text stays text: selectable, searchable, small
+    # Written into every SVG <text>: a short list keeps the page small; DejaVu Sans is what
+    # matplotlib lays the text out with, the others have close metrics.
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
     "figure.dpi": 100,
     "font.size": 9,
     "axes.titlesize": 9,

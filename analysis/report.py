@@ -13,55 +13,17 @@ import json
 import math
 import numbers
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from analysis.analyze import Analysis, analyze_run, load_analysis
 from analysis.findings import findings
-from analysis.headline import (
-    VARIANTS,
-    describe_selection,
-    format_headline,
-    headline_rows,
-    headline_selection,
-    headline_sort_values,
-    headline_table,
-)
+from analysis.headline import VARIANTS, Headline, headline_for, headline_sort_values
 from analysis.html import csv_data_uri, render_page
 from analysis.report_figures import build_figures
-from analysis.series import varying_axes
 from bench.atomic_files import write_text_atomic
 from bench.errors import UserError
-from bench.loader import parse_config
 from bench.manifest import read_manifest
-
-
-@dataclass(frozen=True)
-class Headline:
-    selection: dict[str, Any]
-    metric: str
-    title: str
-    table: pd.DataFrame
-    header: list[str]
-    rows: list[list[str]]
-    text: str
-
-
-def headline_for(analysis: Analysis, manifest: dict | None = None) -> Headline:
-    """The headline table of an analysed run (configuration from ``[report]``)."""
-    manifest = manifest or read_manifest(analysis.run_dir)
-    config = parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
-    metric = config.report.metric
-    selection = headline_selection(manifest, analysis.summary)
-    table = headline_table(analysis, selection, metric)
-    where = describe_selection(selection, varying_axes(analysis.summary))
-    title = f"{metric} per layer, {where}"
-    header, rows = headline_rows(table)
-    return Headline(selection, metric, title, table, header, rows,
-                    format_headline(table, title))
 
 
 def _header_cells(header: list[str]) -> list[dict[str, Any]]:

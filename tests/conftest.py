@@ -89,3 +89,20 @@ def hostile_run(tmp_path_factory) -> Path:
     analysis = analyze_run(run_dir, settings=AnalysisSettings(n_resamples=199))
     write_report(run_dir, analysis=analysis)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def reports_dir(tmp_path_factory, smoke_analysis, hostile_run) -> Path:
+    """A reports directory as `make bench` leaves it: two analysed and reported runs, and
+    ``latest/``, which is not a run."""
+    import shutil
+
+    from analysis.report import write_report
+
+    root = tmp_path_factory.mktemp("publish") / "reports"
+    shutil.copytree(smoke_analysis.run_dir, root / "smoke-run")
+    write_report(root / "smoke-run")
+    shutil.copytree(hostile_run, root / HOSTILE_DIR)
+    (root / "latest").mkdir()
+    (root / "latest" / "index.html").write_text("<p>latest</p>", encoding="utf-8")
+    return root

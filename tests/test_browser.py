@@ -21,7 +21,7 @@ from analysis.html import page_assets
 from analysis.report import headline_for, write_report
 from bench.records import read_records
 from tests.browser_support import open_page
-from tests.conftest import HOSTILE_DESCRIPTION, HOSTILE_NAME
+from tests.conftest import HOSTILE_DESCRIPTION, HOSTILE_DIR, HOSTILE_NAME
 
 pytestmark = pytest.mark.browser
 
@@ -244,3 +244,35 @@ def test_strings_planted_in_the_config_stay_text(browser, hostile_run):
     assert scripts == 1 and pwned and log.dialogs == []
     assert images == [] and log.external() == [] and log.page_errors == []
     assert [u for u in log.requests if not u.startswith("data:")] == [report.as_uri()]
+
+
+def test_published_site_works_offline_and_links_to_every_report(browser, reports_dir,
+                                                                 tmp_path):
+    from analysis.site import publish
+
+    result = publish(reports=reports_dir, out=tmp_path / "site")
+    index = (result.out / "index.html").as_uri()
+    with open_page(browser, index) as (page, log):
+        names = page.eval_on_selector_all("#runs-table tbody th a",
+                                          "links => links.map(a => a.textContent)")
+        configs = page.eval_on_selector_all("#runs-table tbody th .meta",
+                                            "spans => spans.map(s => s.textContent)")
+        page.locator("#runs-table thead th").nth(6).get_by_role("button").click()
+        by_ratio = page.eval_on_selector_all(
+            "#runs-table tbody tr > :nth-child(7)",
+            "cells => cells.map(c => Number(c.getAttribute('data-sort')))")
+        visited = {}
+        for name in names:
+            page.get_by_role("link", name=name, exact=True).click()
+            page.wait_for_load_state("load")
+            visited[name] = (page.url, page.locator("h1").text_content())
+            page.go_back()
+            page.wait_for_load_state("load")
+    assert sorted(names) == sorted(["smoke-run", HOSTILE_DIR])
+    assert f"config {HOSTILE_NAME}" in configs
+    assert by_ratio == sorted(by_ratio)
+    assert visited["smoke-run"][1] == "gradprobe: smoke"
+    assert visited[HOSTILE_DIR][1] == f"gradprobe: {HOSTILE_NAME}"
+    assert all(url.endswith("/index.html") and "/runs/" in url for url, _ in visited.values())
+    assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
+    assert log.external() == []

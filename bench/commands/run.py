@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     run.add_argument("--force", action="store_true",
                      help="redo every cell, replacing what the run directory holds")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout "
+                     "(run directory, counts, timing); progress stays on stderr")
     run.set_defaults(func=command)
 
 
@@ -48,6 +50,15 @@ def command(args: argparse.Namespace) -> int:
     print(f"running {len(config.cells())} cells into {args.out}", file=sys.stderr)
     result = run_sweep(config, out=args.out, force=args.force, max_memory=args.max_memory,
                        progress=not args.no_progress, overrides=overrides)
+    if args.json:
+        from bench.jsonout import to_json
+
+        print(to_json({"run_dir": result.run_dir, "config": config.name,
+                       "cells": len(config.cells()), "cells_run": result.cells_run,
+                       "cells_skipped": result.cells_skipped, "rows": result.rows,
+                       "seconds": result.seconds,
+                       "manifest": Path(result.run_dir) / "manifest.json"}))
+        return EXIT_OK
     print(f"{result.rows} records from {result.cells_run} cells "
           f"({result.cells_skipped} already done) in {result.seconds:.2f} s -> {result.run_dir}")
     return EXIT_OK
