@@ -47,7 +47,10 @@ def browser():
                "(pip install -e '.[dev]')")
     from tests.browser_support import CHROMIUM_ARGS, find_chromium
 
+    given = os.environ.get("GRADPROBE_CHROMIUM")
     executable = find_chromium()
+    if given and executable is None:
+        pytest.fail(f"GRADPROBE_CHROMIUM={given} is not an executable file")
     if executable is None:
         pytest.skip("no Chromium found (tried $GRADPROBE_CHROMIUM, chromium, chromium-browser, "
                     "google-chrome); `make test` installs Debian's chromium when run as root "

@@ -111,12 +111,17 @@ def test_analyze_report_and_bench_print_the_same_headline_table(tmp_path, capsys
     assert reported.startswith(table + "\n\nreport -> ")
 
 
-def test_publish_builds_the_site(reports_dir, tmp_path):
+def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
+    from bench.cli import main
+
     out = tmp_path / "site"
-    done = gradprobe("publish", "--reports", reports_dir, "--out", out)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"published 2 runs -> {out / 'index.html'}"
+    assert main(["publish", "--reports", str(reports_dir), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"published 2 runs -> {out / 'index.html'}"
+    assert captured.err == ""
     assert (out / "runs" / "smoke-run" / "index.html").is_file()
-    done = gradprobe("publish", "--reports", tmp_path / "nothing", "--out", tmp_path / "s2")
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "nothing: no such directory" in done.stderr and not (tmp_path / "s2").exists()
+    assert main(["publish", "--reports", str(tmp_path / "nothing"), "--out",
+                 str(tmp_path / "s2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "nothing: no such directory" in err and not (tmp_path / "s2").exists()
