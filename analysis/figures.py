@@ -203,7 +203,7 @@ def depth_trend(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     ncol = min(len(widths), 5)
     grid = sns.FacetGrid(data, col="width", col_wrap=ncol if len(widths) > 1 else None,
                          hue="variant", hue_order=VARIANT_ORDER, palette=VARIANT_COLORS,
-                         sharey=True, height=2.6, aspect=0.85)
+                         sharey=True, height=3.0, aspect=0.75)
     grid.map_dataframe(_band, x="depth")
     for _, panel in data.groupby(["width", "variant"]):
         _fit_line(grid.axes_dict[panel["width"].iloc[0]], panel)
@@ -261,5 +261,6 @@ def seed_distribution(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     ax.set_xlabel("parameter (input side first)")
     ax.set_ylabel(f"{metric_label(metric)}\none point per seed ({n} seeds)")
     ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()  # before the legend, which sits above the axes, outside them
     legend_on_top(fig, variant_handles())
     return fig

@@ -46,13 +46,19 @@ def _make(key: str, title: str, draw: Callable, data: pd.DataFrame, metric: str,
     return ReportFigure(key, title, embed(figure, key=key, alt=alt), caption(data), alt, data)
 
 
+def times(ratio: float) -> str:
+    """``601 times larger`` / ``4 times smaller``: a ratio in words, never "0.25 times
+    larger"."""
+    return f"{fmt(ratio)} times larger" if ratio >= 1 else f"{fmt(1 / ratio)} times smaller"
+
+
 def _profile_caption(data: pd.DataFrame) -> str:
     deepest = data[data["depth"] == data["depth"].max()]
     first = deepest[deepest["layer"] == 0].set_index("variant")["geo_mean"]
     gap = ""
     if {"plain", "residual"} <= set(first.index):
-        gap = (f" At depth {deepest['depth'].iloc[0]} the first layer's value is "
-               f"{fmt(first['residual'] / first['plain'])} times larger with skips.")
+        gap = (f" At depth {deepest['depth'].iloc[0]} the first layer's geometric mean is "
+               f"{times(first['residual'] / first['plain'])} with skips than without.")
     return ("Per-layer geometric mean over seeds with its 95% bootstrap interval (band), one "
             "panel per depth, each with its own log scale. Look at the vertical gap between "
             "the curves (the effect of skip connections) and at whether the left end (input "
@@ -63,12 +69,14 @@ def _ratio_caption(data: pd.DataFrame) -> str:
     shallow, deep = data["depth"].min(), data["depth"].max()
     at = data.groupby("depth")["ratio"].median()
     ns = int((~data["significant"].astype(bool)).sum())
+    marks = (f"'ns' marks the {ns} of {len(data)} cells not significant" if ns else
+             f"all {len(data)} cells are significant")
     return (f"Paired residual/plain ratio of the first layer's gradient (geometric mean of the "
             f"per-seed ratios). Read down a column to see the ratio grow with depth: the "
             f"median over widths is {fmt(at[shallow])}× at depth {shallow} and "
             f"{fmt(at[deep])}× at depth {deep}; read across a row to see whether width "
             f"changes it. Green means skips give larger gradients, purple smaller; "
-            f"'ns' marks the {ns} cells not significant at 5% FDR (Benjamini-Hochberg).")
+            f"{marks} at 5% FDR (Benjamini-Hochberg).")
 
 
 def _depth_caption(data: pd.DataFrame) -> str:
@@ -78,8 +86,8 @@ def _depth_caption(data: pd.DataFrame) -> str:
     slope = f" Median fitted factor over widths, {told}." if told else ""
     return ("The first layer's value against network depth, per width, on one shared log "
             "scale; dashed lines are the mean of per-seed straight-line fits. A straight "
-            "line here is exponential change with depth: look at how steeply the plain "
-            "curve falls compared with the residual one." + slope)
+            "line here is exponential change with depth: compare the slopes of the plain and "
+            "residual curves (below 1 per layer: vanishing; above 1: exploding)." + slope)
 
 
 def _seed_caption(metric: str) -> Callable[[pd.DataFrame], str]:

@@ -120,3 +120,9 @@ def test_an_svg_over_budget_becomes_a_png_with_alt_text():
     assert match, html[:200]
     assert base64.b64decode(match[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert match[2] == "a &#34;quoted&#34; line" and int(match[3]) > 100
+
+
+def test_captions_put_ratios_in_words():
+    from analysis.report_figures import times
+
+    assert times(601.2) == "601 times larger" and times(0.25) == "4 times smaller"
