@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
+import numbers
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pandas as pd
@@ -55,6 +58,14 @@ def page_assets() -> PageAssets:
 def render_page(template: str, **context) -> str:
     """Render ``templates/<template>`` with the shared ``assets`` in its context."""
     return environment().get_template(template).render(assets=page_assets(), **context)
+
+
+def sort_value(value: Any) -> str:
+    """A table cell's ``data-sort`` attribute: numbers at full precision (NaN as ``nan``,
+    which the page script sorts last, like an empty value), anything else as text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return repr(float(value)) if isinstance(value, numbers.Real) else str(value)
 
 
 def csv_data_uri(frame: pd.DataFrame) -> str:

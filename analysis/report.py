@@ -10,20 +10,18 @@ script reads the DOM and never interpolates strings (:mod:`analysis.html`).
 from __future__ import annotations
 
 import json
-import math
-import numbers
-import re
 from pathlib import Path
 from typing import Any
 
 from analysis.analyze import Analysis, analyze_run, load_analysis
 from analysis.findings import findings
 from analysis.headline import VARIANTS, Headline, headline_for, headline_sort_values
-from analysis.html import csv_data_uri, render_page
+from analysis.html import csv_data_uri, render_page, sort_value
 from analysis.report_figures import build_figures
 from bench.atomic_files import write_text_atomic
 from bench.errors import UserError
 from bench.manifest import read_manifest
+from bench.runner import slug
 
 
 def _header_cells(header: list[str]) -> list[dict[str, Any]]:
@@ -35,21 +33,14 @@ def _header_cells(header: list[str]) -> list[dict[str, Any]]:
 def _table_rows(headline: Headline) -> list[list[dict[str, Any]]]:
     """Each cell's text and the unrounded value it sorts by."""
     values = headline_sort_values(headline.table)
-    return [[{"text": text, "sort": _sort_attr(value)} for text, value in
+    return [[{"text": text, "sort": sort_value(value)} for text, value in
              zip(row, keys, strict=True)] for row, keys in zip(headline.rows, values,
                                                                 strict=True)]
 
 
-def _sort_attr(value: Any) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return repr(float(value)) if isinstance(value, numbers.Real) else str(value)
-
-
 def download_name(run_dir: Path, what: str) -> str:
     """``<run>-<what>.csv`` with only portable characters."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(run_dir).resolve().name).strip("-.")
-    return f"{stem or 'gradprobe'}-{what}.csv"
+    return f"{slug(Path(run_dir).resolve().name, 'gradprobe')}-{what}.csv"
 
 
 def render_report(analysis: Analysis, manifest: dict) -> str:

@@ -38,7 +38,7 @@ from markupsafe import Markup, escape
 
 from analysis.analyze import load_analysis
 from analysis.headline import fmt_ci, fmt_p
-from analysis.html import csv_data_uri, render_page
+from analysis.html import csv_data_uri, render_page, sort_value
 from analysis.report import headline_for, write_report
 from bench.atomic_files import write_atomic, write_text_atomic
 from bench.errors import UserError
@@ -249,9 +249,9 @@ def _index_row(run: RunEntry) -> dict:
     return {"run": run, "date": started.strftime("%Y-%m-%d %H:%M"),
             "commit": (run.commit or "unknown")[:10] + (" (dirty)" if run.dirty else ""),
             "ratio": fmt_ci(*run.ratio) if run.ratio else "n/a",
-            "ratio_sort": repr(float(run.ratio[0])) if run.ratio else "",
+            "ratio_sort": sort_value(run.ratio[0] if run.ratio else None),
             "p": fmt_p(run.p_adjusted) if run.ratio else "n/a",
-            "p_sort": repr(float(run.p_adjusted)) if run.ratio else ""}
+            "p_sort": sort_value(run.p_adjusted)}
 
 
 def render_index(runs: list[RunEntry], pages: list[SitePage], sections: list[SiteSection],
