@@ -9,14 +9,18 @@ depth 5, width 10 when the sweep has it); any axis it does not fix takes its fir
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis.analyze import Analysis
-from analysis.series import axis_columns
+from analysis.series import axis_columns, varying_axes
 from bench.errors import UserError
+from bench.jsonout import plain
 from bench.loader import parse_config
+from bench.manifest import read_manifest
 
 BLOG_CELL = {"depth": 5, "width": 10}
 VARIANTS = {False: "plain", True: "residual"}
@@ -114,13 +118,51 @@ def headline_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def headline_sort_values(table: pd.DataFrame) -> list[list[object]]:
+    """Per row of :func:`headline_rows`, the unrounded number behind each cell (the layer
+    index for the first), so that an HTML table sorts by the value, not its rounding."""
+    variants = [v for v in VARIANTS.values() if v in table]
+    columns = ["layer", *variants] + (["ratio", "p_adjusted"] if "ratio" in table else [])
+    return [[row[c] for c in columns] for _, row in table.iterrows()]
+
+
+def headline_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table as JSON-ready dicts at full float64 precision (NaN -> None, numpy scalars
+    -> Python)."""
+    return plain(table.to_dict(orient="records"))
+
+
+CI_CELL = re.compile(r"^(\S+) \[(\S+), (\S+)\]$")
+
+
+def align_ci_column(cells: list[str]) -> list[str]:
+    """Pad ``point [low, high]`` cells so points, brackets and bounds line up; other cells
+    (``n/a``) are right-aligned to the same width."""
+    parts = [CI_CELL.match(c) for c in cells]
+    found = [p.groups() for p in parts if p]
+    if not found:
+        return cells
+    widths = [max(len(g[i]) for g in found) for i in range(3)]
+    out = [f"{p[1]:>{widths[0]}} [{p[2]:>{widths[1]}}, {p[3]:>{widths[2]}}]" if p else c
+           for c, p in zip(cells, parts, strict=True)]
+    width = max(len(c) for c in out)
+    return [c.rjust(width) for c in out]
+
+
 def format_headline(table: pd.DataFrame, title: str) -> str:
-    """The headline table as aligned plain text."""
+    """The headline table as aligned plain text: the layer column left-aligned, every CI
+    column aligned on its brackets, the p-value column right-aligned."""
     header, rows = headline_rows(table)
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in header]
+    columns = [columns[0]] + [align_ci_column(c) for c in columns[1:]]
+    widths = [max([len(h), *map(len, c)]) for h, c in zip(header, columns, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        padded = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in
+                                                  zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(padded).rstrip()
+    lines = [title, line(header), "  ".join("-" * w for w in widths)]
+    lines += [line(list(r)) for r in zip(*columns, strict=True)]
     return "\n".join(lines)
 
 
@@ -128,3 +170,37 @@ def describe_selection(selection: dict[str, Any], varying: list[str]) -> str:
     """``depth 5, width 10`` for the axes that vary in the run."""
     shown = [k for k in selection if k in varying] or list(selection)[:2]
     return ", ".join(f"{k} {selection[k]}" for k in shown)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The headline table of a run: ``table`` as :func:`headline_table`, ``header`` and
+    ``rows`` as :func:`headline_rows`, ``text`` as :func:`format_headline`."""
+
+    selection: dict[str, Any]
+    metric: str
+    where: str  # the headline cell in words: "depth 5, width 10"
+    title: str
+    table: pd.DataFrame
+    header: list[str]
+    rows: list[list[str]]
+    text: str
+
+    def as_json(self) -> dict[str, Any]:
+        """For ``--json``: the cell, metric and every number of the table, unrounded."""
+        return {"metric": self.metric, "where": self.where, "title": self.title,
+                "selection": self.selection, "rows": headline_records(self.table)}
+
+
+def headline_for(analysis: Analysis, manifest: dict | None = None) -> Headline:
+    """The headline table of an analysed run (configuration from ``[report]``)."""
+    manifest = manifest or read_manifest(analysis.run_dir)
+    config = parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
+    metric = config.report.metric
+    selection = headline_selection(manifest, analysis.summary)
+    table = headline_table(analysis, selection, metric)
+    where = describe_selection(selection, varying_axes(analysis.summary))
+    title = f"{metric} per layer, {where}"
+    header, rows = headline_rows(table)
+    return Headline(selection, metric, where, title, table, header, rows,
+                    format_headline(table, title))

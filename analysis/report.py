@@ -1,138 +1,67 @@
 """``gradprobe report RUN_DIR``: one self-contained HTML file.
 
-Figures are inline SVG, styles are inline, nothing is fetched from the network, so the file
-can be mailed, archived or served as a static page. Every string that comes from a config
-or a file goes through Jinja2's autoescaping.
+Figures are inline SVG (PNG data URIs when an SVG would be too big), styles and the one
+script are inline, every download is a ``data:`` URI, and the page's Content-Security-Policy
+forbids network requests, so the file can be mailed, archived or served as a static page.
+Every string that comes from a config or a file goes through Jinja2's autoescaping; the
+script reads the DOM and never interpolates strings (:mod:`analysis.html`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import pandas as pd
-from markupsafe import Markup, escape
-
-from analysis import figures as fig
 from analysis.analyze import Analysis, analyze_run, load_analysis
 from analysis.findings import findings
-from analysis.headline import (
-    describe_selection,
-    fmt,
-    format_headline,
-    headline_rows,
-    headline_selection,
-    headline_table,
-    select,
-)
-from analysis.series import varying_axes
+from analysis.headline import VARIANTS, Headline, fmt, headline_for, headline_sort_values
+from analysis.html import csv_data_uri, render_page, sort_value
+from analysis.report_figures import build_figures
 from bench.atomic_files import write_text_atomic
 from bench.errors import UserError
-from bench.loader import parse_config
 from bench.manifest import read_manifest
-from bench.records import read_records
-
-TEMPLATES = Path(__file__).parent / "templates"
+from bench.run_dir import slug
 
 
-@dataclass(frozen=True)
-class Headline:
-    selection: dict[str, Any]
-    metric: str
-    title: str
-    table: pd.DataFrame
-    header: list[str]
-    rows: list[list[str]]
-    text: str
+def _header_cells(header: list[str]) -> list[dict[str, Any]]:
+    """Headline column names with the variant whose colour swatch they carry."""
+    return [{"text": h, "variant": next((v for v in VARIANTS.values()
+                                         if h.startswith(f"{v} [")), None)} for h in header]
 
 
-def headline_for(analysis: Analysis, manifest: dict | None = None) -> Headline:
-    """The headline table of an analysed run (configuration from ``[report]``)."""
-    manifest = manifest or read_manifest(analysis.run_dir)
-    config = parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
-    metric = config.report.metric
-    selection = headline_selection(manifest, analysis.summary)
-    table = headline_table(analysis, selection, metric)
-    where = describe_selection(selection, varying_axes(analysis.summary))
-    title = f"{metric} per layer, {where}"
-    header, rows = headline_rows(table)
-    return Headline(selection, metric, title, table, header, rows,
-                    format_headline(table, title))
+def _table_rows(headline: Headline) -> list[list[dict[str, Any]]]:
+    """Each cell's text and the unrounded value it sorts by."""
+    values = headline_sort_values(headline.table)
+    return [[{"text": text, "sort": sort_value(value)} for text, value in
+             zip(row, keys, strict=True)] for row, keys in zip(headline.rows, values,
+                                                                strict=True)]
 
 
-def _figure(key: str, title: str, figure, caption: str, alt: str, data) -> fig.Figure | None:
-    if figure is None:
-        return None
-    svg = fig.to_svg(figure).replace("<svg ", f'<svg role="img" aria-label="{escape(alt)}" ', 1)
-    return fig.Figure(key, title, svg, caption, alt, data)
-
-
-def build_figures(analysis: Analysis, headline: Headline) -> list[fig.Figure]:
-    """The report's figures, skipping those the run's axes cannot support."""
-    metric, sel = headline.metric, headline.selection
-    summary, effects, trends = analysis.summary, analysis.effects, analysis.trends
-    width_sel = {k: v for k, v in sel.items() if k != "depth"}
-    profile = select(summary, width_sel)
-    others = {k: v for k, v in sel.items() if k not in ("depth", "width")}
-    out = [
-        _figure("profile", "Per-layer gradient profile", fig.layer_profile(profile, metric),
-                f"Geometric mean of {metric} per layer with its 95% bootstrap CI, plain "
-                "(blue) vs residual (orange), one panel per depth. Look for where the two "
-                "curves separate and whether the first layers sit below the last.",
-                f"Line plots of {metric} against layer index for each depth, plain and "
-                "residual, on a log axis.", profile),
-        _figure("heatmap", "Residual / plain ratio over depth and width",
-                fig.ratio_heatmap(select(effects, others), metric) if not effects.empty
-                else None,
-                f"Paired residual/plain ratio of the first layer's {metric} (geometric mean "
-                "over seeds); 'ns' marks ratios not significant at FDR 5%. Look at how the "
-                "ratio grows with depth and whether width changes it.",
-                "Heatmap of the log10 residual-to-plain gradient ratio, depth by width.",
-                select(effects, others)),
-        _figure("depth", "First-layer gradient against depth",
-                fig.depth_trend(select(summary, others), select(trends, others)
-                                if not trends.empty else trends, metric),
-                f"First layer's {metric} against depth with 95% CIs; dashed lines are the "
-                "fitted per-layer slopes (mean of per-seed fits). A straight line on this "
-                "log axis is exponential decay or growth with depth.",
-                f"Log-scale plot of first-layer {metric} against depth per width, with "
-                "fitted lines.", select(summary, others)),
-    ]
-    seeds = _headline_seed_values(analysis, sel, metric)
-    out.append(_figure("seeds", "Every seed of the headline configuration",
-                       fig.seed_distribution(seeds, metric),
-                       f"One point per seed of {metric} for each parameter of the headline "
-                       "configuration, with boxes (quartiles). Zeros cannot be drawn on a log "
-                       "axis and are counted in the findings instead.",
-                       f"Strip and box plot of per-seed {metric} per parameter, plain and "
-                       "residual.", seeds))
-    return [f for f in out if f is not None]
-
-
-def _headline_seed_values(analysis: Analysis, selection: dict, metric: str) -> pd.DataFrame:
-    cells = select(analysis.summary, selection)["cell_id"].unique().tolist()
-    columns = ["cell_id", "seed", "param", "layer", "kind", "residual", metric]
-    return read_records(analysis.run_dir, columns=columns, cells=cells)
+def download_name(run_dir: Path, what: str) -> str:
+    """``<run>-<what>.csv`` with only portable characters."""
+    return f"{slug(Path(run_dir).resolve().name, 'gradprobe')}-{what}.csv"
 
 
 def render_report(analysis: Analysis, manifest: dict) -> str:
     """The report as an HTML string."""
     headline = headline_for(analysis, manifest)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    figures = build_figures(analysis, headline)
-    return env.get_template("report.html.j2").render(
+    figures = build_figures(analysis, headline.selection, headline.metric)
+    return render_page(
+        "report.html.j2",
         manifest=manifest,
         config=manifest["config"],
         env=manifest["environment"],
         analysis=analysis.meta,
         headline=headline,
+        headline_header=_header_cells(headline.header),
+        headline_rows=_table_rows(headline),
+        headline_csv={"href": csv_data_uri(headline.table),
+                      "name": download_name(analysis.run_dir, "headline")},
         findings=findings(analysis, headline.selection, headline.metric),
-        figures=[{"key": f.key, "title": f.title, "svg": Markup(f.svg), "caption": f.caption,
-                  "alt": f.alt} for f in figures],
+        figures=[{"key": f.key, "title": f.title, "image": f.image, "caption": f.caption,
+                  "csv": csv_data_uri(f.data), "rows": len(f.data),
+                  "csv_name": download_name(analysis.run_dir, f.key)} for f in figures],
         manifest_json=json.dumps({k: v for k, v in manifest.items() if k != "cells"},
                                  indent=2),
         n_cells=len(manifest["cells"]),

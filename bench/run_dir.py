@@ -21,10 +21,14 @@ from bench.records import RECORDS_DIR, cell_path, file_schema_version, read_timi
 from bench.sweep import Cell, ExperimentConfig
 
 
+def slug(text: str, default: str = "run") -> str:
+    """``text`` with only characters that are safe in file names everywhere."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or default
+
+
 def default_run_dir(config: ExperimentConfig, root: Path = Path("reports")) -> Path:
     """``reports/<name>-<YYYYmmdd-HHMMSS>`` (suffixed when that already exists)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-.") or "run"
-    base = root / f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    base = root / f"{slug(config.name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while path.exists():
         n += 1

@@ -36,3 +36,76 @@ def write_config(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Playwright, or a skip that says what is missing."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the Python package playwright is missing: `make test` installs the dev extras "
+               "(pip install -e '.[dev]')")
+    from tests.browser_support import CHROMIUM_ARGS, find_chromium
+
+    given = os.environ.get("GRADPROBE_CHROMIUM")
+    executable = find_chromium()
+    if given and executable is None:
+        pytest.fail(f"GRADPROBE_CHROMIUM={given} is not an executable file")
+    if executable is None:
+        pytest.skip("no Chromium found (tried $GRADPROBE_CHROMIUM, chromium, chromium-browser, "
+                    "google-chrome); `make test` installs Debian's chromium when run as root "
+                    "with apt-get, otherwise install it or set GRADPROBE_CHROMIUM")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+HOSTILE_NAME = '</title><script>window.__pwned = "name"</script><b>bold</b>'
+HOSTILE_DESCRIPTION = ('<img src=x onerror="window.__pwned = 1"><script>alert("description")'
+                       '</script>')
+HOSTILE_DIR = 'run"><img src=x onerror=alert(1)>'  # a directory name cannot hold "/"
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory) -> Path:
+    """A small analysed and reported run whose config name, description and directory name
+    are HTML/JS injection attempts; pages built from it must show them as text."""
+    import json
+    import re
+
+    from analysis.analyze import AnalysisSettings, analyze_run
+    from analysis.report import write_report
+    from bench.loader import load_config
+    from bench.runner import run_sweep
+
+    text = SMOKE.read_text(encoding="utf-8")
+    text = text.replace('name = "smoke"', f"name = {json.dumps(HOSTILE_NAME)}")
+    text = re.sub(r"(?m)^description = .*$",
+                  lambda _: f"description = {json.dumps(HOSTILE_DESCRIPTION)}", text)
+    text = text.replace("seeds = 16", "seeds = 6").replace("depth = [2, 3, 4]", "depth = [2, 3]")
+    root = tmp_path_factory.mktemp("hostile")
+    config = write_config(root, text, name="hostile.toml")
+    run_dir = root / "reports" / HOSTILE_DIR
+    run_sweep(load_config(config), out=run_dir, progress=False)
+    analysis = analyze_run(run_dir, settings=AnalysisSettings(n_resamples=199))
+    write_report(run_dir, analysis=analysis)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def reports_dir(tmp_path_factory, smoke_analysis, hostile_run) -> Path:
+    """A reports directory as `make bench` leaves it: two analysed and reported runs, and
+    ``latest/``, which is not a run."""
+    import shutil
+
+    from analysis.report import write_report
+
+    root = tmp_path_factory.mktemp("publish") / "reports"
+    shutil.copytree(smoke_analysis.run_dir, root / "smoke-run")
+    write_report(root / "smoke-run")
+    shutil.copytree(hostile_run, root / HOSTILE_DIR)
+    (root / "latest").mkdir()
+    (root / "latest" / "index.html").write_text("<p>latest</p>", encoding="utf-8")
+    return root

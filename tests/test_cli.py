@@ -71,3 +71,57 @@ def test_missing_run_directory_exits_2(tmp_path):
         done = gradprobe(command, tmp_path / "nothing")
         assert done.returncode == 2
         assert "nothing" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
+    """--json prints one strict JSON object; progress and notes go to stderr."""
+    from bench.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["run", str(SMOKE), "--out", str(run_dir), "--json"]) == 0
+    captured = capsys.readouterr()
+    ran = json.loads(captured.out)
+    assert ran["rows"] == 16 * 36 and ran["cells"] == ran["cells_run"] == 12
+    assert ran["run_dir"] == str(run_dir) and "running 12 cells" in captured.err
+    assert main(["analyze", str(run_dir), "--resamples", "199", "--json"]) == 0
+    out = capsys.readouterr().out
+    analysed = json.loads(out)  # the whole of stdout parses: nothing else was printed
+    assert "NaN" not in out and "Infinity" not in out
+    assert analysed["settings"]["n_resamples"] == 199
+    headline = analysed["headline"]
+    assert headline["selection"]["depth"] == 3 and headline["metric"] == "grad_mean_abs"
+    assert [r["param"] for r in headline["rows"]] == [f"layers.{i}.weight" for i in range(3)]
+    assert all(r["plain_low"] <= r["plain"] <= r["plain_high"] for r in headline["rows"])
+
+
+def test_analyze_report_and_bench_print_the_same_headline_table(tmp_path, capsys):
+    from analysis.analyze import load_analysis
+    from analysis.headline import headline_for
+    from bench.cli import main
+
+    run_dir = tmp_path / "run"
+    main(["run", str(SMOKE), "--out", str(run_dir), "--no-progress"])
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir), "--resamples", "199"]) == 0
+    analysed = capsys.readouterr().out
+    assert main(["report", str(run_dir)]) == 0
+    reported = capsys.readouterr().out
+    table = headline_for(load_analysis(run_dir)).text
+    assert analysed.startswith(table + "\n\nanalysed ")
+    assert reported.startswith(table + "\n\nreport -> ")
+
+
+def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "site"
+    assert main(["publish", "--reports", str(reports_dir), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"published 2 runs -> {out / 'index.html'}"
+    assert captured.err == ""
+    assert (out / "runs" / "smoke-run" / "index.html").is_file()
+    assert main(["publish", "--reports", str(tmp_path / "nothing"), "--out",
+                 str(tmp_path / "s2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "nothing: no such directory" in err and not (tmp_path / "s2").exists()

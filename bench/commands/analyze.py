@@ -14,17 +14,27 @@ def add_parser(sub) -> None:
     analyze.add_argument("--resamples", type=int,
                          help="bootstrap resamples per interval (default 4999)")
     analyze.add_argument("--bootstrap-seed", type=int, default=0)
+    analyze.add_argument("--json", action="store_true",
+                         help="print one JSON object (settings, row counts, headline table)")
     analyze.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
     from analysis.analyze import AnalysisSettings, analyze_run
+    from analysis.headline import headline_for
+    from bench.jsonout import to_json
 
     options = {"seed": args.bootstrap_seed}
     if args.resamples is not None:
         options["n_resamples"] = args.resamples
     analysis = analyze_run(args.run_dir, settings=AnalysisSettings(**options))
+    headline = headline_for(analysis)
+    out = Path(args.run_dir) / "analysis"
+    if args.json:
+        print(to_json({"run_dir": args.run_dir, "analysis_dir": out, **analysis.meta,
+                       "headline": headline.as_json()}))
+        return EXIT_OK
     rows = ", ".join(f"{k} {v}" for k, v in analysis.meta["rows"].items())
-    print(f"analysed {args.run_dir} in {analysis.meta['seconds']:.2f} s ({rows} rows) -> "
-          f"{Path(args.run_dir) / 'analysis'}")
+    print(f"{headline.text}\n\nanalysed {args.run_dir} in {analysis.meta['seconds']:.2f} s "
+          f"({rows} rows) -> {out}")
     return EXIT_OK

@@ -16,7 +16,10 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    from analysis.analyze import load_analysis
+    from analysis.headline import headline_for
     from analysis.report import write_report
 
-    print(f"report -> {write_report(args.run_dir, out=args.output)}")
+    path = write_report(args.run_dir, out=args.output)  # analyses the run first if needed
+    print(f"{headline_for(load_analysis(args.run_dir)).text}\n\nreport -> {path}")
     return EXIT_OK

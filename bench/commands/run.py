@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
     run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
                      "tcp://10.0.0.5:8786 (--executor dask)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout "
+                     "(run directory, counts, timing); progress stays on stderr")
     run.set_defaults(func=command)
 
 
@@ -60,6 +62,15 @@ def command(args: argparse.Namespace) -> int:
                        progress=not args.no_progress, overrides=overrides,
                        executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                        on_start=_announce)
+    if args.json:
+        from bench.jsonout import to_json
+
+        print(to_json({"run_dir": result.run_dir, "config": config.name,
+                       "cells": len(config.cells()), "cells_run": result.cells_run,
+                       "cells_skipped": result.cells_skipped, "rows": result.rows,
+                       "seconds": result.seconds,
+                       "manifest": Path(result.run_dir) / "manifest.json"}))
+        return EXIT_OK
     print(f"{result.rows} records from {result.cells_run} cells "
           f"({result.cells_skipped} already done) in {result.seconds:.2f} s -> {result.run_dir}")
     return EXIT_OK

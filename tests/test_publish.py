@@ -1,0 +1,190 @@
+"""``gradprobe publish``: the site's files, its links, escaping, hooks and safe replacement."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pandas as pd
+import pytest
+
+from analysis import site
+from bench.errors import UserError
+from tests.conftest import HOSTILE_DIR, HOSTILE_NAME
+
+
+class Links(HTMLParser):
+    """Every href and src of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.urls += [value for name, value in attrs if name in ("href", "src") and value]
+
+
+def links(page: Path) -> list[str]:
+    parser = Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.urls
+
+
+def assert_links_resolve(page: Path) -> list[Path]:
+    """Every link of ``page`` is relative (or a data: URI / fragment) and names a file that
+    exists; returns the files."""
+    targets = []
+    for url in links(page):
+        parts = urlsplit(url)
+        if parts.scheme == "data" or url.startswith("#"):
+            continue
+        assert not parts.scheme and not parts.netloc and not url.startswith("/"), url
+        target = (page.parent / unquote(parts.path)).resolve()
+        assert target.is_file(), f"{page}: {url} -> {target} is missing"
+        targets.append(target)
+    return targets
+
+
+@pytest.fixture(scope="module")
+def published(reports_dir, tmp_path_factory) -> site.PublishResult:
+    return site.publish(reports=reports_dir, out=tmp_path_factory.mktemp("out") / "site")
+
+
+def test_site_holds_every_run_and_its_report(published, reports_dir):
+    out = published.out
+    assert {r.name for r in published.runs} == {"smoke-run", HOSTILE_DIR}
+    assert published.skipped == [] and published.pages == []
+    for name in ("index.html", "runs.csv", ".nojekyll", site.MARKER):
+        assert (out / name).is_file(), name
+    for run in published.runs:
+        copied = out / "runs" / run.name / "index.html"
+        assert copied.read_bytes() == (reports_dir / run.name / "index.html").read_bytes()
+        assert (out / "runs" / run.name / "manifest.json").is_file()
+    assert not (out / "runs" / "latest").exists()
+    assert not list(out.parent.glob(".site.*"))  # no build or old directories left behind
+
+
+def test_every_link_is_relative_and_resolves(published):
+    index = published.out / "index.html"
+    targets = assert_links_resolve(index)
+    for run in published.runs:
+        assert (published.out / "runs" / run.name / "index.html").resolve() in targets
+        assert_links_resolve(published.out / "runs" / run.name / "index.html")
+    assert (published.out / "runs.csv").resolve() in targets
+
+
+def test_index_lists_provenance_and_the_headline_ratio(published, smoke_analysis):
+    from analysis.headline import fmt_ci, headline_for
+
+    html = (published.out / "index.html").read_text(encoding="utf-8")
+    manifest = json.loads((smoke_analysis.run_dir / "manifest.json").read_text())
+    row = headline_for(smoke_analysis).table.iloc[0]
+    assert fmt_ci(row["ratio"], row["ratio_low"], row["ratio_high"]) in html
+    assert manifest["environment"]["torch"] in html
+    assert manifest["environment"]["git"]["commit"][:10] in html
+    assert "cpu (" in html and "depth 3, width 8" in html
+    table = pd.read_csv(published.out / "runs.csv")
+    smoke = table[table["run"] == "smoke-run"].iloc[0]
+    assert smoke["ratio"] == pytest.approx(row["ratio"], rel=1e-12)
+    assert smoke["seeds"] == 16 and smoke["torch"] == manifest["environment"]["torch"]
+
+
+def test_config_strings_are_escaped_in_the_index(published):
+    html = (published.out / "index.html").read_text(encoding="utf-8")
+    assert HOSTILE_NAME not in html and "<b>bold</b>" not in html
+    assert "&lt;/title&gt;&lt;script&gt;window.__pwned" in html
+    assert html.count("<script>") == 1
+    assert 'href="runs/run%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E/index.html"' in html
+
+
+def test_stale_report_is_rendered_afresh_without_touching_the_run(reports_dir, tmp_path):
+    run = reports_dir / "smoke-run"
+    meta = json.loads((run / "analysis" / "analysis.json").read_text())
+    stale = tmp_path / "reports"
+    shutil.copytree(run, stale / "smoke-run")
+    meta["created_at"] = "2099-01-01T00:00:00+00:00"  # as if re-analysed after the report
+    (stale / "smoke-run" / "analysis" / "analysis.json").write_text(json.dumps(meta))
+    before = (stale / "smoke-run" / "index.html").read_bytes()
+    result = site.publish(reports=stale, out=tmp_path / "site")
+    page = (result.out / "runs" / "smoke-run" / "index.html").read_text(encoding="utf-8")
+    assert 'content="2099-01-01T00:00:00+00:00"' in page
+    assert (stale / "smoke-run" / "index.html").read_bytes() == before
+
+
+def test_unfinished_and_unanalysed_runs_are_skipped_with_a_reason(reports_dir, tmp_path):
+    root = tmp_path / "reports"
+    shutil.copytree(reports_dir / "smoke-run", root / "unanalysed")
+    shutil.rmtree(root / "unanalysed" / "analysis")
+    shutil.copytree(reports_dir / "smoke-run", root / "running")
+    manifest = json.loads((root / "running" / "manifest.json").read_text())
+    (root / "running" / "manifest.json").write_text(json.dumps({**manifest,
+                                                                "status": "running"}))
+    result = site.publish(reports=root, out=tmp_path / "site")
+    assert result.runs == []
+    assert len(result.skipped) == 2
+    assert any("unanalysed" in s and "not analysed" in s for s in result.skipped)
+    assert any("running" in s and "status is 'running'" in s for s in result.skipped)
+    assert "No analysed runs yet" in (result.out / "index.html").read_text(encoding="utf-8")
+
+
+def test_replaces_an_earlier_site_but_never_another_directory(reports_dir, tmp_path):
+    out = tmp_path / "site"
+    site.publish(reports=reports_dir, out=out)
+    (out / "runs" / "gone").mkdir()
+    site.publish(reports=reports_dir, out=out)
+    assert not (out / "runs" / "gone").exists()
+    precious = tmp_path / "docs"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(UserError, match="not a gradprobe site"):
+        site.publish(reports=reports_dir, out=precious)
+    assert (precious / "thesis.tex").read_text() == "keep me"
+    with pytest.raises(UserError, match="would replace the reports directory"):
+        site.publish(reports=reports_dir, out=reports_dir.parent)
+
+
+def test_a_failed_build_leaves_the_previous_site(reports_dir, tmp_path, monkeypatch):
+    out = tmp_path / "site"
+    site.publish(reports=reports_dir, out=out)
+    before = (out / "index.html").read_bytes()
+
+    def broken(context):
+        raise UserError("history: broken on purpose")
+
+    monkeypatch.setattr(site, "PAGE_HOOKS", [broken])
+    with pytest.raises(UserError, match="broken on purpose"):
+        site.publish(reports=reports_dir, out=out)
+    assert (out / "index.html").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+def test_history_page_and_latest_comparison_plug_in(reports_dir, tmp_path):
+    root = tmp_path / "reports"
+    shutil.copytree(reports_dir / "smoke-run", root / "smoke-run")
+    (root / "history").mkdir()
+    (root / "history" / "index.html").write_text(
+        '<!DOCTYPE html><title>history</title><a href="../runs/smoke-run/index.html">run</a>',
+        encoding="utf-8")
+    (root / "smoke-run" / "compare.json").write_text(json.dumps({
+        "baseline": "<i>main</i>", "verdict": "regression",
+        "verdicts": [{"param": "layers.0.weight", "ratio": 0.5, "verdict": "slower"},
+                     {"param": "<script>alert(1)</script>", "verdict": "same"}]}))
+    result = site.publish(reports=root, out=tmp_path / "site")
+    assert result.pages == ["history/index.html"]
+    html = (result.out / "index.html").read_text(encoding="utf-8")
+    assert 'href="history/index.html"' in html and 'id="latest-comparison"' in html
+    assert "regression" in html and "&lt;i&gt;main&lt;/i&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and html.count("<script>") == 1
+    assert (result.out / "runs" / "smoke-run" / "compare.json").is_file()
+    assert_links_resolve(result.out / "index.html")
+    assert_links_resolve(result.out / "history" / "index.html")
+    assert result.runs[0].verdict == "regression"
+
+
+def test_missing_reports_directory_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such directory"):
+        site.publish(reports=tmp_path / "nothing", out=tmp_path / "site")
+    assert not (tmp_path / "site").exists()
