@@ -4,7 +4,8 @@ Writes ``<run>/analysis/``:
 
 * ``summary.parquet``: per cell, parameter and metric (:mod:`analysis.summary`)
 * ``effects.parquet``: paired residual/plain ratios (:mod:`analysis.effects`)
-* ``trends.parquet``: per-layer slopes against depth (:mod:`analysis.trends`)
+* ``trends.parquet``: per-layer slopes against depth (:mod:`analysis.trends`), with the
+  mean-field prediction where it applies (:mod:`analysis.theory`)
 * ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`analysis.trends`)
 * ``devices.parquet``: cross-device agreement (:mod:`analysis.devices`; empty for one device)
 * ``cost.parquet``: time per seed per device, dtype and variant (:mod:`analysis.devices`)
@@ -30,6 +31,7 @@ from analysis.effects import ALPHA, paired_effects
 from analysis.series import build_series
 from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES
 from analysis.summary import describe
+from analysis.theory import predicted_slopes
 from analysis.trends import depth_trends, layer_contrasts
 from bench.atomic_files import write_json_atomic, write_parquet_atomic
 from bench.errors import UserError
@@ -56,6 +58,8 @@ class AnalysisSettings:
             raise UserError(f"--resamples {self.n_resamples}: use at least 100 resamples")
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha = {self.alpha}: must be between 0 and 1")
+        if not 0 < self.confidence < 1:
+            raise UserError(f"confidence = {self.confidence}: must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,15 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     records = read_records(run_dir)
     series = build_series(records)
     rngs = np.random.default_rng(settings.seed).spawn(4)
-    n = settings.n_resamples
+    n, level = settings.n_resamples, settings.confidence
     tables = {
-        "summary": describe(series, rng=rngs[0], n_resamples=n),
-        "effects": paired_effects(series, rng=rngs[1], n_resamples=n, alpha=settings.alpha),
-        "trends": depth_trends(series, rng=rngs[2], n_resamples=n),
-        "contrasts": layer_contrasts(series, rng=rngs[3], n_resamples=n, alpha=settings.alpha),
+        "summary": describe(series, rng=rngs[0], n_resamples=n, confidence=level),
+        "effects": paired_effects(series, rng=rngs[1], n_resamples=n, alpha=settings.alpha,
+                                  confidence=level),
+        "trends": predicted_slopes(depth_trends(series, rng=rngs[2], n_resamples=n,
+                                                confidence=level)),
+        "contrasts": layer_contrasts(series, rng=rngs[3], n_resamples=n, alpha=settings.alpha,
+                                     confidence=level),
         "devices": device_agreement(records),
         "cost": cost_table(manifest),
     }

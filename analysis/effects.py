@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis.series import Series, axis_columns
 from analysis.stats import (
+    CONFIDENCE,
     DEFAULT_RESAMPLES,
     adjust_pvalues,
     log10_or_nan,
@@ -49,7 +50,8 @@ def match_pairs(keys: pd.DataFrame, axis: str, control, treatment) -> pd.DataFra
 
 def paired_effects(series: Series, *, rng: np.random.Generator, axis: str = "residual",
                    control=False, treatment=True, metrics=EFFECT_METRICS,
-                   n_resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA) -> pd.DataFrame:
+                   n_resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA,
+                   confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Treatment/control ratios for every matched series and metric (see module docstring).
 
     Returns an empty frame when the records have no pairs along ``axis``.
@@ -67,7 +69,7 @@ def paired_effects(series: Series, *, rng: np.random.Generator, axis: str = "res
     for metric in metrics:
         control_logs = log10_or_nan(series.values[metric][ic])[0]
         diff = log10_or_nan(series.values[metric][it])[0] - control_logs
-        interval = mean_ci(diff, rng=rng, n_resamples=n_resamples)
+        interval = mean_ci(diff, rng=rng, n_resamples=n_resamples, confidence=confidence)
         frame = base.copy()
         frame["metric"] = metric
         frame["n_pairs"] = interval.n

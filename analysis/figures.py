@@ -198,10 +198,14 @@ def depth_data(summary: pd.DataFrame, trends: pd.DataFrame, metric: str) -> pd.D
         if not trends.empty else trends
     keys = [c for c in ("width", "residual") if c in fits and c in rows]
     if fits.empty or not keys:
-        return rows.assign(fit_slope=np.nan, fit_intercept=np.nan, fit_factor_per_layer=np.nan)
-    fits = fits[[*keys, "slope", "intercept", "factor_per_layer"]].rename(columns={
-        "slope": "fit_slope", "intercept": "fit_intercept",
-        "factor_per_layer": "fit_factor_per_layer"})
+        return rows.assign(fit_slope=np.nan, fit_intercept=np.nan, fit_factor_per_layer=np.nan,
+                           theory_slope=np.nan)
+    if "predicted_slope" not in fits:
+        fits = fits.assign(predicted_slope=np.nan)
+    fits = fits[[*keys, "slope", "intercept", "factor_per_layer", "predicted_slope"]].rename(
+        columns={"slope": "fit_slope", "intercept": "fit_intercept",
+                 "factor_per_layer": "fit_factor_per_layer",
+                 "predicted_slope": "theory_slope"})
     return rows.merge(fits, on=keys, how="left").sort_values(["width", "variant", "depth"])
 
 
@@ -227,7 +231,8 @@ def depth_trend(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     grid.set_titles(col_template="width {col_name} (hidden units)")
     shared_labels(grid.figure, "depth (Linear layers)",
                   f"first layer {metric_label(metric)}\n{seeds_label(data)}")
-    legend_on_top(grid.figure, variant_handles(fit=data["fit_slope"].notna().any()))
+    legend_on_top(grid.figure, variant_handles(fit=data["fit_slope"].notna().any(),
+                                               theory=data["theory_slope"].notna().any()))
     return grid.figure
 
 
@@ -238,6 +243,12 @@ def _fit_line(ax: plt.Axes, panel: pd.DataFrame) -> None:
     depths = np.linspace(panel["depth"].min(), panel["depth"].max(), 50)
     ax.plot(depths, 10 ** (row["fit_intercept"] + row["fit_slope"] * depths), ls="--",
             lw=1, color=VARIANT_COLORS[row["variant"]], zorder=1)
+    if np.isfinite(row.get("theory_slope", np.nan)):
+        # Theory predicts the slope, not the level: draw it through the fit's midpoint.
+        middle = depths.mean()
+        level = row["fit_intercept"] + row["fit_slope"] * middle
+        ax.plot(depths, 10 ** (level + row["theory_slope"] * (depths - middle)), ls=":",
+                lw=1.6, color="black", zorder=2)
 
 
 # -- every seed of the headline configuration ----------------------------------------------

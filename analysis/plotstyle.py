@@ -51,13 +51,16 @@ plt.rcParams.update({
 })
 
 
-def variant_handles(*, fit: bool = False) -> list[Line2D]:
-    """Legend entries for plain and residual (and the dashed fitted line, if drawn)."""
+def variant_handles(*, fit: bool = False, theory: bool = False) -> list[Line2D]:
+    """Legend entries for plain and residual (and the fitted and theory lines, if drawn)."""
     handles = [Line2D([], [], color=VARIANT_COLORS[v], marker="o", ms=3, label=v)
                for v in VARIANT_ORDER]
     if fit:
         handles.append(Line2D([], [], color="#555555", ls="--", lw=1,
                               label="fit: mean of per-seed slopes"))
+    if theory:
+        handles.append(Line2D([], [], color="black", ls=":", lw=1.6,
+                              label="mean-field slope (plain ReLU)"))
     return handles
 
 

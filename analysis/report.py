@@ -67,6 +67,7 @@ def render_report(analysis: Analysis, manifest: dict) -> str:
         n_cells=len(manifest["cells"]),
         axes=manifest.get("sweep_axes", []),
         **devices_context(analysis, manifest),
+        **theory_context(analysis, headline.metric),
     )
 
 
@@ -81,6 +82,28 @@ def devices_context(analysis: Analysis, manifest: dict) -> dict[str, Any]:
                   "init": f"{r.init_us_per_seed:.3g}"} for r in analysis.cost.itertuples()]
     return {"skipped": manifest.get("skipped", []), "device_rows": device_rows,
             "cost_rows": cost_rows}
+
+
+def theory_context(analysis: Analysis, metric: str) -> dict[str, Any]:
+    """Rows for the theory section (templates/theory_section.html.j2)."""
+    from analysis.theory import spread_fit
+
+    trends = analysis.trends
+    rows = []
+    if not trends.empty and "predicted_slope" in trends:
+        shown = trends[(trends["metric"] == metric) & trends["predicted_slope"].notna()]
+        for _, r in shown.iterrows():
+            where = ", ".join(f"{k} {r[k]}" for k in ("init", "width") if k in r)
+            rows.append({"where": where, "role": r["role"],
+                         "measured": f"{r['slope']:+.4f} [{r['ci_low']:+.4f}, "
+                                     f"{r['ci_high']:+.4f}]",
+                         "predicted": f"{r['predicted_slope']:+.4f}",
+                         "inside": "yes" if r["predicted_in_ci"] else "no",
+                         "seeds": int(r["n_used"])})
+    spread = [{"init": r.init, "variant": "residual" if r.residual else "plain",
+               "points": r.points, "kappa": f"{r.kappa:.3g} \u00b1 {r.kappa_se:.2g}",
+               "r2": f"{r.r_squared:.2f}"} for r in spread_fit(analysis.summary).itertuples()]
+    return {"theory_rows": rows, "spread_rows": spread, "theory_metric": metric}
 
 
 def write_report(run_dir: str | Path, *, out: str | Path | None = None,

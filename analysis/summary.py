@@ -19,17 +19,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.series import Series
-from analysis.stats import DEFAULT_RESAMPLES, log10_or_nan, mean_ci
+from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES, log10_or_nan, mean_ci
 
 
 def describe(series: Series, *, rng: np.random.Generator,
-             n_resamples: int = DEFAULT_RESAMPLES) -> pd.DataFrame:
+             n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE
+             ) -> pd.DataFrame:
     """Statistics for every series and metric (columns in the module docstring)."""
     frames = []
     for metric, values in series.values.items():
         logs, is_zero, is_nonfinite = log10_or_nan(values)
         present = series.present
-        interval = mean_ci(logs, rng=rng, n_resamples=n_resamples)
+        interval = mean_ci(logs, rng=rng, n_resamples=n_resamples, confidence=confidence)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN rows
             quantiles = np.nanquantile(np.where(np.isfinite(values), values, np.nan),

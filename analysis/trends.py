@@ -25,6 +25,7 @@ import pandas as pd
 from analysis.effects import ALPHA
 from analysis.series import Series, axis_columns
 from analysis.stats import (
+    CONFIDENCE,
     DEFAULT_RESAMPLES,
     adjust_pvalues,
     log10_or_nan,
@@ -59,7 +60,8 @@ def _depth_series(series: Series, role: str, metric: str):
 
 
 def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METRICS,
-                 n_resamples: int = DEFAULT_RESAMPLES) -> pd.DataFrame:
+                 n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE
+                 ) -> pd.DataFrame:
     """Per-layer slope of log10(metric) against depth, with a bootstrap CI over seeds."""
     if "depth" not in series.keys.columns:
         return pd.DataFrame()
@@ -75,7 +77,8 @@ def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METR
                 intercepts.append(np.nanmean(logs, axis=1) - per_seed * depths.mean())
     if not rows:
         return pd.DataFrame()
-    interval = mean_ci(np.vstack(slopes), rng=rng, n_resamples=n_resamples)
+    interval = mean_ci(np.vstack(slopes), rng=rng, n_resamples=n_resamples,
+                       confidence=confidence)
     frame = pd.DataFrame(rows)
     frame["n_used"] = interval.n
     frame["slope"], frame["ci_low"], frame["ci_high"] = interval.point, interval.low, \
@@ -89,7 +92,8 @@ def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METR
 
 
 def layer_contrasts(series: Series, *, rng: np.random.Generator, metrics=TREND_METRICS,
-                    n_resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA) -> pd.DataFrame:
+                    n_resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA,
+                   confidence: float = CONFIDENCE) -> pd.DataFrame:
     """First-layer / output-layer ratio per cell and metric (see module docstring)."""
     keys = series.keys
     first = keys[role_mask(keys, "first")].set_index("cell_id")
@@ -102,7 +106,7 @@ def layer_contrasts(series: Series, *, rng: np.random.Generator, metrics=TREND_M
     for metric in metrics:
         logs = log10_or_nan(series.values[metric])[0]
         diff = logs[i_first] - logs[i_out]
-        interval = mean_ci(diff, rng=rng, n_resamples=n_resamples)
+        interval = mean_ci(diff, rng=rng, n_resamples=n_resamples, confidence=confidence)
         frame = base.copy()
         frame["metric"] = metric
         frame["n_pairs"] = interval.n

@@ -8,6 +8,7 @@ the signal shrinks: in the forward activations, or in the backpropagated ``dL/dh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,20 +34,34 @@ def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def scaled_norm(t_abs: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """L2 norm along dim 1 of non-negative ``t_abs`` ``(S, n)`` with row maxima ``peak``.
+
+    Squaring float32 values below ~1e-23 underflows to 0, so a plain norm of a deep plain
+    network's gradients (entries ~1e-29, well inside float32's range) comes out 0. Scaling by
+    the row maximum first (as LAPACK's nrm2 does) keeps every row's norm exact to rounding.
+    """
+    safe = torch.where((peak > 0) & torch.isfinite(peak), peak, torch.ones_like(peak))
+    norm = torch.linalg.vector_norm(t_abs / safe.unsqueeze(1), dim=1) * safe
+    return torch.where(torch.isinf(peak), peak, norm)  # an inf entry: the norm is inf
+
+
 def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     acc = _accumulation_dtype(grad)
     g = grad.flatten(1).to(acc)
     w = param.detach().flatten(1).to(acc)
     g_abs = g.abs()
     mean_abs = g_abs.mean(dim=1)
+    peak = g_abs.amax(dim=1)
+    w_abs = w.abs()
     return [
         mean_abs,
-        torch.linalg.vector_norm(g, dim=1),
-        g_abs.amax(dim=1),
+        scaled_norm(g_abs, peak),
+        peak,
         torch.zeros_like(mean_abs),  # grad_nonfinite, filled by _count_nonfinite
         # Counting with an int32 accumulator is ~4x faster on CPU than the default int64.
         torch.sum(g == 0, dim=1, dtype=torch.int32).to(acc),
-        torch.linalg.vector_norm(w, dim=1),
+        scaled_norm(w_abs, w_abs.amax(dim=1)),
     ]
 
 
@@ -66,8 +81,9 @@ def _count_nonfinite(values: torch.Tensor, grads: Sequence[torch.Tensor]) -> Non
 
 
 def _rms(t: torch.Tensor) -> torch.Tensor:
-    t = t.to(_accumulation_dtype(t))
-    return t.square().mean(dim=tuple(range(1, t.dim()))).sqrt()
+    """Root mean square over all but the seed dimension, safe from underflow."""
+    t_abs = t.to(_accumulation_dtype(t)).flatten(1).abs()
+    return scaled_norm(t_abs, t_abs.amax(dim=1)) / math.sqrt(t_abs.shape[1])
 
 
 def reduce_metrics(specs: Sequence[ParamSpec], params: Sequence[torch.Tensor],

@@ -1,0 +1,33 @@
+"""Reductions: exact on hand-made tensors, and safe from float32 underflow."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bench.metrics import _rms, scaled_norm
+
+
+def test_scaled_norm_hand_computed():
+    rows = torch.tensor([[3.0, 4.0], [0.0, 0.0], [float("inf"), 1.0], [-6.0, 8.0]]).abs()
+    norms = scaled_norm(rows, rows.amax(dim=1))
+    assert norms[0] == 5 and norms[1] == 0 and math.isinf(norms[2]) and norms[3] == 10
+
+
+def test_l2_and_rms_of_tiny_float32_values_do_not_underflow():
+    # Regression: deep default-init ReLU nets have gradient entries ~1e-29, representable in
+    # float32, whose squares underflow; grad_l2 and grad_act_rms came out exactly 0 and those
+    # seeds were dropped from the log statistics as "zero".
+    tiny = torch.tensor([[3e-29, 4e-29]], dtype=torch.float32)
+    assert torch.linalg.vector_norm(tiny, dim=1)[0] == 0  # the failure this guards against
+    assert scaled_norm(tiny.abs(), tiny.abs().amax(dim=1))[0].item() == pytest.approx(5e-29,
+                                                                                      rel=1e-6)
+    assert _rms(tiny.view(1, 1, 2))[0].item() == pytest.approx(5e-29 / math.sqrt(2), rel=1e-6)
+
+
+def test_rms_matches_definition():
+    t = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0))
+    expected = t.square().mean(dim=(1, 2)).sqrt()
+    assert torch.allclose(_rms(t), expected, rtol=1e-6)
