@@ -280,7 +280,7 @@ def judge(tests: pd.DataFrame, settings: CompareSettings) -> pd.DataFrame:
     tests = tests.copy()
     tests["p_adjusted"] = adjust_pvalues(tests["p_value"].to_numpy())
     prefer = tests["metric"].map(settings.prefer_sign).to_numpy()
-    tests["prefer"] = tests["metric"].map(dict(settings.prefer)).fillna("")
+    tests["prefer"] = [dict(settings.prefer).get(m, "") for m in tests["metric"]]
     is_ratio = (tests["test"] == "ratio").to_numpy()
     verdict = np.empty(len(tests), dtype=object)
     verdict[is_ratio] = ratio_verdicts(
