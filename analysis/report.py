@@ -117,6 +117,14 @@ def _headline_seed_values(analysis: Analysis, selection: dict, metric: str) -> p
     return read_records(analysis.run_dir, columns=columns, cells=cells)
 
 
+def comparison_context(run_dir: Path) -> dict | None:
+    """``compare.json`` of the run (written by ``gradprobe compare``) for the "Comparison
+    with baseline" section, or None."""
+    from analysis.compare_render import read_comparison
+
+    return read_comparison(run_dir)
+
+
 def render_report(analysis: Analysis, manifest: dict) -> str:
     """The report as an HTML string."""
     headline = headline_for(analysis, manifest)
@@ -136,6 +144,7 @@ def render_report(analysis: Analysis, manifest: dict) -> str:
                                  indent=2),
         n_cells=len(manifest["cells"]),
         axes=manifest.get("sweep_axes", []),
+        comparison=comparison_context(analysis.run_dir),
     )
 
 
