@@ -64,3 +64,15 @@ def test_tampered_baseline_is_detected(smoke_run, tmp_path):
     victim.unlink()
     with pytest.raises(UserError, match="missing from baseline"):
         load_side(saved.path, "BASE")
+
+
+def test_committed_smoke_baseline_is_intact_and_matches_a_fresh_run(smoke_run):
+    """The CI gate's reference: checksums hold and a fresh smoke run does not regress."""
+    from analysis.compare import CompareSettings, compare_sides
+    from tests.conftest import REPO
+
+    base = load_side(REPO / "reports" / "baselines" / "smoke", "BASE")
+    assert base.kind == "baseline" and base.config.name == "smoke"
+    assert len(base.seeds) == 16 and base.records["cell_id"].nunique() == 12
+    result = compare_sides(base, load_side(smoke_run, "RUN"), CompareSettings(n_resamples=199))
+    assert not result.regressed and result.pairing["paired"].all()
