@@ -264,7 +264,7 @@ def format_calibration(c: Calibration) -> str:
              c.power_unpaired.to_string(index=False, float_format=lambda v: f"{v:.3g}"), "",
              f"paired power at tolerance {c.suggested_tolerance:g} (init_gain x factor, "
              "same seeds):",
-             c.power_paired.to_string(index=False, float_format=lambda v: f"{v:.3g}"), "",
+             c.power_paired.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
              f"suggested tolerance: {c.suggested_tolerance:g} (smallest candidate >= floor^"
              f"{s.safety:g} with an A/A false-positive rate <= {MAX_FALSE_POSITIVE_RATE:.0%})"]
     return "\n".join(lines)
