@@ -193,13 +193,19 @@ def cell_pairing(bs: Series, rs: Series, cells: CellMatch,
         mismatched = int((left != right).sum())
         n_common = len(columns[0])
         paired = mismatched == 0 and n_common >= MIN_PAIRED_SEEDS
+        note = pairing_note(paired, n_common, mismatched, len(bs.seeds), len(rs.seeds))
+        one_side = _params(bs, pair.cell_base) ^ _params(rs, pair.cell_run)
+        if one_side:  # e.g. depth differs on purpose: layers.4 exists on one side only
+            note += f"; not compared (on one side only): {', '.join(sorted(one_side))}"
         records.append({"cell_base": pair.cell_base, "cell_run": pair.cell_run,
                         "paired": paired, "n_base": len(bs.seeds), "n_run": len(rs.seeds),
-                        "n_common": n_common, "n_mismatched": mismatched,
-                        "note": pairing_note(paired, n_common, mismatched, len(bs.seeds),
-                                             len(rs.seeds))})
+                        "n_common": n_common, "n_mismatched": mismatched, "note": note})
     frame = pd.DataFrame(records)
     return frame.merge(cells.pairs, on=["cell_base", "cell_run"])
+
+
+def _params(series: Series, cell_id: str) -> set[str]:
+    return set(series.keys.loc[series.keys["cell_id"] == cell_id, "param"])
 
 
 def pairing_note(paired: bool, n_common: int, mismatched: int, n_base: int,

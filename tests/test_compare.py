@@ -212,3 +212,18 @@ def test_settings_from_run_config_and_flags(smoke_run, tmp_path):
     assert settings_for(run).prefer_sign("grad_mean_abs") == 1
     with pytest.raises(UserError, match=r"--tolerance 0\.5"):
         settings_for(run, tolerance=0.5)
+
+
+def test_depth_compared_on_purpose_lists_layers_on_one_side(smoke_run, tmp_path):
+    from tests.conftest import run_text, smoke_text
+
+    shallow = run_text(tmp_path / "d2", smoke_text(depth="[2]"))
+    deep = run_text(tmp_path / "d3", smoke_text(depth="[3]"))
+    result = compare(shallow, deep)
+    assert {d["key"] for d in result.config_differences} == {"model.depth"}
+    assert len(result.cells.pairs) == 4
+    # Depth changes the initial draw: unpaired, and layers.2 exists in RUN only.
+    assert not result.pairing["paired"].any()
+    assert all("not compared (on one side only): layers.2.weight" in n
+               for n in result.pairing["note"])
+    assert set(result.tests["param"]) == {"layers.0.weight", "layers.1.weight"}
