@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     calibrate.add_argument("--effects", type=_floats, help="unpaired effect sizes, e.g. 1.1,2")
     calibrate.add_argument("--gains", type=_floats, help="paired init_gain factors")
     calibrate.add_argument("--resamples", type=int, default=999)
+    calibrate.add_argument("--power-tolerance", type=float, help="tolerance for the power "
+                           "measurements (default: the suggested one)")
     calibrate.add_argument("--out", type=Path, help="also write calibration.json here")
     calibrate.add_argument("--workdir", type=Path, help="keep the sweeps here "
                            "(default: a temporary directory)")
@@ -39,7 +41,7 @@ def command(args: argparse.Namespace) -> int:
     from bench.loader import load_config
 
     options = {"repetitions": args.repetitions, "seeds": args.seeds,
-               "n_resamples": args.resamples}
+               "n_resamples": args.resamples, "power_tolerance": args.power_tolerance}
     options.update({k: v for k, v in (("effects", args.effects), ("gains", args.gains)) if v})
     result = calibrate(load_config(args.config), settings=CalibrationSettings(**options),
                        workdir=args.workdir)
