@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from bench.cli import main
 from tests.test_cli import gradprobe
 
 
@@ -45,18 +46,18 @@ def test_planted_change_fails_with_exit_1_and_writes_into_the_run(saved, smoke_v
     assert summary.read_text().startswith("## ❌")
 
 
-def test_missing_or_corrupt_inputs_exit_2_with_one_line(saved, smoke_run, tmp_path):
+def test_missing_or_corrupt_inputs_exit_2_with_one_line(saved, smoke_run, tmp_path, capsys):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(smoke_run, corrupt)
     victim = sorted((corrupt / "records").iterdir())[0]
     victim.write_bytes(b"not parquet at all")
-    cases = [
-        (("compare", tmp_path / "missing", smoke_run), "no such run or baseline directory"),
-        (("compare", saved, corrupt, "--out", tmp_path / "o"), "not a readable Parquet file"),
-    ]
-    for args, message in cases:
-        done = gradprobe(*args)
-        assert done.returncode == 2, (args, done.stdout, done.stderr)
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    done = gradprobe("compare", saved, corrupt, "--out", tmp_path / "o")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "not a readable Parquet file" in lines[0] and victim.name in lines[0]
     assert not (tmp_path / "o").exists()
+    # The same entry point in-process (no second interpreter start): a missing directory.
+    assert main(["compare", str(tmp_path / "missing"), str(smoke_run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such run or baseline directory" in err[0]

@@ -21,6 +21,7 @@ def test_report_renders_with_headline_numbers(smoke_analysis):
             assert cell.replace("<", "&lt;") in html
     for section in ("headline", "findings", "figures", "methods", "manifest"):
         assert f'id="{section}"' in html
+    assert 'id="comparison"' not in html  # no compare.json in this run directory
     assert html.count("<svg") >= 4
     assert 'role="img" aria-label=' in html
 
@@ -78,6 +79,3 @@ def test_report_shows_comparison_with_baseline(smoke_analysis, smoke_variants, t
     html = write_report(run, out=tmp_path / "r.html").read_text(encoding="utf-8")
     assert 'id="comparison"' in html and "Comparison with baseline: FAIL" in html
     assert "model.init_gain" in html and html.count("regressed</td>") >= 100
-    without = write_report(smoke_analysis.run_dir, out=tmp_path / "plain.html",
-                           analysis=smoke_analysis).read_text(encoding="utf-8")
-    assert 'id="comparison"' not in without
