@@ -10,10 +10,16 @@ TORCH_SPEC ?= torch==2.13.0
 CONFIG     ?= bench/configs/default.toml
 REPORTS    ?= reports
 SITE       ?= site
+# Regression gate: the smoke sweep against the committed baseline reports/baselines/smoke.
+BASELINE_CONFIG ?= smoke
+BASELINE_NAME   ?= smoke
+CHECK_DIR       ?= reports/check-regression
+BASE            ?= reports/baselines/$(BASELINE_NAME)
+RUN             ?= $(CHECK_DIR)
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.gradprobe-installed
 
-.PHONY: bench test lint perf clean setup browser publish
+.PHONY: bench test lint perf clean setup browser publish baseline compare check-regression calibrate
 
 setup: $(STAMP)
 
@@ -27,7 +33,8 @@ $(STAMP): pyproject.toml Makefile
 bench: $(STAMP)
 	$(BIN)/gradprobe bench $(CONFIG)
 
-test: $(STAMP) browser
+# The regression gate runs first so that pytest's summary is the last line CI reads.
+test: $(STAMP) browser check-regression
 	$(BIN)/python -m pytest -q
 
 # Benchmarks: pytest-benchmark saves JSON under .benchmarks/. Compare with the last saved run
@@ -56,6 +63,27 @@ browser:
 # with `python -m http.server -d $(SITE)`, or push it to GitHub Pages.
 publish: $(STAMP)
 	$(BIN)/gradprobe publish --reports $(REPORTS) --out $(SITE)
+
+# Run the smoke sweep afresh (a stale directory would be resumed, not rerun) and compare it
+# with the committed baseline: exit 1 on a regression. compare.md goes to CI job summaries
+# through $$GITHUB_STEP_SUMMARY when that is set.
+check-regression: $(STAMP)
+	rm -rf $(CHECK_DIR)
+	$(BIN)/gradprobe run $(BASELINE_CONFIG) --out $(CHECK_DIR) --no-progress
+	$(BIN)/gradprobe compare $(BASE) $(CHECK_DIR)
+
+# Re-make the committed baseline (after an intended change of gradient behaviour).
+baseline: $(STAMP)
+	rm -rf reports/baseline-run
+	$(BIN)/gradprobe run $(BASELINE_CONFIG) --out reports/baseline-run --no-progress
+	$(BIN)/gradprobe baseline save reports/baseline-run --name $(BASELINE_NAME) --force
+
+# make compare BASE=reports/baselines/smoke RUN=reports/<run directory>
+compare: $(STAMP)
+	$(BIN)/gradprobe compare $(BASE) $(RUN)
+
+calibrate: $(STAMP)
+	$(BIN)/gradprobe calibrate $(BASELINE_CONFIG) --out reports/calibration
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench analysis tests

@@ -43,6 +43,14 @@ def download_name(run_dir: Path, what: str) -> str:
     return f"{slug(Path(run_dir).resolve().name, 'gradprobe')}-{what}.csv"
 
 
+def comparison_context(run_dir: Path) -> dict | None:
+    """``compare.json`` of the run (written by ``gradprobe compare``) for the "Comparison
+    with baseline" section, or None."""
+    from analysis.compare_render import read_comparison
+
+    return read_comparison(run_dir)
+
+
 def render_report(analysis: Analysis, manifest: dict) -> str:
     """The report as an HTML string."""
     headline = headline_for(analysis, manifest)
@@ -68,6 +76,7 @@ def render_report(analysis: Analysis, manifest: dict) -> str:
         axes=manifest.get("sweep_axes", []),
         **devices_context(analysis, manifest),
         **theory_context(analysis, headline.metric),
+        comparison=comparison_context(analysis.run_dir),
     )
 
 

@@ -173,7 +173,7 @@ def devices_text(manifest: dict) -> str:
 
 def _verdict(path: Path) -> str | None:
     comparison = read_comparison(path)
-    return str(comparison.get("verdict")) if comparison else None
+    return comparison_summary(comparison)["verdict"] if comparison else None
 
 
 # -- hooks: pages and sections contributed by other stages ---------------------------------
@@ -181,9 +181,8 @@ def _verdict(path: Path) -> str | None:
 def read_comparison(run_dir: Path) -> dict | None:
     """``<run>/compare.json`` (written by ``gradprobe compare``) as a dict, or None.
 
-    Fields the site uses: ``baseline`` (name), ``verdict`` (one word for the whole
-    comparison) and ``verdicts`` (a list of flat objects, one per compared quantity, shown
-    as a table with their keys as columns). Anything else stays in the linked JSON file."""
+    The site shows :func:`comparison_summary` of it; everything else stays in the linked
+    JSON file."""
     path = run_dir / COMPARE_FILE
     if not path.is_file():
         return None
@@ -196,13 +195,38 @@ def read_comparison(run_dir: Path) -> dict | None:
     return data
 
 
+# Columns of compare.json's ``tests`` shown on the site (the JSON has them all).
+_TEST_COLUMNS = ("verdict", "depth", "width", "residual", "param", "metric", "pairing",
+                 "ratio", "ci_low", "ci_high", "p_adjusted", "reason")
+
+
+def comparison_summary(data: dict) -> dict:
+    """``compare.json`` (``compare_version`` 1, see docs/regression.md) reduced to what the
+    site shows: ``baseline`` (its label), ``verdict`` (the gate and the verdict counts) and
+    ``verdicts`` (the tests that are not ``unchanged``, flagged ones first)."""
+    counts = data.get("counts") or {}
+    shown = ", ".join(f"{counts[k]} {k}" for k in ("regressed", "improved", "inconclusive",
+                                                   "unchanged") if k in counts)
+    tests = [t for t in data.get("tests", []) if isinstance(t, dict)
+             and t.get("verdict") != "unchanged"]
+    order = {"regressed": 0, "improved": 1, "inconclusive": 2}
+    tests.sort(key=lambda t: order.get(str(t.get("verdict")), 3))
+    rows = [{k: t[k] for k in _TEST_COLUMNS if k in t} for t in tests]
+    base = data.get("base") or {}
+    return {"baseline": base.get("label", "?"),
+            "verdict": f"{data.get('gate', 'unknown')} ({shown})" if shown
+            else str(data.get("gate", "unknown")),
+            "verdicts": rows}
+
+
 def latest_comparison(context: SiteContext) -> SiteSection | None:
     """The newest run's comparison with its baseline, as an index section."""
     for run in context.runs:
-        comparison = read_comparison(run.path)
-        if comparison is None:
+        raw = read_comparison(run.path)
+        if raw is None:
             continue
-        rows = [r for r in comparison.get("verdicts", []) if isinstance(r, dict)]
+        comparison = comparison_summary(raw)
+        rows = comparison["verdicts"]
         columns = list(dict.fromkeys(k for r in rows for k, v in r.items()
                                      if not isinstance(v, dict | list)))
         body = render_page("_comparison.html.j2", run=run, comparison=comparison,
@@ -213,15 +237,18 @@ def latest_comparison(context: SiteContext) -> SiteSection | None:
 
 
 def history_page(context: SiteContext) -> SitePage | None:
-    """The history page with change points (``gradprobe history``), when one exists.
+    """The history page with change points, rendered from ``<reports>/history/`` (what
+    ``gradprobe history add`` appends) when it holds any run."""
+    from analysis.compare import DEFAULT_TOLERANCE
+    from analysis.history import read_history, trends
+    from analysis.history_page import render_history
 
-    Publishes ``<reports>/history/index.html`` as ``site/history/index.html``. Its links to
-    runs must be relative to ``site/history/`` (``../runs/<run>/index.html``)."""
-    source = context.reports / HISTORY_DIR / "index.html"
-    if not source.is_file():
+    root = context.reports / HISTORY_DIR
+    if not any(root.glob("run-*.parquet")):
         return None
+    items = trends(read_history(root), tolerance=DEFAULT_TOLERANCE)
     return SitePage(f"{HISTORY_DIR}/index.html", "History and change points",
-                    source.read_text(encoding="utf-8"))
+                    render_history(items))
 
 
 PAGE_HOOKS: list[Callable[[SiteContext], SitePage | None]] = [history_page]

@@ -178,3 +178,101 @@ def per_seed_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xc = x - x.mean()
     slopes = ((y - y.mean(axis=-1, keepdims=True)) * xc).sum(axis=-1) / (xc**2).sum()
     return np.where(np.isnan(y).any(axis=-1), np.nan, slopes)
+
+
+def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return x.mean(axis=axis) - y.mean(axis=axis)
+
+
+def mean_difference_ci(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
+                       n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
+                       method: str = "BCa") -> Interval:
+    """``mean(x) - mean(y)`` per row with a two-sample bootstrap CI (independent samples).
+
+    Takes ``x`` ``(num_groups x n_x)`` and ``y`` ``(num_groups x n_y)``, NaN for excluded
+    seeds. ``scipy.stats.bootstrap`` resamples each sample separately (``paired=False``),
+    vectorised over rows that share their counts of valid values. Rows with fewer than 2
+    valid values on either side get a NaN interval (and a NaN point without any value);
+    ``n`` is the smaller of the two valid counts.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    nx, ny = (~np.isnan(x)).sum(axis=1), (~np.isnan(y)).sum(axis=1)
+    point = np.full(len(x), np.nan)
+    low, high = point.copy(), point.copy()
+    for cx, cy in set(zip(nx.tolist(), ny.tolist(), strict=True)):
+        rows = np.flatnonzero((nx == cx) & (ny == cy))
+        if cx == 0 or cy == 0:
+            continue
+        a = x[rows][~np.isnan(x[rows])].reshape(len(rows), cx)
+        b = y[rows][~np.isnan(y[rows])].reshape(len(rows), cy)
+        point[rows] = _difference_of_means(a, b)
+        if cx < 2 or cy < 2:
+            continue
+        lo, hi = _bootstrap_difference(a, b, rng, n_resamples, confidence, method)
+        low[rows], high[rows] = lo, hi
+    return Interval(point, low, high, np.minimum(nx, ny))
+
+
+def _bootstrap_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
+                          n_resamples: int, confidence: float,
+                          method: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = max(1, _BATCH_VALUES // (a.size + b.size))
+    with warnings.catch_warnings():
+        # As in _bootstrap_mean: degenerate rows give NaN and are redone as percentile.
+        warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        result = stats.bootstrap((a, b), _difference_of_means, axis=-1, vectorized=True,
+                                 paired=False, n_resamples=n_resamples, batch=batch,
+                                 method=method, confidence_level=confidence, rng=rng)
+    low = np.array(result.confidence_interval.low, dtype=np.float64, ndmin=1)
+    high = np.array(result.confidence_interval.high, dtype=np.float64, ndmin=1)
+    failed = np.isnan(low) | np.isnan(high)
+    if failed.any() and method != "percentile":
+        low[failed], high[failed] = _bootstrap_difference(a[failed], b[failed], rng,
+                                                          n_resamples, confidence, "percentile")
+    return low, high
+
+
+def mannwhitney_pvalues(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Two-sided Mann-Whitney U p-value of each row (H0: neither sample tends to be larger).
+
+    Takes ``x`` ``(num_groups x n_x)`` and ``y`` ``(num_groups x n_y)`` with NaN for excluded
+    seeds; a row with no valid value on a side has p = NaN. ``scipy.stats.mannwhitneyu``
+    picks the exact distribution for small samples without ties.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    p = np.full(len(x), np.nan)
+    for i, (a, b) in enumerate(zip(x, y, strict=True)):
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        if len(a) and len(b):
+            p[i] = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    return p
+
+
+def count_change_pvalues(base_hits: np.ndarray, base_n: np.ndarray, run_hits: np.ndarray,
+                         run_n: np.ndarray) -> np.ndarray:
+    """Two-sided p-value that an event (a zero value) is as frequent in both samples.
+
+    Takes ``(num_groups,)`` integer arrays (or scalars, broadcast): events and sample sizes
+    per side. Fisher's exact test on the 2x2 table (``scipy.stats.fisher_exact``) for
+    independent samples.
+    """
+    arrays = np.broadcast_arrays(base_hits, base_n, run_hits, run_n)
+    p = np.full(arrays[0].shape, np.nan)
+    for i, (bh, bn, rh, rn) in enumerate(zip(*arrays, strict=True)):
+        if bn and rn:
+            p[i] = stats.fisher_exact([[bh, bn - bh], [rh, rn - rh]]).pvalue
+    return p
+
+
+def discordant_pvalues(only_base: np.ndarray, only_run: np.ndarray) -> np.ndarray:
+    """Exact McNemar test for paired binary outcomes: a two-sided binomial test of the
+    discordant pairs (event on one side only) against 1/2. ``(num_groups,)`` counts in;
+    p = 1 where no pair is discordant."""
+    p = np.ones(len(only_base))
+    for i, (b, r) in enumerate(zip(only_base, only_run, strict=True)):
+        if b + r:
+            p[i] = stats.binomtest(int(r), int(b + r), 0.5).pvalue
+    return p

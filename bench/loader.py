@@ -14,13 +14,14 @@ from typing import Any
 
 from bench.config import DATA_KEYS, MODEL_KEYS, DataConfig, ModelConfig
 from bench.errors import ConfigError, UserError
-from bench.sweep import ExperimentConfig, ReportConfig, SweepConfig
+from bench.sweep import CompareConfig, ExperimentConfig, ReportConfig, SweepConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-TOP_KEYS = ("name", "description", "model", "data", "sweep", "report")
+TOP_KEYS = ("name", "description", "model", "data", "sweep", "report", "compare")
 SWEEP_KEYS = ("seeds", "device", "dtype", "tf32", "on_missing_device", "max_memory")
 SWEEP_SETTINGS = ("tf32", "on_missing_device")
 REPORT_KEYS = ("headline", "metric")
+COMPARE_KEYS = ("prefer", "alpha", "tolerance")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -73,12 +74,14 @@ def _build(raw: dict[str, Any], source: str, text: str) -> ExperimentConfig:
     data = DataConfig(**_data_section(_section(raw, "data", DATA_KEYS)))
     sweep = _sweep(_section(raw, "sweep", None))
     report = _report(_section(raw, "report", REPORT_KEYS))
+    compare = _compare(_section(raw, "compare", COMPARE_KEYS))
     name = raw.get("name", Path(source).stem)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description", "must be a string", description)
     return ExperimentConfig(name=name, description=description, model=model, data=data,
-                            sweep=sweep, report=report, source=source, text=text)
+                            sweep=sweep, report=report, compare=compare,
+                            source=source, text=text)
 
 
 def _check_keys(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -174,6 +177,15 @@ def _report(table: dict[str, Any]) -> ReportConfig:
     if metric not in METRICS:
         raise ConfigError("report.metric", f"must be one of {', '.join(METRICS)}", metric)
     return ReportConfig(headline=headline, metric=metric)
+
+
+def _compare(table: dict[str, Any]) -> CompareConfig:
+    prefer = table.get("prefer", {})
+    if not isinstance(prefer, dict):
+        raise ConfigError("compare.prefer", 'must be a table such as '
+                          '{ grad_mean_abs = "higher" }', prefer)
+    return CompareConfig(prefer=tuple(prefer.items()), alpha=table.get("alpha"),
+                         tolerance=table.get("tolerance"))
 
 
 def config_with_overrides(config: ExperimentConfig, *, seeds: int | None = None,

@@ -19,6 +19,7 @@ from bench.config import (
     check_bool,
     check_choice,
     check_compatible,
+    check_float,
     check_int,
 )
 from bench.devices import check_device_name, check_dtype_name, expand_auto
@@ -144,6 +145,48 @@ class ReportConfig:
     metric: str = "grad_mean_abs"
 
 
+# Metrics that `gradprobe compare` tests: every magnitude in the records (the counts
+# grad_zero/grad_nonfinite enter through zero and non-finite seeds, see analysis.compare).
+COMPARE_METRICS = ("grad_mean_abs", "grad_l2", "grad_max_abs", "weight_l2", "act_rms",
+                   "grad_act_rms")
+DIRECTIONS = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """``[compare]``: how ``gradprobe compare`` judges a run against a baseline.
+
+    ``prefer`` maps a metric to the direction that counts as better (``"higher"`` or
+    ``"lower"``); a flagged change that way is *improved*, any other flagged change is
+    *regressed*. ``alpha`` and ``tolerance`` override the defaults of
+    :mod:`analysis.compare` (None: use them).
+    """
+
+    prefer: tuple[tuple[str, str], ...] = ()  # (metric, "higher" | "lower")
+    alpha: float | None = None  # false discovery rate of the gate
+    tolerance: float | None = None  # ratio band [1/t, t] that counts as no change; t > 1
+
+    def __post_init__(self) -> None:
+        for metric, direction in self.prefer:
+            if metric not in COMPARE_METRICS:
+                raise ConfigError(f"compare.prefer.{metric}", "is not a compared metric; use "
+                                  f"one of {', '.join(COMPARE_METRICS)}", has_value=False)
+            if direction not in DIRECTIONS:
+                raise ConfigError(f"compare.prefer.{metric}", 'must be "higher" or "lower"',
+                                  direction)
+        if self.alpha is not None:
+            alpha = check_float("compare.alpha", self.alpha)
+            if not 0 < alpha < 1:
+                raise ConfigError("compare.alpha", "must be between 0 and 1", self.alpha)
+            object.__setattr__(self, "alpha", alpha)
+        if self.tolerance is not None:
+            tolerance = check_float("compare.tolerance", self.tolerance)
+            if tolerance <= 1:
+                raise ConfigError("compare.tolerance", "must be a ratio > 1 (1.01 means "
+                                  "changes within 1% count as none)", self.tolerance)
+            object.__setattr__(self, "tolerance", tolerance)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A parsed, validated config file."""
@@ -154,6 +197,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     source: str = "<memory>"  # the file it came from, for messages and the manifest
     text: str = ""  # the file's text, stored verbatim in the manifest
 

@@ -109,3 +109,53 @@ def reports_dir(tmp_path_factory, smoke_analysis, hostile_run) -> Path:
     (root / "latest").mkdir()
     (root / "latest" / "index.html").write_text("<p>latest</p>", encoding="utf-8")
     return root
+
+
+SMOKE_TEXT = SMOKE.read_text(encoding="utf-8")
+
+
+def smoke_text(*, model: str = "", sweep_residual: bool = True, seeds: int | None = None,
+               depth: str | None = None, extra: str = "") -> str:
+    """The smoke config with edits: extra ``[model]`` lines, the residual axis removed,
+    another seed count or depth axis, extra sections."""
+    text = SMOKE_TEXT
+    if model:
+        key = model.split("=")[0].strip()
+        lines = [line for line in text.splitlines() if not line.startswith(f"{key} =")]
+        text = "\n".join(lines).replace("[model]", f"[model]\n{model}") + "\n"
+    if not sweep_residual:
+        text = text.replace("residual = [false, true]\n", "")
+    if seeds is not None:
+        text = text.replace("seeds = 16", f"seeds = {seeds}")
+    if depth is not None:
+        text = text.replace("depth = [2, 3, 4]", f"depth = {depth}")
+    return text + extra
+
+
+def run_text(directory: Path, text: str, name: str = "variant.toml") -> Path:
+    """Run config ``text`` into ``directory`` (in-process, no progress bar)."""
+    from bench.loader import parse_config
+    from bench.runner import run_sweep
+
+    run_sweep(parse_config(text, source=name), out=directory, progress=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def smoke_variants(tmp_path_factory) -> dict[str, Path]:
+    """Smoke runs with one planted change each (16 seeds, same seeds as ``smoke_run``)."""
+    root = tmp_path_factory.mktemp("variants")
+    texts = {
+        "gain": smoke_text(model="init_gain = 1.05"),
+        "tanh": smoke_text(model='activation = "tanh"'),
+        "plain": smoke_text(model="residual = false", sweep_residual=False),
+        "residual": smoke_text(model="residual = true", sweep_residual=False),
+        "deeper": smoke_text(depth="[3, 4, 5]"),
+    }
+    return {name: run_text(root / name, text) for name, text in texts.items()}
+
+
+@pytest.fixture(scope="session")
+def wide_smoke(tmp_path_factory) -> Path:
+    """The smoke config with 640 seeds: 20 disjoint pairs of 16-seed sets for A/A tests."""
+    return run_text(tmp_path_factory.mktemp("wide") / "run", smoke_text(seeds=640))

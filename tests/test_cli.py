@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,11 +14,12 @@ import pytest
 from tests.conftest import SMOKE, write_config
 
 
-def gradprobe(*args, cwd=None) -> subprocess.CompletedProcess:
+def gradprobe(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     exe = shutil.which("gradprobe") or sys.executable
     prefix = [exe] if exe.endswith("gradprobe") else [exe, "-m", "bench.cli"]
+    environment = {**os.environ, **env} if env else None
     return subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, env=environment)
 
 
 def test_smoke_run_analyze_report(tmp_path):

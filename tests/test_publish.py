@@ -13,7 +13,7 @@ import pytest
 
 from analysis import site
 from bench.errors import UserError
-from tests.conftest import HOSTILE_DIR, HOSTILE_NAME
+from tests.conftest import HOSTILE_DIR, HOSTILE_NAME, REPO
 
 
 class Links(HTMLParser):
@@ -162,26 +162,33 @@ def test_a_failed_build_leaves_the_previous_site(reports_dir, tmp_path, monkeypa
 
 
 def test_history_page_and_latest_comparison_plug_in(reports_dir, tmp_path):
+    """A real compare.json (gradprobe compare) and a real history (gradprobe history add)
+    appear on the site; strings planted in the comparison stay text."""
+    from analysis.compare_render import compare_dirs
+    from analysis.history import append_run
+
     root = tmp_path / "reports"
     shutil.copytree(reports_dir / "smoke-run", root / "smoke-run")
-    (root / "history").mkdir()
-    (root / "history" / "index.html").write_text(
-        '<!DOCTYPE html><title>history</title><a href="../runs/smoke-run/index.html">run</a>',
-        encoding="utf-8")
-    (root / "smoke-run" / "compare.json").write_text(json.dumps({
-        "baseline": "<i>main</i>", "verdict": "regression",
-        "verdicts": [{"param": "layers.0.weight", "ratio": 0.5, "verdict": "slower"},
-                     {"param": "<script>alert(1)</script>", "verdict": "same"}]}))
+    compare_dirs(REPO / "reports" / "baselines" / "smoke", root / "smoke-run", n_resamples=199)
+    append_run(root / "smoke-run", root=root / "history")
+    path = root / "smoke-run" / "compare.json"
+    comparison = json.loads(path.read_text())
+    comparison["base"]["label"] = "<i>main</i>"
+    comparison["tests"][0].update(verdict="regressed", param="<script>alert(1)</script>")
+    comparison["gate"] = "fail"
+    path.write_text(json.dumps(comparison))
     result = site.publish(reports=root, out=tmp_path / "site")
     assert result.pages == ["history/index.html"]
     html = (result.out / "index.html").read_text(encoding="utf-8")
     assert 'href="history/index.html"' in html and 'id="latest-comparison"' in html
-    assert "regression" in html and "&lt;i&gt;main&lt;/i&gt;" in html
+    assert "fail (" in html and "&lt;i&gt;main&lt;/i&gt;" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and html.count("<script>") == 1
     assert (result.out / "runs" / "smoke-run" / "compare.json").is_file()
+    history = (result.out / "history" / "index.html").read_text(encoding="utf-8")
+    assert "<svg" in history and "residual=True" in history  # one series per cell
     assert_links_resolve(result.out / "index.html")
     assert_links_resolve(result.out / "history" / "index.html")
-    assert result.runs[0].verdict == "regression"
+    assert result.runs[0].verdict.startswith("fail")
 
 
 def test_missing_reports_directory_is_a_user_error(tmp_path):

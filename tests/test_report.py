@@ -21,6 +21,7 @@ def test_report_renders_with_headline_numbers(smoke_analysis):
             assert cell.replace("<", "&lt;") in html
     for section in ("headline", "findings", "figures", "methods", "manifest"):
         assert f'id="{section}"' in html
+    assert 'id="comparison"' not in html  # no compare.json in this run directory
     assert html.count("<svg") >= 4
     assert 'role="img" aria-label=' in html
 
@@ -60,3 +61,21 @@ def test_findings_state_numbers_with_intervals(smoke_analysis):
     assert any("without skip connections" in s and "headline configuration" in s
                for s in sentences)
     assert not any("p = <" in s for s in sentences)
+
+
+def test_report_shows_comparison_with_baseline(smoke_analysis, smoke_variants, tmp_path):
+    """With compare.json in the run directory the report gains the comparison section."""
+    import shutil
+
+    from analysis.compare import CompareSettings, compare_sides
+    from analysis.compare_render import write_outputs
+    from analysis.sides import load_side
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_analysis.run_dir, run)
+    result = compare_sides(load_side(smoke_variants["gain"], "BASE"), load_side(run, "RUN"),
+                           CompareSettings(n_resamples=199))
+    write_outputs(result, run)
+    html = write_report(run, out=tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'id="comparison"' in html and "Comparison with baseline: FAIL" in html
+    assert "model.init_gain" in html and html.count("regressed</td>") >= 100

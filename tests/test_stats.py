@@ -124,3 +124,44 @@ def test_t_interval_above_the_bootstrap_limit_agrees_with_bca():
     assert np.abs(t.low - bca.low).max() < 0.1 * width.min()
     assert np.abs(t.high - bca.high).max() < 0.1 * width.min()
     assert np.array_equal(t.point, bca.point)
+
+
+def test_mean_difference_hand_computed_and_ordered():
+    x = np.array([[1.0, 2.0, 3.0, np.nan], [0.0, 0.5, 1.0, 1.5]])
+    y = np.array([[0.0, 1.0, 2.0], [5.0, 5.5, 6.0]])
+    interval = stats.mean_difference_ci(x, y, rng=rng(10), n_resamples=499)
+    assert interval.point == pytest.approx([2.0 - 1.0, 0.75 - 5.5])
+    assert interval.n.tolist() == [3, 3]
+    assert (interval.low <= interval.point).all() and (interval.point <= interval.high).all()
+    one = stats.mean_difference_ci(np.array([[1.0, np.nan]]), y[:1], rng=rng(), n_resamples=99)
+    assert one.point[0] == 0.0 and np.isnan(one.low[0])
+
+
+def test_two_sample_interval_ordering_property():
+    x = rng(11).normal(size=(200, 12))
+    y = rng(12).normal(size=(200, 9)) + rng(13).normal(size=(200, 1))
+    x[::5, :2] = np.nan
+    interval = stats.mean_difference_ci(x, y, rng=rng(14), n_resamples=299)
+    assert (interval.low <= interval.point + 1e-12).all()
+    assert (interval.point <= interval.high + 1e-12).all()
+
+
+def test_mannwhitney_matches_scipy():
+    x = np.array([[0.1, 0.5, 0.9, 1.3, np.nan], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    y = np.array([[0.2, 0.3, 2.0], [6.0, 7.0, 8.0]])
+    p = stats.mannwhitney_pvalues(x, y)
+    assert p[0] == pytest.approx(sps.mannwhitneyu([0.1, 0.5, 0.9, 1.3], [0.2, 0.3, 2.0]).pvalue)
+    # 5 vs 3 with complete separation: exact two-sided p = 2 / C(8, 3) = 2 / 56.
+    assert p[1] == pytest.approx(2 / 56)
+
+
+def test_count_tests_hand_computed():
+    # Fisher: 0/16 vs 16/16 zeros; the only tables as extreme are the two corners:
+    # p = 2 / C(32, 16).
+    from math import comb
+
+    p = stats.count_change_pvalues(np.array([0, 3]), 16, np.array([16, 3]), 16)
+    assert p[0] == pytest.approx(2 / comb(32, 16)) and p[1] == pytest.approx(1.0)
+    # McNemar exact: 6 discordant pairs all one way, p = 2 / 2**6; none discordant, p = 1.
+    assert stats.discordant_pvalues(np.array([0, 0]), np.array([6, 0])).tolist() == \
+        pytest.approx([2 / 64, 1.0])
