@@ -35,6 +35,7 @@ from analysis.theory import predicted_slopes
 from analysis.trends import depth_trends, layer_contrasts
 from bench.atomic_files import write_json_atomic, write_parquet_atomic
 from bench.errors import UserError
+from bench.json_documents import read_versioned_json
 from bench.manifest import read_manifest, utc_now
 from bench.records import read_records
 
@@ -118,16 +119,13 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
 def load_analysis(run_dir: str | Path) -> Analysis:
     """Read an analysed run; UserError if it has not been analysed or is from a newer
     gradprobe."""
-    import json
 
     run_dir = Path(run_dir)
     meta_path = run_dir / ANALYSIS_DIR / "analysis.json"
     if not meta_path.is_file():
         raise UserError(f"{run_dir}: not analysed yet; run `gradprobe analyze {run_dir}`")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("analysis_version", 0) > ANALYSIS_VERSION:
-        raise UserError(f"{meta_path}: analysis version {meta['analysis_version']} is newer "
-                        "than this gradprobe reads; upgrade gradprobe")
+    meta = read_versioned_json(meta_path, key="analysis_version", current=ANALYSIS_VERSION,
+                               what="analysis", fix=f"run `gradprobe analyze {run_dir}` again")
     tables = {}
     for name in TABLES:
         path = run_dir / ANALYSIS_DIR / f"{name}.parquet"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.compare import Comparison
 from bench.atomic_files import write_json_atomic, write_text_atomic
-from bench.errors import UserError
+from bench.json_documents import read_versioned_json
 from bench.manifest import utc_now
 
 COMPARE_VERSION = 1
@@ -95,18 +95,8 @@ def read_comparison(path: str | Path) -> dict[str, Any] | None:
     path = path / JSON_FILE if path.is_dir() else path
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: unreadable comparison ({err}); run `gradprobe compare` "
-                        "again") from None
-    version = doc.get("compare_version") if isinstance(doc, dict) else None
-    if not isinstance(version, int):
-        raise UserError(f"{path}: not a gradprobe comparison (no compare_version)")
-    if version > COMPARE_VERSION:
-        raise UserError(f"{path}: compare version {version} is newer than this gradprobe "
-                        f"reads ({COMPARE_VERSION}); upgrade gradprobe")
-    return doc
+    return read_versioned_json(path, key="compare_version", current=COMPARE_VERSION,
+                               what="comparison", fix="run `gradprobe compare` again")
 
 
 def fmt_ratio(value: float) -> str:

@@ -8,7 +8,6 @@ and ``records/`` copied elsewhere, plus a ``baseline.json``; both kinds are read
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
+from bench.json_documents import read_versioned_json
 from bench.loader import parse_config
 from bench.manifest import read_manifest
 from bench.records import read_records
@@ -88,19 +88,9 @@ def read_baseline_meta(path: str | Path) -> dict[str, Any] | None:
     meta_path = Path(path) / BASELINE_FILE
     if not meta_path.is_file():
         return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{meta_path}: unreadable baseline metadata ({err}); save the "
-                        "baseline again with `gradprobe baseline save RUN_DIR --name NAME "
-                        "--force`") from None
-    version = meta.get("baseline_version") if isinstance(meta, dict) else None
-    if not isinstance(version, int):
-        raise UserError(f"{meta_path}: not a gradprobe baseline (no baseline_version)")
-    if version > BASELINE_VERSION:
-        raise UserError(f"{meta_path}: baseline version {version} is newer than this "
-                        f"gradprobe reads ({BASELINE_VERSION}); upgrade gradprobe")
-    return meta
+    return read_versioned_json(meta_path, key="baseline_version", current=BASELINE_VERSION,
+                               what="baseline", fix="save the baseline again with `gradprobe "
+                               "baseline save RUN_DIR --name NAME --force`")
 
 
 def file_digest(path: Path) -> str:

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -34,6 +33,7 @@ import torch
 
 from bench.errors import UserError
 from bench.hashing import text_hash
+from bench.json_documents import read_versioned_json
 
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -136,14 +136,5 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST_FILE
     if not path.is_file():
         raise UserError(f"{run_dir}: no {MANIFEST_FILE}; is this a gradprobe run directory?")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: unreadable manifest ({err})") from None
-    version = manifest.get("manifest_version") if isinstance(manifest, dict) else None
-    if not isinstance(version, int):
-        raise UserError(f"{path}: not a gradprobe manifest (no manifest_version)")
-    if version > MANIFEST_VERSION:
-        raise UserError(f"{path}: manifest version {version} is newer than this gradprobe "
-                        f"reads ({MANIFEST_VERSION}); upgrade gradprobe")
-    return manifest
+    return read_versioned_json(path, key="manifest_version", current=MANIFEST_VERSION,
+                               what="manifest")
