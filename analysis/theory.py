@@ -102,6 +102,8 @@ def spread_fit(summary: pd.DataFrame, metric: str = "grad_mean_abs") -> pd.DataF
 
     rows = summary[(summary["metric"] == metric) & (summary["layer"] == 0)
                    & (summary["kind"] == "weight") & summary["log10_sd"].notna()]
+    if "residual" in rows:  # the result is for plain networks
+        rows = rows[~rows["residual"].astype(bool)]
     needed = {"depth", "width", "init", "residual"}
     if rows.empty or not needed <= set(rows.columns) or rows["depth"].nunique() < 3:
         return pd.DataFrame()
