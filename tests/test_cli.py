@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,8 +15,10 @@ from tests.conftest import SMOKE, write_config
 
 
 def gradprobe(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
-    exe = shutil.which("gradprobe") or sys.executable
-    prefix = [exe] if exe.endswith("gradprobe") else [exe, "-m", "bench.cli"]
+    # The console script installed beside this interpreter, not whichever one is first on
+    # PATH (another checkout's virtual environment may be active).
+    script = Path(sys.executable).with_name("gradprobe")
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "bench.cli"]
     environment = {**os.environ, **env} if env else None
     return subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300, env=environment)
