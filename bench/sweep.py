@@ -26,10 +26,11 @@ from bench.errors import ConfigError, toml_repr
 from bench.hashing import short_hash
 
 MAX_SEED = 2**63 - 1
-# Keys that decide the initial parameters and the input draw. Cells that agree on these share
-# their initial state seed by seed (a paired design) and are generated once.
+# Keys that decide the initial parameters (which ones exist, and their values) and the input
+# draw. Cells that agree on these share their initial state seed by seed (a paired design)
+# and are generated once. norm and rezero add parameters (constants, no draws).
 INIT_KEYS = ("depth", "width", "out_features", "bias", "init", "init_rng", "batch_size",
-             "input")
+             "input", "norm", "rezero")
 
 
 @dataclass(frozen=True)
