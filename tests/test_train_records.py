@@ -110,3 +110,29 @@ def test_newer_and_foreign_training_files_are_refused(train_run, tmp_path):
 def test_a_run_without_training_has_no_training_tables(smoke_run):
     assert train_records.read_training(smoke_run, "loss").empty
     assert not (smoke_run / "train").exists()
+
+
+def test_device_drawn_students_start_from_the_records_too(tmp_path):
+    # init_rng = "device" draws whole blocks of seeds on the device; training draws its
+    # state the same way (whole blocks), so it starts from the measured state.
+    text = TRAIN_SMOKE.replace("[model]\n", '[model]\ninit_rng = "device"\n').replace(
+        "steps = 30", "steps = 3").replace("depth = [3, 6]", "depth = [3]")
+    run_sweep(load_config(write_config(tmp_path, text)), out=tmp_path / "run", progress=False,
+              max_memory=2**20)
+    loss = pd.read_parquet(tmp_path / "run" / "train" / "loss")
+    records = pd.read_parquet(tmp_path / "run" / "records")
+    starts = loss[loss["step"] == 0].merge(records.drop_duplicates(["cell_id", "seed"]),
+                                           on=["cell_id", "seed"], suffixes=("", "_r"))
+    assert len(starts) == 2 * N_SEEDS
+    assert (starts["init_fingerprint"] == starts["init_fingerprint_r"]).all()
+
+
+def test_process_executor_writes_the_same_training_records(train_run, tmp_path):
+    config = load_config(write_config(tmp_path, TRAIN_SMOKE, "train.toml"))
+    run_sweep(config, out=tmp_path / "run", progress=False, executor="processes", workers=2)
+    for kind in ("loss", "grads"):
+        ours = pd.read_parquet(tmp_path / "run" / "train" / kind)
+        local = pd.read_parquet(train_run / "train" / kind)
+        keys = ["cell_id", "seed", "step"] + (["param"] if kind == "grads" else [])
+        pd.testing.assert_frame_equal(ours.sort_values(keys).reset_index(drop=True),
+                                      local.sort_values(keys).reset_index(drop=True))
