@@ -63,8 +63,10 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # ImportError, or anything the module raises while importing
+        hint = ("; is it installed, on PYTHONPATH or in the current directory?"
+                if isinstance(err, ModuleNotFoundError) else "")
         raise _error(spec, f"cannot import {module_name} ({type(err).__name__}: "
-                     f"{first_line(err)})") from None
+                     f"{first_line(err)}){hint}") from None
     function = getattr(module, attribute, None)
     if function is None:
         raise _error(spec, f"module {module_name} has no attribute {attribute}")
