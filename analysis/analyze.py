@@ -9,6 +9,8 @@ Writes ``<run>/analysis/``:
 * ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`analysis.trends`)
 * ``devices.parquet``: cross-device agreement (:mod:`analysis.devices`; empty for one device)
 * ``cost.parquet``: time per seed per device, dtype and variant (:mod:`analysis.devices`)
+* ``train_curves``, ``train_grads``, ``train_reach``, ``train_tests``, ``train_final``
+  ``.parquet``: training statistics (:mod:`analysis.training`; empty without ``[train]``)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
   bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
   Written last: its presence means the tables are complete.
@@ -32,18 +34,23 @@ from analysis.series import build_series
 from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES
 from analysis.summary import describe
 from analysis.theory import predicted_slopes
+from analysis.training import TABLES as TRAIN_TABLES
+from analysis.training import analyze_training
 from analysis.trends import depth_trends, layer_contrasts
 from bench.atomic_files import write_json_atomic, write_parquet_atomic
 from bench.errors import UserError
 from bench.json_documents import read_versioned_json
+from bench.loader import parse_config
 from bench.manifest import read_manifest, utc_now
 from bench.records import read_records
+from bench.train_records import read_training
 
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 ANALYSIS_DIR = "analysis"
-TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost")
-# Tables added after version 1: an older analysis reads them as empty.
-OPTIONAL_TABLES = ("devices", "cost")
+TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost", *TRAIN_TABLES)
+# Tables added after version 1 (devices, cost) and 2 (training): an older analysis reads
+# them as empty.
+OPTIONAL_TABLES = ("devices", "cost", *TRAIN_TABLES)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,11 @@ class Analysis:
     meta: dict
     devices: pd.DataFrame = field(default_factory=pd.DataFrame)
     cost: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train_grads: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train_reach: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train_final: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSettings()
@@ -85,7 +97,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     manifest = read_manifest(run_dir)
     records = read_records(run_dir)
     series = build_series(records)
-    rngs = np.random.default_rng(settings.seed).spawn(4)
+    rngs = np.random.default_rng(settings.seed).spawn(5)
     n, level = settings.n_resamples, settings.confidence
     tables = {
         "summary": describe(series, rng=rngs[0], n_resamples=n, confidence=level),
@@ -99,6 +111,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
         "cost": cost_table(manifest),
     }
     del records
+    tables.update(_training(run_dir, manifest, rngs[4], settings))
     out = run_dir / ANALYSIS_DIR
     out.mkdir(exist_ok=True)
     for name, frame in tables.items():
@@ -114,6 +127,19 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     }
     write_json_atomic(out / "analysis.json", meta)
     return Analysis(run_dir, meta=meta, **tables)
+
+
+def _training(run_dir: Path, manifest: dict, rng: np.random.Generator,
+              settings: AnalysisSettings) -> dict[str, pd.DataFrame]:
+    """Training tables for the cells of this run's manifest (empty without training)."""
+    cells = [c["cell_id"] for c in manifest["cells"]]
+    loss = read_training(run_dir, "loss", cells=cells)
+    if loss.empty:
+        return analyze_training(loss, loss, (), rng=rng)
+    config = parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
+    return analyze_training(loss, read_training(run_dir, "grads", cells=cells),
+                            config.report.target_loss, rng=rng,
+                            n_resamples=settings.n_resamples, alpha=settings.alpha)
 
 
 def load_analysis(run_dir: str | Path) -> Analysis:

@@ -18,8 +18,10 @@ from analysis.findings import findings
 from analysis.headline import VARIANTS, Headline, fmt, headline_for, headline_sort_values
 from analysis.html import csv_data_uri, render_page, sort_value
 from analysis.report_figures import build_figures
+from analysis.training_report import training_context
 from bench.atomic_files import write_text_atomic
 from bench.errors import UserError
+from bench.loader import parse_config
 from bench.manifest import read_manifest
 from bench.run_dir import slug
 
@@ -77,7 +79,35 @@ def render_report(analysis: Analysis, manifest: dict) -> str:
         **devices_context(analysis, manifest),
         **theory_context(analysis, headline.metric),
         comparison=comparison_context(analysis.run_dir),
+        **training_context(analysis, _config(manifest).report.target_loss),
+        factory_models=factory_models(manifest),
     )
+
+
+def _config(manifest: dict):
+    return parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
+
+
+def factory_models(manifest: dict) -> list[dict[str, Any]]:
+    """Per factory: its configurations and how their seeds were batched (manifest
+    ``batching``: ``vmap``, or ``loop`` and why)."""
+    batching = manifest.get("batching") or {}
+    models: dict[str, dict[str, Any]] = {}
+    for cell in manifest["cells"]:
+        name = cell["axes"].get("factory")
+        if not name:
+            continue
+        entry = models.setdefault(name, {"factory": name, "cells": 0, "modes": {},
+                                         "notes": {}})
+        entry["cells"] += 1
+        how = batching.get(cell["cell_id"], {})
+        mode = how.get("mode", "not recorded")
+        entry["modes"][mode] = entry["modes"].get(mode, 0) + 1
+        for note in [how.get("reason"), *how.get("notes", [])]:
+            if note:
+                entry["notes"][note] = None
+    return [{**m, "modes": ", ".join(f"{k} ({v})" for k, v in m["modes"].items()),
+             "notes": "; ".join(m["notes"]) or "-"} for m in models.values()]
 
 
 def devices_context(analysis: Analysis, manifest: dict) -> dict[str, Any]:

@@ -8,10 +8,12 @@ axis, so the field names are the TOML keys and the record column names.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import re
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.hashing import short_hash
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "tanh", "identity", "leaky_relu", "silu")
 INITS = ("torch_default", "kaiming_uniform", "kaiming_normal", "xavier_uniform",
@@ -24,7 +26,10 @@ NORM_POSITIONS = ("pre", "post")
 RANDOM_INPUTS = ("uniform", "normal")
 LOSSES = ("mse",)
 
+OPTIMIZERS = ("sgd", "adam")
+
 FixedInput = tuple[tuple[float, ...], ...]
+_FACTORY_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 def check_int(key: str, value: Any, *, minimum: int) -> int:
@@ -91,6 +96,8 @@ class ModelConfig:
     rezero: bool = False  # learnable branch scale initialised to 0 (needs residual)
     norm: str = "none"  # none | layernorm | batchnorm (train mode, needs batch_size > 1)
     norm_position: str = "pre"  # pre: normalise the branch input; post: normalise the sum
+    # "package.module:function" returning an nn.Module (bench.factory); "" = the MLP above
+    factory: str = ""
 
     def __post_init__(self) -> None:
         check_int("model.depth", self.depth, minimum=2)
@@ -111,6 +118,11 @@ class ModelConfig:
                               "residual branch)", self.rezero)
         check_choice("model.norm", self.norm, NORMS)
         check_choice("model.norm_position", self.norm_position, NORM_POSITIONS)
+        _check_factory_spec(self.factory)
+        if self.factory and self.init_rng != "torch_compat":
+            raise ConfigError("model.init_rng", "a factory model is built by torch.nn after "
+                              'torch.manual_seed(seed); use init_rng = "torch_compat"',
+                              self.init_rng)
 
     @property
     def branch_scale(self) -> float:
@@ -120,6 +132,14 @@ class ModelConfig:
         if self.residual_scale == "1/depth":
             return 1.0 / self.depth
         return float(self.residual_scale)
+
+
+def _check_factory_spec(value: Any) -> None:
+    """``""`` or ``"package.module:function"`` (importability is checked by the loader)."""
+    if not isinstance(value, str):
+        raise ConfigError("model.factory", 'must be a string "package.module:function"', value)
+    if value and not _FACTORY_SPEC.fullmatch(value):
+        raise ConfigError("model.factory", 'must look like "package.module:function"', value)
 
 
 def _check_scale(value: Any) -> str:
@@ -162,8 +182,6 @@ class DataConfig:
         """The record column value: ``uniform``, ``normal`` or ``fixed:<hash>`` of the rows."""
         if isinstance(self.input, str):
             return self.input
-        from bench.hashing import short_hash
-
         return "fixed:" + short_hash(self.input, length=8)
 
 
@@ -196,5 +214,63 @@ def check_compatible(model: ModelConfig, data: DataConfig) -> None:
         )
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: full-batch training of every seed's network on a synthetic task.
+
+    The task (:mod:`bench.training`): a fixed random *teacher* MLP with the student's input
+    width and ``out_features``, ``teacher_depth`` bias-free Linear layers of hidden width
+    ``teacher_width`` with ReLU, He-normal hidden weights and a 1/fan_in-variance output
+    layer; ``samples`` inputs drawn like ``[data] input``; targets are the teacher's outputs
+    standardised per seed to mean 0 and variance 1, so a loss of 1 is what predicting the
+    mean achieves. The teacher and inputs of seed ``s`` come from their own generator
+    (seeded from ``s``), the same for every cell of that seed and width: training is paired.
+    """
+
+    steps: int = 200  # optimizer updates; the loss is recorded at steps 0..steps
+    optimizer: str = "sgd"  # sgd | adam (torch.optim defaults otherwise)
+    lr: float = 0.01  # learning rate
+    momentum: float = 0.0  # SGD momentum (sgd only)
+    samples: int = 64  # training inputs per seed, all in one batch (full-batch training)
+    log_every: int = 10  # per-parameter gradient statistics every k steps and at the end
+    teacher_depth: int = 2  # Linear layers of the teacher (1 = a linear teacher)
+    teacher_width: int = 32  # hidden width of the teacher
+
+    def __post_init__(self) -> None:
+        check_int("train.steps", self.steps, minimum=1)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        object.__setattr__(self, "lr", check_float("train.lr", self.lr, positive=True))
+        momentum = check_float("train.momentum", self.momentum)
+        if not 0 <= momentum < 1:
+            raise ConfigError("train.momentum", "must be >= 0 and < 1", self.momentum)
+        if momentum and self.optimizer != "sgd":
+            raise ConfigError("train.momentum", "applies to optimizer = \"sgd\" only "
+                              "(Adam keeps its own moment estimates)", self.momentum)
+        object.__setattr__(self, "momentum", momentum)
+        check_int("train.samples", self.samples, minimum=1)
+        check_int("train.log_every", self.log_every, minimum=1)
+        check_int("train.teacher_depth", self.teacher_depth, minimum=1)
+        check_int("train.teacher_width", self.teacher_width, minimum=1)
+
+    @property
+    def train_id(self) -> str:
+        """Content hash naming this training setup in the training records."""
+        return short_hash({"train": asdict(self)}, length=8)
+
+
+def check_trainable(model: ModelConfig, data: DataConfig, train: TrainConfig) -> None:
+    """Cross-section checks for a cell that is trained."""
+    if not isinstance(data.input, str):
+        raise ConfigError("data.input", "[train] draws its own training inputs and needs "
+                          'input = "uniform" or "normal", not fixed rows', has_value=False)
+    if model.norm == "batchnorm" and train.samples < 2:
+        raise ConfigError("train.samples", "batchnorm normalises over the batch and needs "
+                          "train.samples > 1", train.samples)
+    if model.factory:
+        raise ConfigError("model.factory", "[train] is not available for factory models yet; "
+                          "remove [train] or the factory", model.factory)
+
+
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
 DATA_KEYS = tuple(f.name for f in fields(DataConfig))
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))

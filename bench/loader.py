@@ -12,15 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bench.config import DATA_KEYS, MODEL_KEYS, DataConfig, ModelConfig
+from bench.config import DATA_KEYS, MODEL_KEYS, TRAIN_KEYS, DataConfig, ModelConfig, TrainConfig
 from bench.errors import ConfigError, UserError
 from bench.sweep import CompareConfig, ExperimentConfig, ReportConfig, SweepConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-TOP_KEYS = ("name", "description", "model", "data", "sweep", "report", "compare")
+TOP_KEYS = ("name", "description", "model", "data", "sweep", "report", "compare", "train")
 SWEEP_KEYS = ("seeds", "device", "dtype", "tf32", "on_missing_device", "max_memory")
 SWEEP_SETTINGS = ("tf32", "on_missing_device")
-REPORT_KEYS = ("headline", "metric")
+REPORT_KEYS = ("headline", "metric", "target_loss")
 COMPARE_KEYS = ("prefer", "alpha", "tolerance")
 
 
@@ -37,13 +37,26 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a config file; raise ConfigError/UserError naming file and key."""
+    """Read and validate a config file; raise ConfigError/UserError naming file and key.
+
+    Unlike :func:`parse_config` (which also re-reads the config stored in a manifest, where
+    the user's code may not be importable), this imports and tries every ``[model] factory``
+    (:func:`bench.factory.check_factories`), so a bad one fails before anything runs."""
     path = resolve_config_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: cannot read config ({err})") from None
-    return parse_config(text, source=_display_path(path))
+    source = _display_path(path)
+    config = parse_config(text, source=source)
+    from bench.factory import check_factories
+
+    try:
+        check_factories(config.cells())
+    except ConfigError as err:
+        err.source = source
+        raise
+    return config
 
 
 def _display_path(path: Path) -> str:
@@ -75,12 +88,13 @@ def _build(raw: dict[str, Any], source: str, text: str) -> ExperimentConfig:
     sweep = _sweep(_section(raw, "sweep", None))
     report = _report(_section(raw, "report", REPORT_KEYS))
     compare = _compare(_section(raw, "compare", COMPARE_KEYS))
+    train = TrainConfig(**_section(raw, "train", TRAIN_KEYS)) if "train" in raw else None
     name = raw.get("name", Path(source).stem)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description", "must be a string", description)
     return ExperimentConfig(name=name, description=description, model=model, data=data,
-                            sweep=sweep, report=report, compare=compare,
+                            sweep=sweep, report=report, compare=compare, train=train,
                             source=source, text=text)
 
 
@@ -110,7 +124,7 @@ def _data_section(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sweep(table: dict[str, Any]) -> SweepConfig:
-    known = SWEEP_KEYS + MODEL_KEYS + DATA_KEYS
+    known = SWEEP_KEYS + MODEL_KEYS + DATA_KEYS + TRAIN_KEYS
     _check_keys("sweep", table, known)
     kwargs: dict[str, Any] = {}
     if "seeds" in table:
@@ -176,7 +190,9 @@ def _report(table: dict[str, Any]) -> ReportConfig:
 
     if metric not in METRICS:
         raise ConfigError("report.metric", f"must be one of {', '.join(METRICS)}", metric)
-    return ReportConfig(headline=headline, metric=metric)
+    target = table.get("target_loss", [0.1])
+    target = tuple(_as_list("report.target_loss", target, allow_scalar=True))
+    return ReportConfig(headline=headline, metric=metric, target_loss=target)
 
 
 def _compare(table: dict[str, Any]) -> CompareConfig:

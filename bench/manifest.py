@@ -13,7 +13,10 @@
 * ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
   ``status`` (``running`` | ``complete``), ``wall_seconds``
 * ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
-  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``
+  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
+  ``train_seconds`` for trained cells
+* ``batching``: per factory cell, ``mode`` (``vmap`` or ``loop``), ``reason`` (why vmap was
+  not used) and ``notes`` (e.g. operations vmap ran without a batching rule)
 * ``peak_memory``: ``host_rss_bytes`` (peak RSS of the process) and ``devices`` (peak
   allocated bytes per CUDA device)
 """

@@ -23,12 +23,15 @@ Layout of a run directory::
 
 Each file's Parquet metadata holds ``gradprobe.schema_version``, ``gradprobe.cell`` (the cell
 as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written) and
-``gradprobe.timing`` (``compute_seconds``, ``init_seconds``, ``n_seeds``).
+``gradprobe.timing`` (``compute_seconds``, ``init_seconds``, ``n_seeds``, ``rows``; plus
+``train_seconds`` for trained cells and ``batching`` for factory cells).
 
 Versions: 1 had no ``init_rng`` column; 2 adds it; 3 adds ``residual_form``,
-``residual_scale``, ``rezero``, ``norm``, ``norm_position``. Older files are migrated on read
-by :func:`migrate`: a config key added later gets its default, which by construction
-reproduces what older code did.
+``residual_scale``, ``rezero``, ``norm``, ``norm_position``; 4 adds ``factory`` (``""`` for
+the built-in MLP; for a factory model ``param`` is the ``named_parameters()`` name, ``layer``
+the index of the owning module and ``kind`` the name within it, see :mod:`bench.factory`).
+Older files are migrated on read by :func:`migrate`: a config key added later gets its
+default, which by construction reproduces what older code did.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from bench.config import DataConfig, ModelConfig
 from bench.errors import UserError
 from bench.metrics import COUNT_METRICS, METRICS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RECORDS_DIR = "records"
 META_VERSION = b"gradprobe.schema_version"
 META_CELL = b"gradprobe.cell"
@@ -58,14 +61,14 @@ META_TIMING = b"gradprobe.timing"
 ROW_COLUMNS = ("seed", "param", "layer", "kind", "numel", "init_fingerprint")
 ANALYSIS_METRICS = tuple(m for m in METRICS if m not in COUNT_METRICS)
 
-_ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
 
 def _axis_fields() -> list[pa.Field]:
     out = []
     for dc in (ModelConfig, DataConfig):
         for f in fields(dc):
-            out.append(pa.field(f.name, _ARROW_TYPES[type(f.default)]))
+            out.append(pa.field(f.name, ARROW_TYPES[type(f.default)]))
     return [*out, pa.field("device", pa.string()), pa.field("dtype", pa.string())]
 
 

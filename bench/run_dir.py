@@ -19,6 +19,7 @@ from bench.hashing import short_hash
 from bench.manifest import MANIFEST_FILE, read_manifest
 from bench.records import RECORDS_DIR, cell_path, file_schema_version, read_timing
 from bench.sweep import Cell, ExperimentConfig
+from bench.train_records import TRAIN_DIR
 
 
 def slug(text: str, default: str = "run") -> str:
@@ -56,7 +57,8 @@ def claim_run_dir(run_dir: Path, config: ExperimentConfig, cells: list[Cell],
                   force: bool) -> None:
     """Check that ``run_dir`` is empty or holds this plan (call under the run lock).
 
-    With ``force`` the old records are removed so every cell is redone."""
+    With ``force`` the old records (and training records) are removed so every cell is
+    redone."""
     if (run_dir / MANIFEST_FILE).exists():
         old = read_manifest(run_dir)
         if old.get("plan") != plan_id(cells) and not force:
@@ -68,6 +70,7 @@ def claim_run_dir(run_dir: Path, config: ExperimentConfig, cells: list[Cell],
                         "or pass --force to replace them")
     if force:
         shutil.rmtree(run_dir / RECORDS_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / TRAIN_DIR, ignore_errors=True)
         (run_dir / RECORDS_DIR).mkdir()
     write_text_atomic(run_dir / "config.toml", config.text)
 

@@ -23,6 +23,7 @@ from bench.devices import device_available
 from bench.engine import DEFAULT_MAX_MEMORY, measure_group
 from bench.errors import ConfigError
 from bench.executors import run_tasks, task_payload
+from bench.generic import measure_factory
 from bench.initialization import mlp_param_specs
 from bench.manifest import MANIFEST_FILE, new_manifest, utc_now
 from bench.progress import SweepProgress
@@ -37,6 +38,8 @@ from bench.run_dir import (
 )
 from bench.run_lock import remove_stale_temporaries, run_lock
 from bench.sweep import Cell, ExperimentConfig
+from bench.train_records import TRAIN_DIR, write_training
+from bench.training import train_cell
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
 __all__ = ["RunResult", "check_devices", "default_run_dir", "plan_cells", "run_sweep"]
@@ -99,22 +102,48 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
     todo = [c for c in group if not cell_path(run_dir, c.cell_id).exists()]
     if not todo:
         return {}
-    results = measure_group(todo, max_memory=max_memory,
-                            on_chunk=(lambda n: on_progress(n, 0)) if on_progress else None)
-    specs = mlp_param_specs(todo[0].model)
+    measured = _measure(todo, max_memory,
+                        on_chunk=(lambda n: on_progress(n, 0)) if on_progress else None)
     timings = {}
     for cell in todo:
-        result = results.pop(cell.cell_id)
+        result, specs, extra = measured.pop(cell.cell_id)
         table = cell_table(cell, specs, result.seeds, result.values, result.loss,
                            result.fingerprints)
         timing = {"compute_seconds": round(result.compute_seconds, 6),
                   "init_seconds": round(result.init_seconds, 6), "n_seeds": len(result.seeds),
-                  "rows": table.num_rows}
+                  "rows": table.num_rows, **extra}
+        if cell.trains:  # training files first: the records file marks the cell as done
+            timing["train_seconds"] = round(_train(cell, specs, run_dir, max_memory), 6)
         write_cell(run_dir, cell, table, manifest, timing)
         timings[cell.cell_id] = timing
         if on_progress:
             on_progress(0, 1)
     return timings
+
+
+def _measure(todo: list[Cell], max_memory: int, on_chunk) -> dict[str, tuple]:
+    """``{cell_id: (ChunkResult, specs, extra timing)}`` at initialisation: the MLP engine
+    for a group sharing its draw, or the generic engine for factory cells (one by one: each
+    builds its own modules; ``extra`` says whether ``vmap`` or a loop batched the seeds)."""
+    if not todo[0].model.factory:
+        results = measure_group(todo, max_memory=max_memory, on_chunk=on_chunk)
+        specs = mlp_param_specs(todo[0].model)
+        return {cell_id: (result, specs, {}) for cell_id, result in results.items()}
+    measured = {}
+    for cell in todo:
+        done = measure_factory(cell, max_memory=max_memory)
+        measured[cell.cell_id] = (done.result, done.specs, {"batching": {
+            "mode": done.batching, "reason": done.reason, "notes": done.notes}})
+        if on_chunk:
+            on_chunk(len(cell.seeds))
+    return measured
+
+
+def _train(cell: Cell, specs, run_dir: Path, max_memory: int) -> float:
+    """Train ``cell`` under each of its training setups and write its training records."""
+    results = train_cell(cell, max_memory=max_memory)
+    write_training(run_dir, cell, specs, results)
+    return sum(r.seconds for r in results)
 
 
 def apply_numerics(config: ExperimentConfig) -> None:
@@ -163,7 +192,8 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     create_run_dir(run_dir)
     with run_lock(run_dir):
         claim_run_dir(run_dir, config, cells, force)
-        remove_stale_temporaries(run_dir / RECORDS_DIR)
+        for folder in (RECORDS_DIR, f"{TRAIN_DIR}/loss", f"{TRAIN_DIR}/grads"):
+            remove_stale_temporaries(run_dir / folder)
         apply_numerics(config)
         manifest = _start_manifest(config, cells, skipped, overrides, budget, executor)
         write_json_atomic(run_dir / MANIFEST_FILE, manifest)
@@ -180,8 +210,10 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
             raise
         seconds = time.perf_counter() - started
         devices = list(dict.fromkeys(c.device for c in cells))
+        timings = collect_timings(run_dir, cells)
         manifest.update(finished_at=utc_now(), status="complete",
-                        wall_seconds=round(seconds, 3), timings=collect_timings(run_dir, cells),
+                        wall_seconds=round(seconds, 3), timings=timings,
+                        batching={c: t["batching"] for c, t in timings.items() if "batching" in t},
                         peak_memory=peak_memory(devices))
         write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     rows = sum(t["rows"] for c, t in manifest["timings"].items() if c not in

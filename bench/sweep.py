@@ -14,34 +14,41 @@ from typing import Any
 from bench.config import (
     DATA_KEYS,
     MODEL_KEYS,
+    TRAIN_KEYS,
     DataConfig,
     ModelConfig,
+    TrainConfig,
     check_bool,
     check_choice,
     check_compatible,
     check_float,
     check_int,
+    check_trainable,
 )
 from bench.devices import check_device_name, check_dtype_name, expand_auto
 from bench.errors import ConfigError, toml_repr
 from bench.hashing import short_hash
 
 MAX_SEED = 2**63 - 1
-# Keys that decide the initial parameters and the input draw. Cells that agree on these share
-# their initial state seed by seed (a paired design) and are generated once.
+# Keys that decide the initial parameters (which ones exist, and their values) and the input
+# draw. Cells that agree on these share their initial state seed by seed (a paired design)
+# and are generated once. norm and rezero add parameters (constants, no draws).
 INIT_KEYS = ("depth", "width", "out_features", "bias", "init", "init_rng", "batch_size",
-             "input")
+             "input", "norm", "rezero", "factory")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One sweep point: a fully specified network, its data, device, dtype and seeds."""
+    """One sweep point: a fully specified network, its data, device, dtype and seeds, and the
+    training setups (``[train]``, one per combination of swept train keys) it is trained
+    under after the measurement at initialisation."""
 
     model: ModelConfig
     data: DataConfig
     device: str
     dtype: str
     seeds: tuple[int, ...]
+    trains: tuple[TrainConfig, ...] = ()
 
     def axes(self) -> dict[str, Any]:
         """The record columns that identify this cell (``input`` as its label)."""
@@ -55,18 +62,22 @@ class Cell:
         from bench.records import SCHEMA_VERSION
 
         content = {**self.axes(), "input": self.data.input, "seeds": list(self.seeds)}
+        if self.trains:  # untrained cells keep the ids they had before [train] existed
+            content["trains"] = [asdict(t) for t in self.trains]
         return short_hash({"cell": content, "schema": SCHEMA_VERSION})
 
     def to_json(self) -> dict[str, Any]:
         """Everything needed to rebuild the cell elsewhere (a worker process, a cluster)."""
         return {"model": asdict(self.model), "data": asdict(self.data), "device": self.device,
-                "dtype": self.dtype, "seeds": list(self.seeds)}
+                "dtype": self.dtype, "seeds": list(self.seeds),
+                "trains": [asdict(t) for t in self.trains]}
 
     @staticmethod
     def from_json(payload: dict[str, Any]) -> Cell:
         """Inverse of :meth:`to_json`; the dataclasses re-validate every value."""
         return Cell(ModelConfig(**payload["model"]), DataConfig(**payload["data"]),
-                    payload["device"], payload["dtype"], tuple(payload["seeds"]))
+                    payload["device"], payload["dtype"], tuple(payload["seeds"]),
+                    tuple(TrainConfig(**t) for t in payload.get("trains", [])))
 
     @property
     def init_key(self) -> tuple:
@@ -98,8 +109,9 @@ class SweepConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("sweep.seeds", "has repeated seeds", list(self.seeds))
         for key, values in self.axes:
-            if key not in MODEL_KEYS and key not in DATA_KEYS:
-                raise ConfigError(f"sweep.{key}", "is not a [model] or [data] key", list(values))
+            if key not in MODEL_KEYS + DATA_KEYS + TRAIN_KEYS:
+                raise ConfigError(f"sweep.{key}", "is not a [model], [data] or [train] key",
+                                  list(values))
             _check_axis_values(key, values)
         for name in self.device:
             check_device_name("sweep.device", name)
@@ -124,7 +136,8 @@ class SweepConfig:
 def _check_axis_values(key: str, values: tuple[Any, ...]) -> None:
     if not values:
         raise ConfigError(f"sweep.{key}", "a sweep axis needs at least one value", [])
-    target = ModelConfig if key in MODEL_KEYS else DataConfig
+    target = ModelConfig if key in MODEL_KEYS else DataConfig if key in DATA_KEYS \
+        else TrainConfig
     # Check each value on its own; combinations are checked when the cells are expanded.
     context = {"residual": True} if key == "rezero" else {}
     for value in values:
@@ -139,10 +152,18 @@ def _check_axis_values(key: str, values: tuple[Any, ...]) -> None:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """``[report]``: which cell is the headline (the blog's table) and which metric it shows."""
+    """``[report]``: which cell is the headline (the blog's table) and which metric it shows;
+    the training losses whose "steps to reach" the report estimates."""
 
     headline: tuple[tuple[str, Any], ...] | None = None  # None: the blog's cell when swept
     metric: str = "grad_mean_abs"
+    target_loss: tuple[float, ...] = (0.1,)  # "steps to reach loss X" for each X ([train])
+
+    def __post_init__(self) -> None:
+        if not self.target_loss:
+            raise ConfigError("report.target_loss", "needs at least one loss", [])
+        object.__setattr__(self, "target_loss", tuple(
+            check_float("report.target_loss", x, positive=True) for x in self.target_loss))
 
 
 # Metrics that `gradprobe compare` tests: every magnitude in the records (the counts
@@ -198,6 +219,7 @@ class ExperimentConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    train: TrainConfig | None = None  # [train]; None: measure at initialisation only
     source: str = "<memory>"  # the file it came from, for messages and the manifest
     text: str = ""  # the file's text, stored verbatim in the manifest
 
@@ -207,9 +229,13 @@ class ExperimentConfig:
         self.cells()  # every combination must be valid before anything runs
 
     def cells(self) -> list[Cell]:
-        """Expand the sweep: the Cartesian product of the axes, then dtypes, then devices."""
-        keys = [key for key, _ in self.sweep.axes]
-        grids = [values for _, values in self.sweep.axes]
+        """Expand the sweep: the Cartesian product of the axes, then dtypes, then devices.
+
+        Swept ``[train]`` keys do not make cells of their own: every cell is trained under
+        each of their combinations (its ``trains``), and measured at initialisation once."""
+        keys = [key for key, _ in self.sweep.axes if key not in TRAIN_KEYS]
+        grids = [values for key, values in self.sweep.axes if key not in TRAIN_KEYS]
+        trains = self.train_configs()
         cells = []
         for combo in itertools.product(*grids):
             overrides = dict(zip(keys, combo, strict=True))
@@ -217,14 +243,28 @@ class ExperimentConfig:
                 model = replace(self.model, **_pick(overrides, MODEL_KEYS))
                 data = _data_with(self.data, _pick(overrides, DATA_KEYS))
                 check_compatible(model, data)
+                for train in trains:
+                    check_trainable(model, data, train)
             except ConfigError as err:
                 where = ", ".join(f"{k} = {toml_repr(v)}" for k, v in overrides.items())
                 problem = f"{err.problem} (in the sweep cell {where})" if where else err.problem
                 raise ConfigError(err.key, problem, err.value, has_value=err.has_value) from None
             for dtype in self.sweep.dtype:
                 for device in expand_auto(self.sweep.device):
-                    cells.append(Cell(model, data, device, dtype, self.sweep.seeds))
+                    cells.append(Cell(model, data, device, dtype, self.sweep.seeds, trains))
         return cells
+
+    def train_configs(self) -> tuple[TrainConfig, ...]:
+        """``[train]`` with each combination of the swept train keys; () without [train]."""
+        axes = [(key, values) for key, values in self.sweep.axes if key in TRAIN_KEYS]
+        if self.train is None:
+            if axes:
+                key, values = axes[0]
+                raise ConfigError(f"sweep.{key}", "is a [train] key, but the config has no "
+                                  "[train] section", list(values))
+            return ()
+        return tuple(replace(self.train, **dict(zip([k for k, _ in axes], combo, strict=True)))
+                     for combo in itertools.product(*(v for _, v in axes)))
 
     def sweep_axes(self) -> list[str]:
         """Record columns that vary across cells (model/data axes, then dtype and device)."""

@@ -159,3 +159,38 @@ def smoke_variants(tmp_path_factory) -> dict[str, Path]:
 def wide_smoke(tmp_path_factory) -> Path:
     """The smoke config with 640 seeds: 20 disjoint pairs of 16-seed sets for A/A tests."""
     return run_text(tmp_path_factory.mktemp("wide") / "run", smoke_text(seeds=640))
+
+
+TRAIN_SMOKE = """name = "train-smoke"
+description = "Tiny training sweep for tests."
+[model]
+width = 8
+[train]
+steps = 30
+optimizer = "adam"
+lr = 0.02
+samples = 16
+log_every = 10
+[sweep]
+seeds = 10
+depth = [3, 6]
+residual = [false, true]
+[report]
+headline = { depth = 3 }
+target_loss = [0.5, 0.2]
+"""
+
+
+@pytest.fixture(scope="session")
+def train_run(tmp_path_factory) -> Path:
+    """A tiny sweep with a [train] section, run and analysed (few resamples)."""
+    from analysis.analyze import AnalysisSettings, analyze_run
+    from bench.loader import load_config
+    from bench.runner import run_sweep
+
+    root = tmp_path_factory.mktemp("train")
+    run_dir = root / "run"
+    run_sweep(load_config(write_config(root, TRAIN_SMOKE, "train.toml")), out=run_dir,
+              progress=False)
+    analyze_run(run_dir, settings=AnalysisSettings(n_resamples=499))
+    return run_dir

@@ -129,3 +129,26 @@ def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "nothing: no such directory" in err and not (tmp_path / "s2").exists()
+
+
+def test_bench_with_training_reports_it(tmp_path):
+    from tests.conftest import TRAIN_SMOKE
+
+    path = write_config(tmp_path, TRAIN_SMOKE.replace("seeds = 10", "seeds = 6"), "t.toml")
+    done = gradprobe("bench", path, "--root", tmp_path / "reports", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "reports" / "latest" / "index.html").read_text(encoding="utf-8")
+    assert "Steps to reach a target loss" in html and 'id="figure-train-loss"' in html
+    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.name.startswith("train")]
+    loss = pd.read_parquet(run_dir / "train" / "loss")
+    assert len(loss) == 4 * 6 * 31
+
+
+def test_bad_factory_exits_2_and_writes_nothing(tmp_path):
+    path = write_config(tmp_path, 'name = "x"\n[model]\nfactory = "nowhere_xyz:make"\n')
+    out = tmp_path / "out"
+    done = gradprobe("run", path, "--out", out, "--no-progress")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and '[model] factory = "nowhere_xyz:make": cannot import' in lines[0]
+    assert not out.exists()

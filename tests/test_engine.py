@@ -173,3 +173,16 @@ def test_nonfinite_gradients_are_counted_not_crashed_on():
     assert (nonfinite > 0).any()
     assert np.array_equal(nonfinite > 0, ~np.isfinite(mean_abs))
     assert len(mlp_param_specs(model)) == result.values.shape[1]
+
+
+def test_regression_cells_with_and_without_norm_parameters_are_not_grouped():
+    # Bug: INIT_KEYS lacked norm and rezero, so a LayerNorm cell was grouped with a cell
+    # without norms and run on its state, which has no norm parameters (KeyError).
+    from bench.runner import group_cells
+
+    data, seeds = DataConfig(batch_size=2), (0, 1)
+    cells = [Cell(ModelConfig(residual=True, **kw), data, "cpu", "float32", seeds)
+             for kw in ({}, {"norm": "layernorm"}, {"rezero": True})]
+    assert len(group_cells(cells)) == 3
+    results = measure_group(cells[1:2])
+    assert results[cells[1].cell_id].values.shape[1] == len(mlp_param_specs(cells[1].model))

@@ -6,6 +6,7 @@ import pytest
 
 from bench.errors import ConfigError, UserError
 from bench.loader import CONFIG_DIR, config_with_overrides, load_config, parse_config
+from bench.sweep import Cell
 from tests.conftest import write_config
 
 BASE = 'name = "t"\n[model]\ndepth = 3\nwidth = 4\n'
@@ -71,6 +72,30 @@ def test_sweep_axes_expand_as_cartesian_product():
      "in the sweep cell width = 5"),
     (BASE + '[report]\nmetric = "speed"\n', '[report] metric = "speed"'),
     (BASE + '[report]\nheadline = { colour = 5 }\n', "[report.headline] colour"),
+    (BASE + "[train]\nsteps = 0\n", "[train] steps = 0: must be >= 1"),
+    (BASE + "[train]\nepochs = 3\n", "[train] epochs: unknown key"),
+    (BASE + '[train]\noptimizer = "rmsprop"\n', '[train] optimizer = "rmsprop": must be one '
+                                                'of sgd, adam'),
+    (BASE + "[train]\nlr = -0.1\n", "[train] lr = -0.1: must be > 0"),
+    (BASE + '[train]\nlr = "fast"\n', '[train] lr = "fast": must be a number'),
+    (BASE + '[train]\noptimizer = "adam"\nmomentum = 0.9\n', "[train] momentum = 0.9: "
+                                                             "applies to optimizer"),
+    (BASE + "[train]\nmomentum = 1.0\n", "[train] momentum = 1.0: must be >= 0 and < 1"),
+    (BASE + "[train]\nlog_every = 0\n", "[train] log_every = 0: must be >= 1"),
+    (BASE + "[train]\nsamples = 0\n", "[train] samples = 0: must be >= 1"),
+    (BASE + "[sweep]\nlr = [0.1, 0.01]\n", "[sweep] lr = [0.1, 0.01]: is a [train] key, "
+                                           "but the config has no [train] section"),
+    (BASE + "[train]\n[sweep]\nlr = [0.1, 0]\n", "[sweep] lr = 0: must be > 0"),
+    (BASE + "[train]\n[data]\ninput = [[1.0, 2.0, 3.0, 4.0]]\n", "[data] input: [train] "
+                                                                  "draws its own"),
+    (BASE + '[train]\nsamples = 1\n[sweep]\nnorm = ["none", "batchnorm"]\n[data]\n'
+     "batch_size = 2\n", '[train] samples = 1: batchnorm normalises over the batch and needs '
+                         'train.samples > 1 (in the sweep cell norm = "batchnorm")'),
+    (BASE + 'factory = "bench.models.mlp:blog_mlp"\n[train]\n',
+     '[model] factory = "bench.models.mlp:blog_mlp": [train] is not available'),
+    (BASE + "[report]\ntarget_loss = 0\n", "[report] target_loss = 0: must be > 0"),
+    (BASE + '[report]\ntarget_loss = ["low"]\n', '[report] target_loss = "low": must be a '
+                                                 'number'),
 ])
 def test_each_config_error_names_file_and_key(tmp_path, text, where):
     path = write_config(tmp_path, text)
@@ -89,7 +114,7 @@ def test_malformed_toml(tmp_path):
 
 
 def test_missing_file_lists_presets():
-    presets = r"presets: default, large, seed, smoke"
+    presets = r"presets: conv_resnet, default, full, large, seed, smoke, transformer"
     with pytest.raises(UserError, match=rf"no such config file .*{presets}"):
         load_config("nope/missing.toml")
 
@@ -116,3 +141,25 @@ def test_cell_id_depends_on_content_only():
                      source="b.toml").cells()[0]
     c = parse_config(BASE + "[sweep]\nseeds = 4\n").cells()[0]
     assert a.cell_id == b.cell_id != c.cell_id
+
+
+def test_train_section_and_swept_train_keys():
+    config = parse_config(BASE + '[train]\nsteps = 7\noptimizer = "adam"\n[sweep]\n'
+                          "residual = [false, true]\nlr = [0.1, 0.01]\n[report]\n"
+                          "target_loss = [0.5, 0.1]\n")
+    cells = config.cells()
+    assert len(cells) == 2  # train keys do not multiply the at-initialisation cells
+    assert [(t.lr, t.steps, t.optimizer) for t in cells[0].trains] == [(0.1, 7, "adam"),
+                                                                       (0.01, 7, "adam")]
+    assert config.sweep_axes() == ["residual", "lr"]
+    assert config.report.target_loss == (0.5, 0.1)
+    assert Cell.from_json(cells[1].to_json()) == cells[1]
+    untrained = parse_config(BASE).cells()[0]
+    assert untrained.trains == () and config.train is not None
+    assert len({c.cell_id for c in [*cells, untrained]}) == 3
+
+
+def test_factory_key_is_a_record_axis():
+    config = parse_config(BASE + 'factory = "bench.models.mlp:blog_mlp"\n')
+    assert config.cells()[0].axes()["factory"] == "bench.models.mlp:blog_mlp"
+    assert parse_config(BASE).cells()[0].axes()["factory"] == ""

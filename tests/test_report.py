@@ -79,3 +79,53 @@ def test_report_shows_comparison_with_baseline(smoke_analysis, smoke_variants, t
     html = write_report(run, out=tmp_path / "r.html").read_text(encoding="utf-8")
     assert 'id="comparison"' in html and "Comparison with baseline: FAIL" in html
     assert "model.init_gain" in html and html.count("regressed</td>") >= 100
+
+
+def test_training_section_appears_only_with_training(smoke_analysis, train_run):
+    from analysis.analyze import load_analysis
+    from analysis.training_report import reach_text
+
+    plain = write_report(smoke_analysis.run_dir, analysis=smoke_analysis).read_text("utf-8")
+    assert 'id="training"' not in plain and 'id="models"' not in plain
+    html = write_report(train_run).read_text(encoding="utf-8")
+    for table in ("training-setups", "training-reach", "training-final"):
+        assert f'id="{table}"' in html
+    assert 'id="figure-train-loss"' in html and 'id="figure-train-grads"' in html
+    analysis = load_analysis(train_run)
+    reach = analysis.train_reach
+    assert set(reach["target_loss"]) == {0.5, 0.2}
+    for _, row in reach.iterrows():
+        assert reach_text(row).replace(">", "&gt;") in html
+    final = analysis.train_final.iloc[0]
+    assert fmt_ci(final["ratio"], final["ci_low"], final["ci_high"]) in html
+    assert "not significant" in html or "<1e-4" in html
+
+
+def test_models_section_names_the_factory_and_its_batching(tmp_path):
+    from bench.loader import load_config
+    from bench.runner import run_sweep
+    from tests.conftest import write_config
+
+    text = ('name = "conv"\n[model]\nfactory = "bench.models.conv_resnet:conv_resnet"\n'
+            "width = 4\n[sweep]\nseeds = 4\ndepth = [2, 3]\nresidual = [false, true]\n")
+    run_sweep(load_config(write_config(tmp_path, text)), out=tmp_path / "run", progress=False)
+    html = write_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert 'id="models"' in html
+    assert "bench.models.conv_resnet:conv_resnet" in html and "vmap (4)" in html
+    assert 'id="training"' not in html
+
+
+def test_training_without_plain_residual_pairs_still_reports_steps(tmp_path):
+    from analysis.analyze import AnalysisSettings, analyze_run
+    from bench.loader import load_config
+    from bench.runner import run_sweep
+    from tests.conftest import TRAIN_SMOKE, write_config
+
+    text = TRAIN_SMOKE.replace("residual = [false, true]", "").replace("seeds = 10",
+                                                                        "seeds = 4")
+    text = text.replace("[model]\n", "[model]\nresidual = true\n")
+    run_sweep(load_config(write_config(tmp_path, text)), out=tmp_path / "run", progress=False)
+    analysis = analyze_run(tmp_path / "run", settings=AnalysisSettings(n_resamples=199))
+    assert analysis.train_tests.empty and len(analysis.train_reach) == 4
+    html = write_report(tmp_path / "run", analysis=analysis).read_text(encoding="utf-8")
+    assert 'id="training-reach"' in html and 'id="training-final"' not in html

@@ -1,0 +1,214 @@
+"""Users' own models: the torch.func path agrees with the engine, vmap with the loop, and
+every bad factory is one clear line before anything runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench import generic
+from bench.config import DataConfig, ModelConfig
+from bench.engine import measure_group
+from bench.errors import ConfigError
+from bench.generic import measure_factory
+from bench.loader import load_config, parse_config
+from bench.metrics import METRICS
+from bench.reference import build_reference
+from bench.runner import run_sweep
+from bench.sweep import Cell
+from tests.conftest import write_config
+
+BLOG = "bench.models.mlp:blog_mlp"
+SEEDS = tuple(range(6))
+FLOAT_METRICS = ["grad_mean_abs", "grad_l2", "grad_max_abs", "weight_l2"]
+
+
+@pytest.mark.parametrize("model_kwargs", [
+    {},
+    {"residual": True},
+    {"bias": True, "out_features": 3, "activation": "tanh"},
+    {"residual": True, "residual_form": "pre", "init": "kaiming_normal", "init_gain": 0.8},
+])
+def test_generic_path_matches_engine_on_the_blog_mlp(model_kwargs):
+    data = DataConfig(batch_size=2, target=0.3)
+    engine = measure_group([Cell(ModelConfig(**model_kwargs), data, "cpu", "float32",
+                                 SEEDS)])
+    (engine,) = engine.values()
+    cell = Cell(ModelConfig(factory=BLOG, **model_kwargs), data, "cpu", "float32", SEEDS)
+    done = measure_factory(cell)
+    assert done.batching == "vmap" and done.reason == ""
+    assert [(s.name, s.layer, s.kind) for s in done.specs] == \
+        [(f"layers.{i}.{k}", i, k) for i in range(5) for k in ("weight", "bias")
+         if k == "weight" or model_kwargs.get("bias")]
+    if model_kwargs.get("init_gain", 1.0) == 1.0:  # the engine hashes the draw before gain
+        assert list(done.result.fingerprints) == list(engine.fingerprints)
+    np.testing.assert_allclose(done.result.loss, engine.loss, rtol=1e-6)
+    for metric in FLOAT_METRICS:
+        m = METRICS.index(metric)
+        np.testing.assert_allclose(done.result.values[..., m], engine.values[..., m],
+                                   rtol=1e-5, atol=1e-30, err_msg=metric)
+    for metric in ("grad_nonfinite", "grad_zero"):
+        m = METRICS.index(metric)
+        assert np.array_equal(done.result.values[..., m], engine.values[..., m]), metric
+    # The output layer's owner output is the network output, as in the engine.
+    for metric in ("act_rms", "grad_act_rms"):
+        m = METRICS.index(metric)
+        np.testing.assert_allclose(done.result.values[:, -1, m], engine.values[:, -1, m],
+                                   rtol=1e-5)
+
+
+def test_signals_are_those_of_the_owning_modules():
+    """act_rms / grad_act_rms of a hidden Linear: RMS of its output W h and of dL/d(W h),
+    from a literal module with retain_grad."""
+    model, data = ModelConfig(residual=True), DataConfig(batch_size=3)
+    done = measure_factory(Cell(ModelConfig(factory=BLOG, residual=True), data, "cpu",
+                                "float32", (0, 4)))
+    for row, seed in enumerate((0, 4)):
+        net, x = build_reference(model, data, seed)
+        linear_outputs: list[torch.Tensor] = []
+        keep = linear_outputs.append
+        handles = [layer.register_forward_hook(lambda m, a, out, keep=keep: keep(out))
+                   for layer in net.layers]
+        y = net(x)[-1]
+        for out in linear_outputs:
+            out.retain_grad()
+        torch.nn.functional.mse_loss(y, torch.zeros_like(y)).backward()
+        for h in handles:
+            h.remove()
+        for layer, out in enumerate(linear_outputs):
+            rms = out.detach().double().square().mean().sqrt().item()
+            grad_rms = out.grad.double().square().mean().sqrt().item()
+            assert done.result.values[row, layer, METRICS.index("act_rms")] == \
+                pytest.approx(rms, rel=1e-5)
+            assert done.result.values[row, layer, METRICS.index("grad_act_rms")] == \
+                pytest.approx(grad_rms, rel=1e-5)
+
+
+def test_same_records_through_the_whole_pipeline(tmp_path):
+    body = "[data]\nbatch_size = 2\n[sweep]\nseeds = 12\nresidual = [false, true]\n"
+    runs = {}
+    for name, extra in (("engine", ""), ("factory", f'[model]\nfactory = "{BLOG}"\n')):
+        config = load_config(write_config(tmp_path, f'name = "{name}"\n{extra}{body}',
+                                          f"{name}.toml"))
+        run_sweep(config, out=tmp_path / name, progress=False)
+        runs[name] = pd.read_parquet(tmp_path / name / "records").sort_values(
+            ["residual", "seed", "param"]).reset_index(drop=True)
+    engine, factory = runs["engine"], runs["factory"]
+    assert set(factory["factory"]) == {BLOG} and set(engine["factory"]) == {""}
+    same = ["residual", "seed", "param", "layer", "kind", "numel", "init_fingerprint",
+            "grad_nonfinite", "grad_zero"]
+    pd.testing.assert_frame_equal(factory[same], engine[same])
+    for column in [*FLOAT_METRICS, "loss_value"]:
+        np.testing.assert_allclose(factory[column], engine[column], rtol=1e-5, atol=1e-30)
+    manifest = json.loads((tmp_path / "factory" / "manifest.json").read_text())
+    assert {b["mode"] for b in manifest["batching"].values()} == {"vmap"}
+    assert len(manifest["batching"]) == 2
+
+
+@pytest.mark.parametrize("factory,kwargs,exact_counts", [
+    ("bench.models.conv_resnet:conv_resnet", {"residual": True, "norm": "batchnorm"}, True),
+    ("bench.models.conv_resnet:conv_resnet", {"residual": False}, True),
+    # LayerNorm gradients have entries that are zero only by cancellation: whether they
+    # round to exactly 0.0 depends on summation order, so counts are not compared.
+    ("bench.models.transformer:transformer", {"residual": True, "norm_position": "post"},
+     False),
+    ("bench.models.transformer:transformer", {"residual": True, "norm_position": "pre"},
+     False),
+])
+def test_vmap_and_loop_give_the_same_records(factory, kwargs, exact_counts):
+    cell = Cell(ModelConfig(factory=factory, width=16, depth=2, **kwargs),
+                DataConfig(batch_size=3), "cpu", "float64", (0, 1, 2))
+    vmapped = generic._measure_chunk(cell, cell.seeds, use_vmap=True)
+    looped = generic._measure_chunk(cell, cell.seeds, use_vmap=False)
+    np.testing.assert_allclose(vmapped[1], looped[1], rtol=1e-12)  # loss
+    assert list(vmapped[2]) == list(looped[2])  # fingerprints
+    for m, metric in enumerate(METRICS):
+        if metric in ("grad_nonfinite", "grad_zero"):
+            if exact_counts:
+                assert np.array_equal(vmapped[0][..., m], looped[0][..., m]), metric
+            continue
+        np.testing.assert_allclose(vmapped[0][..., m], looped[0][..., m], rtol=1e-10,
+                                   atol=1e-300, err_msg=metric)
+
+
+def test_examples_are_paired_and_name_their_layers():
+    data = DataConfig(batch_size=2)
+    for factory, variants in (
+            ("bench.models.conv_resnet:conv_resnet", ({"residual": False},
+                                                      {"residual": True})),
+            ("bench.models.transformer:transformer", ({"residual": False},
+                                                      {"residual": True}))):
+        done = [measure_factory(Cell(ModelConfig(factory=factory, width=16, depth=3, **v),
+                                     data, "cpu", "float32", (0, 1))) for v in variants]
+        assert list(done[0].result.fingerprints) == list(done[1].result.fingerprints)
+        assert not np.array_equal(done[0].result.values, done[1].result.values)
+    transformer = done[1]
+    names = [s.name for s in transformer.specs]
+    assert "blocks.2.attn.in_proj_weight" in names and names[-1] == "head.bias"
+    out_proj = [i for i, s in enumerate(transformer.specs) if "out_proj" in s.name]
+    # nn.MultiheadAttention uses out_proj's weights without calling it: no output to probe.
+    assert np.isnan(transformer.result.values[:, out_proj, METRICS.index("act_rms")]).all()
+    assert np.isfinite(transformer.result.values[..., METRICS.index("grad_mean_abs")]).all()
+
+
+def test_falls_back_to_a_loop_and_says_why(tmp_path):
+    text = ('name = "gate"\n[model]\nfactory = "tests.factory_models:sign_gate"\nwidth = 4\n'
+            '[data]\ninput = "normal"\n[sweep]\nseeds = 8\n')
+    run_sweep(load_config(write_config(tmp_path, text)), out=tmp_path / "run", progress=False)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    (batching,) = manifest["batching"].values()
+    assert batching["mode"] == "loop"
+    assert "data-dependent control flow" in batching["reason"]
+    records = pd.read_parquet(tmp_path / "run" / "records")
+    from tests.factory_models import SignGate
+
+    for seed in range(8):  # the loop's numbers are the literal module's
+        torch.manual_seed(seed)
+        net = SignGate(4)
+        x = torch.randn(1, 4)
+        torch.nn.functional.mse_loss(net(x), torch.zeros(1, 1)).backward()
+        rows = records[records["seed"] == seed].set_index("param")
+        for name, p in net.named_parameters():
+            assert rows.loc[name, "grad_mean_abs"] == pytest.approx(p.grad.abs().mean().item(),
+                                                                   rel=1e-6)
+
+
+@pytest.mark.parametrize("model_lines,message", [
+    ('factory = "no_such_module_xyz:f"', "cannot import no_such_module_xyz "
+                                         "(ModuleNotFoundError"),
+    ('factory = "tests.factory_models:missing"', "has no attribute missing"),
+    ('factory = "tests.factory_models:NOT_CALLABLE"', "NOT_CALLABLE is a int, not a function"),
+    ('factory = "tests.factory_models:no_seed"', "must accept keyword arguments width, depth "
+                                                 "and seed (missing: seed)"),
+    ('factory = "tests.factory_models:not_a_module"', "returned dict, not a torch.nn.Module"),
+    ('factory = "tests.factory_models:wrong_shape"', "forward on an input of shape (1, 4) "
+                                                     "failed"),
+    ('factory = "tests.factory_models:bad_input_shape"', "input_shape must be a tuple of "
+                                                         "positive integers"),
+    ('factory = "tests.factory_models:raises"', "raised ValueError: depth must be even"),
+    ('factory = "bench.models.conv_resnet:conv_resnet"\nnorm = "layernorm"',
+     "conv_resnet supports norm = none or batchnorm"),
+    ('factory = "bench.models.conv_resnet:conv_resnet"\nactivation = "tanh"',
+     '[model] activation = "tanh": is not a parameter of the factory'),
+    ('factory = "not a spec"', 'must look like "package.module:function"'),
+    ('factory = "bench.models.mlp:blog_mlp"\ninit_rng = "device"',
+     '[model] init_rng = "device": a factory model is built by torch.nn'),
+])
+def test_bad_factories_are_one_line_config_errors(tmp_path, model_lines, message):
+    path = write_config(tmp_path, f'name = "x"\n[model]\nwidth = 4\n{model_lines}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: [model] ")
+    assert message in text and "\n" not in text
+
+
+def test_a_stored_config_parses_without_importing_the_factory():
+    # Reports re-read the config from the manifest, perhaps where the model is not
+    # importable: only load_config (before a run) imports and tries the factory.
+    config = parse_config('name = "x"\n[model]\nfactory = "no_such_module_xyz:f"\n')
+    assert config.cells()[0].model.factory == "no_such_module_xyz:f"
