@@ -87,9 +87,7 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
     on_device = InitialState(state.seeds, state.specs, buffer, state.batch_size,
                              state.fingerprints)
     master = scaled_params(on_device, cell.model.init_gain)
-    # Parameters are views into one row-per-seed buffer; one contiguous copy each saves the
-    # batched matmuls and reductions from copying strided views again and again.
-    params = [p.to(dtype).contiguous().detach().requires_grad_() for p in master]
+    params = [p.to(dtype).detach().requires_grad_() for p in master]
     inputs = on_device.inputs.to(dtype)
     with torch.enable_grad():
         outputs = forward(cell.model, state.specs, params, inputs)

@@ -164,9 +164,44 @@ def _vectorised_runs(model: ModelConfig, data: DataConfig, specs: Sequence[Param
     return runs
 
 
+def merge_runs(runs):
+    """Join consecutive runs with equal bounds whose stream positions and destinations are
+    both contiguous (or both discarded): one ``uniform_`` call consumes the stream exactly
+    as the separate calls would (the CPU kernel draws one value per element, in order)."""
+    merged = []
+    for a, z, low, high, dest in runs:
+        if merged:
+            pa, pz, plow, phigh, pdest = merged[-1]
+            joins = (pdest is None and dest is None) or (
+                pdest is not None and dest is not None and pdest[1] == dest[0])
+            if plow == low and phigh == high and pz == a and joins:
+                merged[-1] = (pa, z, low, high,
+                              None if dest is None else (pdest[0], dest[1]))
+                continue
+        merged.append((a, z, low, high, dest))
+    return merged
+
+
+def _fill_torch_runs(seeds: Sequence[int], runs, rows: torch.Tensor) -> None:
+    """Per seed, one ``uniform_`` call per merged run; discarded runs still consume the
+    stream (into a scratch tensor)."""
+    generator = torch.Generator()
+    scratch = torch.empty(max((z - a for a, z, *_rest, d in runs if d is None), default=0))
+    for seed, row in zip(seeds, rows, strict=True):
+        generator.manual_seed(seed)
+        for a, z, low, high, dest in runs:
+            target = row[dest[0]:dest[1]] if dest is not None else scratch[:z - a]
+            target.uniform_(low, high, generator=generator)
+
+
 def _fill_vectorised(seeds: Sequence[int], runs, rows: torch.Tensor) -> None:
+    bounds = [(a, z, low, high) for a, z, low, high, _ in runs]
+    if all(dest == (a, z) for a, z, _low, _high, dest in runs):
+        # Every draw lands where it is drawn (default init, no norms): write in place.
+        mt19937.uniform_runs(seeds, bounds, rows.numpy()[:, :runs[-1][1]])
+        return
     stream = np.empty((len(seeds), runs[-1][1]), dtype=np.float32)
-    mt19937.uniform_runs(seeds, [(a, z, low, high) for a, z, low, high, _ in runs], stream)
+    mt19937.uniform_runs(seeds, bounds, stream)
     target = rows.numpy()
     for a, z, _low, _high, destination in runs:
         if destination is not None:
@@ -182,10 +217,12 @@ def vectorised_generator_verified() -> bool:
 def _filler(model: ModelConfig, data: DataConfig, specs: Sequence[ParamSpec], n_inputs: int):
     """How to fill a block of seed rows: vectorised when possible and worth it."""
     runs = _vectorised_runs(model, data, specs, n_inputs)
-    if runs is not None and runs[-1][1] <= _VECTORISED_MAX_DRAWS \
-            and vectorised_generator_verified():
+    if runs is None:  # normal or orthogonal draws: replay the nn.init calls themselves
+        return lambda seeds, rows: _fill_with_torch(seeds, model, data, specs, rows)
+    if runs[-1][1] <= _VECTORISED_MAX_DRAWS and vectorised_generator_verified():
         return lambda seeds, rows: _fill_vectorised(seeds, runs, rows)
-    return lambda seeds, rows: _fill_with_torch(seeds, model, data, specs, rows)
+    merged = merge_runs(runs)
+    return lambda seeds, rows: _fill_torch_runs(seeds, merged, rows)
 
 
 def _fill_part(fill, seeds, rows) -> list[str]:

@@ -46,22 +46,34 @@ def scaled_norm(t_abs: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isinf(peak), peak, norm)  # an inf entry: the norm is inf
 
 
+def safe_norm(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm over all but the seed dimension. Rows whose norm came out 0 or inf are
+    redone with :func:`scaled_norm` (a true zero or inf stays one): one pass in the common
+    case, and no copy of strided views."""
+    norm = torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim())))
+    suspect = (norm == 0) | torch.isinf(norm)
+    if bool(suspect.any()):
+        rows = suspect.nonzero().squeeze(1)
+        t_abs = t[rows].abs().flatten(1)
+        norm[rows] = scaled_norm(t_abs, t_abs.amax(dim=1))
+    return norm
+
+
 def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     acc = _accumulation_dtype(grad)
-    g = grad.flatten(1).to(acc)
-    w = param.detach().flatten(1).to(acc)
+    g = grad.to(acc)
+    dims = tuple(range(1, g.dim()))  # reductions over dims, not flatten: no strided copies
     g_abs = g.abs()
-    mean_abs = g_abs.mean(dim=1)
-    peak = g_abs.amax(dim=1)
-    w_abs = w.abs()
+    peak = g_abs.amax(dim=dims)
+    w = param.detach().to(acc)
     return [
-        mean_abs,
-        scaled_norm(g_abs, peak),
+        g_abs.mean(dim=dims),
+        safe_norm(g),
         peak,
-        torch.zeros_like(mean_abs),  # grad_nonfinite, filled by _count_nonfinite
+        torch.zeros_like(peak),  # grad_nonfinite, filled by _count_nonfinite
         # Counting with an int32 accumulator is ~4x faster on CPU than the default int64.
-        torch.sum(g == 0, dim=1, dtype=torch.int32).to(acc),
-        scaled_norm(w_abs, w_abs.amax(dim=1)),
+        torch.sum(g == 0, dim=dims, dtype=torch.int32).to(acc),
+        safe_norm(w),
     ]
 
 
@@ -82,8 +94,8 @@ def _count_nonfinite(values: torch.Tensor, grads: Sequence[torch.Tensor]) -> Non
 
 def _rms(t: torch.Tensor) -> torch.Tensor:
     """Root mean square over all but the seed dimension, safe from underflow."""
-    t_abs = t.to(_accumulation_dtype(t)).flatten(1).abs()
-    return scaled_norm(t_abs, t_abs.amax(dim=1)) / math.sqrt(t_abs.shape[1])
+    t = t.to(_accumulation_dtype(t))
+    return safe_norm(t) / math.sqrt(math.prod(t.shape[1:]))
 
 
 def reduce_metrics(specs: Sequence[ParamSpec], params: Sequence[torch.Tensor],

@@ -99,3 +99,20 @@ def test_fingerprint_identifies_the_draw():
     assert a.fingerprints[0] != a.fingerprints[1]
     assert c.fingerprints[0] != a.fingerprints[0]
     assert all(len(f) == 16 and int(f, 16) >= 0 for f in a.fingerprints)
+
+
+@pytest.mark.parametrize("scheme", ["torch_default", "kaiming_uniform", "xavier_uniform"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_merged_uniform_runs_equal_the_replay(scheme, bias):
+    # Large cells use one uniform_ call per merged run instead of replaying nn.init layer by
+    # layer; the stream, and so every value, must be the same.
+    model, data = ModelConfig(depth=6, width=48, init=scheme, bias=bias), DataConfig(batch_size=2)
+    specs = init.mlp_param_specs(model)
+    runs = init.merge_runs(init._vectorised_runs(model, data, specs, 96))
+    width = sum(s.numel for s in specs) + 96
+    replayed, merged = torch.zeros(30, width), torch.zeros(30, width)
+    init._fill_with_torch(list(range(30)), model, data, specs, replayed)
+    init._fill_torch_runs(list(range(30)), runs, merged)
+    assert torch.equal(replayed, merged)
+    if not bias and scheme == "torch_default":
+        assert len(runs) == 2  # all weights in one call, then the input

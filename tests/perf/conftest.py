@@ -28,7 +28,7 @@ def pytest_terminal_summary(terminalreporter):
         naive = TABLE.naive.get(naive_key)
         achieved = TABLE.params[key] * BYTES_PER_PARAM / engine
         copy = copy_bandwidth(device)
-        ratio = f"{naive / engine:.0f}x" if naive else "n/a"
+        ratio = f"{naive / engine:.1f}x" if naive else "n/a"
         naive_rate = f"{1 / naive:.4g}" if naive else "n/a"
         write(f"{key:<28}{naive_rate:>15}{1 / engine:>16.4g}{ratio:>10}"
               f"{achieved / 1e9:>9.2f}{100 * achieved / copy:>10.1f}%")
