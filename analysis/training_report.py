@@ -130,29 +130,23 @@ def training_context(analysis: Analysis, targets) -> dict[str, Any]:
     if curves.empty:
         return {"training": None}
     varying = varying_columns(curves, IDENTITY)
-    figures = []
-    loss_figure, panels = loss_curves_figure(curves, varying, targets)
-    if loss_figure is not None:
-        figures.append({"key": "train-loss", "title": "Training loss, plain vs residual",
-                        "svg": _svg(loss_figure, "Training loss against optimizer step, "
-                                    "plain and residual, one panel per configuration, log axis",
-                                    "train-loss"),
-                        **_download(analysis, "train-loss", curves),
-                        "caption": _caption("Full-batch training loss (geometric mean over "
-                                            "seeds, 95% BCa band); dotted lines are the target "
-                                            "losses of the table below.", panels)})
-    grad_figure, panels = gradient_curves_figure(analysis.train_grads, varying)
-    if grad_figure is not None:
-        figures.append({"key": "train-grads", "title": "First-layer gradient during training",
-                        "svg": _svg(grad_figure, "First layer mean absolute gradient against "
-                                    "optimizer step, plain and residual, log axis",
-                                    "train-grads"),
-                        **_download(analysis, "train-grads", analysis.train_grads),
-                        "caption": _caption("Mean |gradient| of the first layer's weight at the "
-                                            "logged steps (geometric mean over seeds, 95% "
-                                            "band): does the signal that vanished at "
-                                            "initialisation recover as the network trains?",
-                                            panels)})
+    loss_figure, loss_panels = loss_curves_figure(curves, varying, targets)
+    grad_figure, grad_panels = gradient_curves_figure(analysis.train_grads, varying)
+    figures = [f for f in (
+        _figure(analysis, "train-loss", "Training loss, plain vs residual", loss_figure,
+                "Training loss against optimizer step, plain and residual, one panel per "
+                "configuration, log axis", curves,
+                _caption("Full-batch training loss (geometric mean over seeds, 95% BCa band); "
+                         "dotted lines are the target losses of the table below.",
+                         loss_panels)),
+        _figure(analysis, "train-grads", "First-layer gradient during training", grad_figure,
+                "First layer mean absolute gradient against optimizer step, plain and "
+                "residual, log axis", analysis.train_grads,
+                _caption("Mean |gradient| of the first layer's weight at the logged steps "
+                         "(geometric mean over seeds, 95% band): does the signal that "
+                         "vanished at initialisation recover as the network trains?",
+                         grad_panels)),
+    ) if f is not None]
     setups = curves[list(dict.fromkeys(c for c in curves.columns if c in
                                       ("steps", "optimizer", "lr", "momentum", "samples",
                                        "teacher_depth", "teacher_width")))].drop_duplicates()
@@ -161,6 +155,15 @@ def training_context(analysis: Analysis, targets) -> dict[str, Any]:
                          "summary": summary_sentence(analysis),
                          "setups": setups.to_dict("records"),
                          "n_seeds": int(curves["n_seeds"].max())}}
+
+
+def _figure(analysis: Analysis, key: str, title: str, figure, alt: str, data: pd.DataFrame,
+            caption: str) -> dict[str, Any] | None:
+    """One figure of the section with its alt text, caption and CSV download."""
+    if figure is None:
+        return None
+    return {"key": key, "title": title, "svg": _svg(figure, alt, key), "caption": caption,
+            **_download(analysis, key, data)}
 
 
 def _caption(text: str, panels: int) -> str:
