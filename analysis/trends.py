@@ -59,6 +59,15 @@ def _depth_series(series: Series, role: str, metric: str):
             logs_all[group.index.to_numpy()].T
 
 
+def _finite_row_means(logs: np.ndarray) -> np.ndarray:
+    """Mean of each row's finite entries; NaN (without numpy's empty-slice warning) for a
+    seed with no finite value, which the slope interval already counts as unusable."""
+    finite = np.isfinite(logs)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, logs, 0.0).sum(axis=1)
+    return np.divide(sums, counts, out=np.full(len(logs), np.nan), where=counts > 0)
+
+
 def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METRICS,
                  n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE
                  ) -> pd.DataFrame:
@@ -74,7 +83,7 @@ def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METR
                              "depths": ",".join(map(str, depths)), "n_depths": len(depths),
                              "n_seeds": logs.shape[0]})
                 slopes.append(per_seed)
-                intercepts.append(np.nanmean(logs, axis=1) - per_seed * depths.mean())
+                intercepts.append(_finite_row_means(logs) - per_seed * depths.mean())
     if not rows:
         return pd.DataFrame()
     interval = mean_ci(np.vstack(slopes), rng=rng, n_resamples=n_resamples,
