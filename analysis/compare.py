@@ -65,6 +65,7 @@ from analysis.verdicts import (
     zero_verdicts,
 )
 from bench.errors import UserError
+from bench.metrics import LAYER_METRICS
 from bench.sweep import COMPARE_METRICS
 
 DEFAULT_ALPHA = 0.05
@@ -79,7 +80,6 @@ DEFAULT_TOLERANCE = 1.01
 # could never pass the significance gate.
 MIN_PAIRED_SEEDS = 6
 DEFAULT_COMPARE_RESAMPLES = 1999
-LAYER_METRICS = ("act_rms", "grad_act_rms")  # one value per layer: tested on its weight only
 ZERO_TEST_METRICS = ("grad_mean_abs", "act_rms", "grad_act_rms")
 
 

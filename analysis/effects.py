@@ -7,10 +7,17 @@ geometric-mean ratio; its bootstrap CI and a Wilcoxon signed-rank test (no norma
 assumption) say how sure that is. P-values are adjusted over the whole family of effects
 with Benjamini-Hochberg.
 
+A pair where exactly one side is exactly zero (a dead-ReLU or underflowed seed) has no finite
+log ratio but a known sign: it enters the signed-rank test as the most extreme difference
+(ranks need only the order), while the geometric-mean ratio and its CI use the finite pairs
+and say how many they left out. Leaving out a pair with a zero control and a positive
+treatment pulls the reported ratio towards 1, so the ratio is conservative there.
+
 Columns of :func:`paired_effects`: the axis columns other than the compared one,
 ``cell_control``, ``cell_treatment``, ``param``, ``layer``, ``kind``, ``n_layers``,
 ``metric``, ``n_pairs`` (seeds with a finite non-zero value on both sides), ``n_excluded``,
-``ratio``, ``ci_low``, ``ci_high`` (treatment/control, geometric mean over seeds, 95% CI),
+``n_one_side_zero`` (excluded pairs where exactly one side is exactly zero), ``ratio``,
+``ci_low``, ``ci_high`` (treatment/control, geometric mean over seeds, 95% CI),
 ``log10_ratio``, ``p_value``, ``p_adjusted``, ``significant`` (p_adjusted < alpha),
 ``same_initial_weights`` (every pair has equal fingerprints).
 """
@@ -27,8 +34,10 @@ from analysis.stats import (
     adjust_pvalues,
     log10_or_nan,
     mean_ci,
+    one_side_zero_differences,
     wilcoxon_pvalues,
 )
+from bench.metrics import LAYER_METRICS
 
 ALPHA = 0.05
 # weight_l2 is a property of the initial draw, identical in paired cells by construction.
@@ -65,21 +74,28 @@ def paired_effects(series: Series, *, rng: np.random.Generator, axis: str = "res
     info = series.keys.iloc[it][["layer", "kind", "n_layers"]].reset_index(drop=True)
     base = pd.concat([pairs.drop(columns=["i_control", "i_treatment"]), info], axis=1)
     same = _same_fingerprints(series.fingerprints[ic], series.fingerprints[it])
+    weights = (base["kind"] == "weight").to_numpy()
     frames = []
     for metric in metrics:
-        control_logs = log10_or_nan(series.values[metric][ic])[0]
-        diff = log10_or_nan(series.values[metric][it])[0] - control_logs
+        # act_rms and grad_act_rms have one value per layer: testing them on every parameter
+        # of the layer would repeat one test and inflate the Benjamini-Hochberg family.
+        rows = weights if metric in LAYER_METRICS else np.ones(len(base), dtype=bool)
+        control = log10_or_nan(series.values[metric][ic[rows]])
+        treatment = log10_or_nan(series.values[metric][it[rows]])
+        diff = treatment[0] - control[0]
         interval = mean_ci(diff, rng=rng, n_resamples=n_resamples, confidence=confidence)
-        frame = base.copy()
+        frame = base[rows].reset_index(drop=True)
         frame["metric"] = metric
         frame["n_pairs"] = interval.n
         frame["n_excluded"] = diff.shape[1] - interval.n
+        signed = one_side_zero_differences(diff, control, treatment)
+        frame["n_one_side_zero"] = np.isinf(signed).sum(axis=1)
         frame["ratio"] = 10**interval.point
         frame["ci_low"] = 10**interval.low
         frame["ci_high"] = 10**interval.high
         frame["log10_ratio"] = interval.point
-        frame["p_value"] = wilcoxon_pvalues(diff)
-        frame["same_initial_weights"] = same
+        frame["p_value"] = wilcoxon_pvalues(signed)
+        frame["same_initial_weights"] = same[rows]
         frames.append(frame)
     effects = pd.concat(frames, ignore_index=True)
     effects["p_adjusted"] = adjust_pvalues(effects["p_value"].to_numpy())

@@ -49,7 +49,18 @@ def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[st
             f"{fmt_ci(res['geo_mean'], res['ci_low'], res['ci_high'])} with them "
             f"(geometric means over {int(plain['n_used'])} and {int(res['n_used'])} seeds): "
             f"{fmt_ci(effect['ratio'], effect['ci_low'], effect['ci_high'])} times {direction} "
-            f"({_verdict(effect)})."]
+            f"({_verdict(effect)}){_left_out(effect)}."]
+
+
+def _left_out(effect: pd.Series) -> str:
+    """Clause for seed pairs the geometric-mean ratio could not use."""
+    excluded = int(effect.get("n_excluded", 0))
+    if not excluded:
+        return ""
+    one_side = int(effect.get("n_one_side_zero", 0))
+    return (f"; the ratio uses {int(effect['n_pairs'])} seed pairs and leaves out {excluded} "
+            f"with a zero or non-finite side ({one_side} with exactly one side zero, which "
+            "the signed-rank test counts as the most extreme pairs)")
 
 
 def early_layers(analysis: Analysis, selection: dict, metric: str) -> list[str]:

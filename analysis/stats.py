@@ -125,17 +125,28 @@ def _bootstrap_mean(data: np.ndarray, rng: np.random.Generator, n_resamples: int
     return low, high
 
 
+def one_side_zero_differences(diff: np.ndarray, a: tuple, b: tuple) -> np.ndarray:
+    """``diff`` (log10 b - log10 a) with +inf where only ``a`` is exactly zero and ``b`` is
+    finite, -inf for the reverse. ``a`` and ``b`` are :func:`log10_or_nan` results."""
+    (_, a_zero, a_bad), (_, b_zero, b_bad) = a, b
+    a_ok, b_ok = ~a_zero & ~a_bad, ~b_zero & ~b_bad
+    out = np.where(a_zero & b_ok, np.inf, diff)
+    return np.where(b_zero & a_ok, -np.inf, out)
+
+
 def wilcoxon_pvalues(differences: np.ndarray) -> np.ndarray:
     """Two-sided Wilcoxon signed-rank p-value of each row (H0: median difference 0).
 
-    Takes ``(num_groups x num_seeds)`` paired differences with NaN for excluded pairs. Zero
-    differences are dropped (Wilcoxon's convention); a row with no non-zero difference has
-    p = 1 (no evidence of any change), one with fewer than 1 valid pair has p = NaN.
+    Takes ``(num_groups x num_seeds)`` paired differences with NaN for excluded pairs and
+    +-inf for pairs of known sign but no finite size (one side exactly zero): those rank
+    above every finite difference, tied with each other. Zero differences are dropped
+    (Wilcoxon's convention); a row with no non-zero difference has p = 1 (no evidence of any
+    change), one with no valid pair has p = NaN.
     """
     differences = np.atleast_2d(np.asarray(differences, dtype=np.float64))
     p = np.full(len(differences), np.nan)
     for i, row in enumerate(differences):
-        row = row[~np.isnan(row)]
+        row = _rank_infinities(row[~np.isnan(row)])
         nonzero = row[row != 0]
         if len(row) == 0:
             continue
@@ -146,6 +157,17 @@ def wilcoxon_pvalues(differences: np.ndarray) -> np.ndarray:
             warnings.simplefilter("ignore", category=RuntimeWarning)
             p[i] = stats.wilcoxon(nonzero, alternative="two-sided").pvalue
     return p
+
+
+def _rank_infinities(row: np.ndarray) -> np.ndarray:
+    """Replace +-inf by +-(a value above every finite |difference|): the signed-rank
+    statistic depends on the order of |differences| only."""
+    infinite = np.isinf(row)
+    if not infinite.any():
+        return row
+    finite = np.abs(row[~infinite])
+    top = 2 * finite.max() + 1 if len(finite) else 1.0
+    return np.where(infinite, np.sign(row) * top, row)
 
 
 def adjust_pvalues(pvalues: np.ndarray, method: str = "bh") -> np.ndarray:

@@ -27,6 +27,9 @@ METRICS = (
     "grad_act_rms",  # RMS of dL/dh_l
 )
 COUNT_METRICS = ("grad_nonfinite", "grad_zero")
+# One value per layer, repeated on each of its parameters' rows: a test of them belongs on
+# one row per layer (its weight), not on every parameter.
+LAYER_METRICS = ("act_rms", "grad_act_rms")
 
 
 def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:

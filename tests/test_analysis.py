@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analysis.analyze import TABLES, load_analysis
 from analysis.effects import paired_effects
@@ -57,6 +58,38 @@ def test_paired_effect_recovers_planted_ratio_exactly():
     assert grad["ci_low"].to_numpy() == pytest.approx(100.0)
     assert grad["same_initial_weights"].all()
     assert (grad["p_adjusted"] < 0.05).all() and grad["significant"].all()
+
+
+def test_layer_metrics_are_tested_once_per_layer():
+    """Bug: act_rms and grad_act_rms (one value per layer) were tested on every parameter of
+    the layer, repeating one test in the Benjamini-Hochberg family."""
+    series = planted_series()
+    bias_keys = series.keys.assign(param=series.keys["param"].str.replace("weight", "bias"),
+                                   kind="bias")
+    keys = pd.concat([series.keys, bias_keys], ignore_index=True)
+    doubled = Series(keys, series.seeds, {k: np.vstack([v, v]) for k, v in series.values.items()},
+                     np.vstack([series.fingerprints] * 2), np.vstack([series.present] * 2))
+    effects = paired_effects(doubled, rng=np.random.default_rng(2), n_resamples=99)
+    counts = effects.groupby("metric").size()
+    assert counts["grad_mean_abs"] == 10 and counts["act_rms"] == counts["grad_act_rms"] == 5
+    assert (effects[effects["metric"] == "act_rms"]["kind"] == "weight").all()
+
+
+def test_pairs_with_a_zero_control_enter_the_signed_rank_test():
+    series = planted_series()
+    plain = 0  # first row: depth 2, plain, layer 0; row 2 is its residual partner
+    series.values["grad_mean_abs"][plain, :20] = 0.0  # 20 dead plain seeds of 24
+    effects = paired_effects(series, rng=np.random.default_rng(2), n_resamples=99)
+    row = effects[(effects["metric"] == "grad_mean_abs") & (effects["cell_control"] == "d2r0")
+                  & (effects["layer"] == 0)].iloc[0]
+    assert (row["n_pairs"], row["n_excluded"], row["n_one_side_zero"]) == (4, 20, 20)
+    # all 24 signs positive, the 20 dead-control pairs tied above the 4 finite ones (ties:
+    # scipy's normal approximation). From the 4 finite pairs alone p would be 0.125.
+    values = series.values["grad_mean_abs"]
+    finite = np.log10(values[2, 20:]) - np.log10(values[plain, 20:])
+    expected = stats.wilcoxon(np.r_[np.full(20, 1e6), finite]).pvalue
+    assert row["p_value"] == pytest.approx(expected) and row["p_value"] < 1e-4
+    assert row["ratio"] == pytest.approx(100.0)
 
 
 def test_depth_slope_recovers_planted_factor():

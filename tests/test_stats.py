@@ -74,6 +74,23 @@ def test_wilcoxon_matches_scipy_and_handles_zeros():
     assert stats.wilcoxon_pvalues(np.arange(1, 7)[None] * 1.0)[0] == pytest.approx(2 / 64)
 
 
+def test_wilcoxon_ranks_one_side_zero_pairs_above_every_finite_difference():
+    # |d| ranks: -0.2 -> 1, 0.5 -> 2, 1.0 -> 3, +inf -> 4; W- = 1. Exact null of W over
+    # 2^4 sign patterns: P(W <= 1) = 2/16, two-sided p = 0.25.
+    assert stats.wilcoxon_pvalues(np.array([[np.inf, 0.5, -0.2, 1.0]]))[0] == pytest.approx(0.25)
+    # +-0.5 tie at rank 1.5, +-inf tie at rank 3.5: W+ = W- = 5, no evidence either way
+    both = stats.wilcoxon_pvalues(np.array([[np.inf, -np.inf, 0.5, -0.5]]))[0]
+    assert both == pytest.approx(1.0)
+
+
+def test_one_side_zero_differences_hand_computed():
+    a = stats.log10_or_nan(np.array([[0.0, 1.0, 0.0, 1.0, np.inf]]))
+    b = stats.log10_or_nan(np.array([[10.0, 0.0, 0.0, 10.0, 0.0]]))
+    out = stats.one_side_zero_differences(b[0] - a[0], a, b)
+    # zero -> positive is +inf, positive -> zero is -inf; both zero or a non-finite side: NaN
+    np.testing.assert_array_equal(out, [[np.inf, -np.inf, np.nan, 1.0, np.nan]])
+
+
 def test_benjamini_hochberg_hand_computed():
     # m = 4 tests; sorted p * m / rank = .04, .04, .04, .5 after the step-up minimum.
     p = np.array([0.01, 0.02, 0.03, 0.5, np.nan])
