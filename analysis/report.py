@@ -125,7 +125,7 @@ def devices_context(analysis: Analysis, manifest: dict) -> dict[str, Any]:
 
 def theory_context(analysis: Analysis, metric: str) -> dict[str, Any]:
     """Rows for the theory section (templates/theory_section.html.j2)."""
-    from analysis.theory import spread_fit
+    from analysis.theory import TESTED_MIN_WIDTH, spread_fit
 
     trends = analysis.trends
     rows = []
@@ -137,12 +137,14 @@ def theory_context(analysis: Analysis, metric: str) -> dict[str, Any]:
                          "measured": f"{r['slope']:+.4f} [{r['ci_low']:+.4f}, "
                                      f"{r['ci_high']:+.4f}]",
                          "predicted": f"{r['predicted_slope']:+.4f}",
-                         "inside": "yes" if r["predicted_in_ci"] else "no",
+                         "inside": ("yes" if r["predicted_in_ci"] else "no")
+                         + ("" if r.get("theory_tested", True) else " (untested width)"),
                          "seeds": int(r["n_used"])})
     spread = [{"init": r.init, "variant": "residual" if r.residual else "plain",
                "points": r.points, "kappa": f"{r.kappa:.3g} \u00b1 {r.kappa_se:.2g}",
                "r2": f"{r.r_squared:.2f}"} for r in spread_fit(analysis.summary).itertuples()]
-    return {"theory_rows": rows, "spread_rows": spread, "theory_metric": metric}
+    return {"theory_rows": rows, "spread_rows": spread, "theory_metric": metric,
+            "theory_min_width": TESTED_MIN_WIDTH}
 
 
 def write_report(run_dir: str | Path, *, out: str | Path | None = None,
