@@ -62,6 +62,20 @@ def safe_norm(t: torch.Tensor) -> torch.Tensor:
     return norm
 
 
+def safe_mean_abs(g_abs: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """Mean over all but the seed dimension of non-negative ``g_abs``, with row maxima
+    ``peak``. A float32 sum of finite entries near the top of the range (~1e38) overflows to
+    inf although the mean is finite; such rows are redone scaled by their maximum."""
+    dims = tuple(range(1, g_abs.dim()))
+    mean = g_abs.mean(dim=dims)
+    overflowed = torch.isinf(mean) & torch.isfinite(peak)
+    if bool(overflowed.any()):
+        rows = overflowed.nonzero().squeeze(1)
+        scale = peak[rows].reshape(-1, *([1] * len(dims)))
+        mean[rows] = (g_abs[rows] / scale).mean(dim=dims) * peak[rows]
+    return mean
+
+
 def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     acc = _accumulation_dtype(grad)
     g = grad.to(acc)
@@ -70,7 +84,7 @@ def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     peak = g_abs.amax(dim=dims)
     w = param.detach().to(acc)
     return [
-        g_abs.mean(dim=dims),
+        safe_mean_abs(g_abs, peak),
         safe_norm(g),
         peak,
         torch.zeros_like(peak),  # grad_nonfinite, filled by _count_nonfinite

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench.metrics import _rms, scaled_norm
+from bench.metrics import _rms, safe_mean_abs, scaled_norm
 
 
 def test_scaled_norm_hand_computed():
@@ -31,3 +31,17 @@ def test_rms_matches_definition():
     t = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0))
     expected = t.square().mean(dim=(1, 2)).sqrt()
     assert torch.allclose(_rms(t), expected, rtol=1e-6)
+
+
+def test_mean_abs_of_huge_finite_float32_values_does_not_overflow():
+    # Regression: 64 finite entries of 8e37 sum past float32's maximum (3.4e38), so
+    # grad_mean_abs came out inf with grad_nonfinite = 0, and the seed was treated as
+    # non-finite by the analysis and by compare.
+    huge = torch.full((2, 8, 8), 8e37, dtype=torch.float32)
+    huge[1] = 1.0
+    assert math.isinf(huge[0].abs().mean())  # the failure this guards against
+    peak = huge.abs().amax(dim=(1, 2))
+    mean = safe_mean_abs(huge.abs(), peak)
+    assert mean[0].item() == pytest.approx(8e37, rel=1e-6) and mean[1].item() == 1.0
+    infinite = torch.tensor([[float("inf"), 1.0]])
+    assert math.isinf(safe_mean_abs(infinite, infinite.amax(dim=1))[0])  # a real inf stays
