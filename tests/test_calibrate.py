@@ -36,7 +36,7 @@ def test_aa_rates_and_power_tables(small):
     assert fp["test_rate"].is_monotonic_decreasing
     assert set(small.noise["metric"]) >= {"grad_mean_abs", "weight_l2"}
     assert (small.noise["q95"] >= 1).all()
-    # A fourfold change on every metric is found in every repetition, unpaired.
+    # A fourfold change of every gradient metric is found in every repetition, unpaired.
     assert small.power_unpaired["gate_rate"].iloc[0] == 1.0
     # init_gain x 1.05 on the same seeds is found (paired), as the issue demands.
     assert bool(small.power_paired["gate"].iloc[0])
