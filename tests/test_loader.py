@@ -163,3 +163,13 @@ def test_factory_key_is_a_record_axis():
     config = parse_config(BASE + 'factory = "bench.models.mlp:blog_mlp"\n')
     assert config.cells()[0].axes()["factory"] == "bench.models.mlp:blog_mlp"
     assert parse_config(BASE).cells()[0].axes()["factory"] == ""
+
+
+def test_readme_configuration_block_is_a_valid_config():
+    """Bug: the README's reference block had a key the loader refuses ([train] metric), so
+    a user copying it got an error. Every key it shows must load."""
+    readme = (CONFIG_DIR.parents[1] / "README.md").read_text()
+    block = readme.split("## Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(block)
+    assert config.train is not None and config.compare.prefer
+    assert {"residual_form", "norm", "init_rng", "factory"} <= set(block.split())
