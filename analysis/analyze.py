@@ -37,7 +37,7 @@ from analysis.theory import predicted_slopes
 from analysis.training import TABLES as TRAIN_TABLES
 from analysis.training import analyze_training
 from analysis.trends import depth_trends, layer_contrasts
-from bench.atomic_files import write_json_atomic, write_parquet_atomic
+from bench.atomic_files import ensure_directory, write_json_atomic, write_parquet_atomic
 from bench.errors import UserError
 from bench.json_documents import read_versioned_json
 from bench.loader import parse_config
@@ -113,7 +113,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     del records
     tables.update(_training(run_dir, manifest, rngs[4], settings))
     out = run_dir / ANALYSIS_DIR
-    out.mkdir(exist_ok=True)
+    ensure_directory(out)
     for name, frame in tables.items():
         write_parquet_atomic(out / f"{name}.parquet", frame)
     meta = {

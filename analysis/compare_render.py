@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.compare import Comparison
-from bench.atomic_files import write_json_atomic, write_text_atomic
+from bench.atomic_files import ensure_directory, write_json_atomic, write_text_atomic
 from bench.json_documents import read_versioned_json
 from bench.manifest import utc_now
 
@@ -83,7 +83,7 @@ def ordered(tests: pd.DataFrame) -> pd.DataFrame:
 def write_outputs(comparison: Comparison, out_dir: str | Path) -> list[Path]:
     """Write ``compare.json`` and ``compare.md`` atomically into ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(out_dir)
     return [write_json_atomic(out_dir / JSON_FILE, to_json(comparison)),
             write_text_atomic(out_dir / MARKDOWN_FILE, format_markdown(comparison))]
 

@@ -26,7 +26,7 @@ from analysis.analyze import load_analysis
 from analysis.changepoints import Step, detect_steps
 from analysis.series import axis_columns
 from analysis.sides import seed_summary
-from bench.atomic_files import write_atomic
+from bench.atomic_files import ensure_directory, write_atomic
 from bench.errors import UserError
 from bench.hashing import short_hash
 from bench.manifest import read_manifest
@@ -73,7 +73,7 @@ def write_rows(rows: pd.DataFrame, *, root: str | Path = HISTORY_DIR) -> Path:
     if rows["run_id"].nunique() != 1:
         raise ValueError("history rows must come from exactly one run")
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_directory(root)
     path = root / f"run-{rows['run_id'].iloc[0]}.parquet"
     table = pa.Table.from_pandas(rows, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),

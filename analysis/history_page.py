@@ -19,7 +19,7 @@ from markupsafe import Markup
 from analysis.figures import METRIC_LABELS
 from analysis.history import Trend
 from analysis.plotstyle import to_svg
-from bench.atomic_files import write_text_atomic
+from bench.atomic_files import ensure_directory, write_text_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PANELS = 24  # beyond this the page is unreadable; narrow the selection instead
@@ -70,5 +70,5 @@ def render_history(items: list[Trend]) -> str:
 
 def write_history_page(path: str | Path, items: list[Trend]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_directory(path.parent)
     return write_text_atomic(path, render_history(items))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.analyze import analyze_run
 from analysis.report import headline_for, write_report
+from bench.atomic_files import copy_file_atomic, ensure_directory
 from bench.loader import config_with_overrides, load_config
 from bench.runner import default_run_dir, run_sweep
 
@@ -31,6 +31,6 @@ def bench_pipeline(*, config_path: str | Path = "default", root: Path = Path("re
     analysis = analyze_run(run_dir)
     report = write_report(run_dir, analysis=analysis)
     latest = root / "latest" / "index.html"
-    latest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(report, latest)
+    ensure_directory(latest.parent)
+    copy_file_atomic(report, latest)
     return BenchResult(run_dir, report, latest, headline_for(analysis).text)

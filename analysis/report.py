@@ -19,7 +19,7 @@ from analysis.headline import VARIANTS, Headline, fmt, headline_for, headline_so
 from analysis.html import csv_data_uri, render_page, sort_value
 from analysis.report_figures import build_figures
 from analysis.training_report import training_context
-from bench.atomic_files import write_text_atomic
+from bench.atomic_files import ensure_directory, write_text_atomic
 from bench.errors import UserError
 from bench.loader import parse_config
 from bench.manifest import read_manifest
@@ -158,5 +158,5 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None,
         except UserError:  # not analysed yet: do it now
             analysis = analyze_run(run_dir)
     path = Path(out) if out else run_dir / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_directory(path.parent)
     return write_text_atomic(path, render_report(analysis, manifest))

@@ -40,7 +40,7 @@ from analysis.analyze import load_analysis
 from analysis.headline import fmt_ci, fmt_p
 from analysis.html import csv_data_uri, render_page, sort_value
 from analysis.report import headline_for, write_report
-from bench.atomic_files import write_atomic, write_text_atomic
+from bench.atomic_files import ensure_directory, write_atomic, write_text_atomic
 from bench.errors import UserError
 from bench.manifest import MANIFEST_FILE, read_manifest
 
@@ -349,13 +349,24 @@ def _check_replaceable(out: Path, reports: Path) -> None:
                         "remove it or choose another directory")
 
 
+def _building_directory(out: Path) -> Path:
+    """A fresh hidden directory beside ``out`` to build the site in, readable by a web
+    server's user (mkdtemp's 0700 would hide it)."""
+    try:
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    except OSError as err:
+        raise UserError(f"{out.parent}: cannot write the site here ({err.strerror or err}); "
+                        "choose a writable --out") from None
+    building.chmod(0o755)
+    return building
+
+
 def publish(*, reports: str | Path = "reports", out: str | Path = "site") -> PublishResult:
     """Build the site for ``reports`` and put it at ``out``, replacing an earlier site."""
     reports, out = Path(reports), Path(out)
     _check_replaceable(out, reports)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    building.chmod(0o755)  # mkdtemp's 0700 would hide the site from a web server's user
+    ensure_directory(out.parent)
+    building = _building_directory(out)
     try:
         result = build_site(reports, building)
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -8,8 +8,10 @@ ignore and the next write replaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,32 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise UserError(f"{path}: cannot write ({err.strerror or err}); check free space "
                         "and permissions of the output directory") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
     return path
+
+
+def _remove_quietly(tmp: Path) -> None:
+    # On a read-only or vanished directory the cleanup fails too; raising here would hide
+    # the one-line error above behind a traceback.
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_directory(path: str | Path) -> Path:
+    """``mkdir -p path``, or a one-line :class:`UserError` naming it when that is impossible
+    (read-only file system, no permission, a file in the way)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create this directory ({err.strerror or err}); "
+                        "choose a writable output location") from None
+    return path
+
+
+def copy_file_atomic(source: str | Path, target: str | Path) -> Path:
+    """Copy ``source`` to ``target`` so that readers never see a partial copy."""
+    return write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

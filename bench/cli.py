@@ -1,13 +1,14 @@
 """``gradprobe``: measure gradient flow through deep networks, with statistics.
 
 The verbs live in :mod:`bench.commands`, one module each. Bad input raises
-:class:`bench.errors.UserError`, printed here as one line with exit code 2; anything else is
-a bug and keeps its traceback.
+:class:`bench.errors.UserError`, printed here as one line with exit code 2, and so is an
+output location that cannot be written; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -15,6 +16,10 @@ from bench.commands import COMMANDS
 from bench.errors import EXIT_USAGE, UserError
 
 INTERRUPTED = 130
+# Write failures that are the environment's, not a bug: read-only file system, no
+# permission, a file where a directory should be, no space or quota left.
+UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR,
+              errno.ENOSPC, errno.EDQUOT}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        if err.errno not in UNWRITABLE:
+            raise
+        # The commands turn the writes they expect to fail into UserErrors; this catches the
+        # rest (a lock file, a temporary directory) so the user still gets one line.
+        print(f"error: {err.filename or ''}: cannot write ({err.strerror}); choose a writable "
+              "output location or free some space", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
