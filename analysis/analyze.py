@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
         "devices": device_agreement(records),
         "cost": cost_table(manifest),
     }
+    done = completeness(manifest, records)
     del records
     tables.update(_training(run_dir, manifest, rngs[4], settings))
     out = run_dir / ANALYSIS_DIR
@@ -121,12 +123,44 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
         "created_at": utc_now(),
         "settings": asdict(settings),
         "run": {"config_sha256": manifest["config"]["sha256"],
-                "cells": len(manifest["cells"]), "seeds": len(series.seeds)},
+                "cells": len(manifest["cells"]), "seeds": len(series.seeds),
+                **done},
         "rows": {name: len(frame) for name, frame in tables.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(out / "analysis.json", meta)
     return Analysis(run_dir, meta=meta, **tables)
+
+
+def completeness(manifest: dict, records: pd.DataFrame) -> dict[str, Any]:
+    """How much of the planned sweep has records: ``status`` (the manifest's: ``complete``,
+    ``running`` or ``interrupted``), ``cells_found``, ``complete`` (every planned cell has
+    records and the run finished). An incomplete run is analysed, and says so everywhere."""
+    planned = {c["cell_id"] for c in manifest["cells"]}
+    found = len(planned & set(records["cell_id"].unique()))
+    status = manifest.get("status", "unknown")
+    return {"status": status, "cells_found": found,
+            "complete": status == "complete" and found == len(planned)}
+
+
+def incomplete_note(run_dir: Path, meta: dict) -> str | None:
+    """One line for users when the analysed run is incomplete, else None."""
+    run = meta.get("run", {})
+    if run.get("complete", True):
+        return None
+    return (f"{run_dir}: incomplete run: {run['cells_found']} of {run['cells']} cells have "
+            f"records (status {run['status']}); the statistics cover those only. Finish it "
+            f"with `gradprobe run <its config> --out {run_dir}`")
+
+
+def is_stale(run_dir: Path, meta: dict, manifest: dict) -> bool:
+    """Whether the run changed since ``meta`` was written (it was resumed, or finished):
+    its status, or its number of record files, differs from what the analysis saw."""
+    seen = meta.get("run", {})
+    if "cells_found" not in seen:  # analysed before completeness was recorded
+        return False
+    files = len(list((run_dir / "records").glob("cell-*.parquet")))
+    return seen["status"] != manifest.get("status") or seen["cells_found"] != files
 
 
 def _training(run_dir: Path, manifest: dict, rng: np.random.Generator,

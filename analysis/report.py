@@ -13,7 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from analysis.analyze import Analysis, analyze_run, load_analysis
+from analysis.analyze import (
+    Analysis,
+    analyze_run,
+    incomplete_note,
+    is_stale,
+    load_analysis,
+)
 from analysis.findings import findings
 from analysis.headline import VARIANTS, Headline, fmt, headline_for, headline_sort_values
 from analysis.html import csv_data_uri, render_page, sort_value
@@ -74,7 +80,8 @@ def render_report(analysis: Analysis, manifest: dict) -> str:
                   "csv_name": download_name(analysis.run_dir, f.key)} for f in figures],
         manifest_json=json.dumps({k: v for k, v in manifest.items() if k != "cells"},
                                  indent=2),
-        n_cells=len(manifest["cells"]),
+        n_cells=analysis.meta["run"].get("cells_found", len(manifest["cells"])),
+        incomplete=incomplete_note(analysis.run_dir, analysis.meta),
         axes=manifest.get("sweep_axes", []),
         **devices_context(analysis, manifest),
         **theory_context(analysis, headline.metric),
@@ -156,6 +163,8 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None,
         try:
             analysis = load_analysis(run_dir)
         except UserError:  # not analysed yet: do it now
+            analysis = analyze_run(run_dir)
+        if is_stale(run_dir, analysis.meta, manifest):  # resumed or finished since
             analysis = analyze_run(run_dir)
     path = Path(out) if out else run_dir / "index.html"
     ensure_directory(path.parent)

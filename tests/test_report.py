@@ -129,3 +129,38 @@ def test_training_without_plain_residual_pairs_still_reports_steps(tmp_path):
     assert analysis.train_tests.empty and len(analysis.train_reach) == 4
     html = write_report(tmp_path / "run", analysis=analysis).read_text(encoding="utf-8")
     assert 'id="training-reach"' in html and 'id="training-final"' not in html
+
+
+def test_incomplete_run_is_analysed_with_a_warning_and_a_banner(smoke_run, tmp_path, capsys):
+    """Bug: analyze and report took a killed run (status "running", cells missing) without a
+    word, and the report header claimed every planned configuration."""
+    import json
+    import shutil
+
+    from bench.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis", "index.html"))
+    manifest_path = run / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    planned = len(manifest["cells"])
+    kept = tmp_path / "kept.parquet"
+    victim = sorted((run / "records").glob("cell-*.parquet"))[0]
+    shutil.move(victim, kept)
+    manifest_path.write_text(json.dumps({**manifest, "status": "interrupted"}))
+
+    assert main(["analyze", str(run), "--resamples", "199"]) == 0
+    err = capsys.readouterr().err
+    assert f"incomplete run: {planned - 1} of {planned} cells have records" in err
+    assert main(["report", str(run)]) == 0
+    html = (run / "index.html").read_text(encoding="utf-8")
+    assert "Incomplete run." in html and f"{planned - 1} configurations" in html
+    assert "incomplete run" in capsys.readouterr().err
+
+    # resumed and finished: the report notices the stale analysis and redoes it
+    shutil.move(kept, victim)
+    manifest_path.write_text(json.dumps(manifest))
+    assert main(["report", str(run)]) == 0
+    html = (run / "index.html").read_text(encoding="utf-8")
+    assert "Incomplete run." not in html and f"{planned} configurations" in html
+    assert "incomplete" not in capsys.readouterr().err

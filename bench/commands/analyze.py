@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.errors import EXIT_OK
@@ -20,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from analysis.analyze import AnalysisSettings, analyze_run
+    from analysis.analyze import AnalysisSettings, analyze_run, incomplete_note
     from analysis.headline import headline_for
     from bench.jsonout import to_json
 
@@ -28,6 +29,9 @@ def command(args: argparse.Namespace) -> int:
     if args.resamples is not None:
         options["n_resamples"] = args.resamples
     analysis = analyze_run(args.run_dir, settings=AnalysisSettings(**options))
+    note = incomplete_note(args.run_dir, analysis.meta)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     headline = headline_for(analysis)
     out = Path(args.run_dir) / "analysis"
     if args.json:

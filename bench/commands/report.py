@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.errors import EXIT_OK
@@ -16,10 +17,14 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from analysis.analyze import load_analysis
+    from analysis.analyze import incomplete_note, load_analysis
     from analysis.headline import headline_for
     from analysis.report import write_report
 
     path = write_report(args.run_dir, out=args.output)  # analyses the run first if needed
-    print(f"{headline_for(load_analysis(args.run_dir)).text}\n\nreport -> {path}")
+    analysis = load_analysis(args.run_dir)
+    note = incomplete_note(args.run_dir, analysis.meta)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"{headline_for(analysis).text}\n\nreport -> {path}")
     return EXIT_OK
