@@ -226,7 +226,22 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("name", "must be a non-empty string", self.name)
-        self.cells()  # every combination must be valid before anything runs
+        cells = self.cells()  # every combination must be valid before anything runs
+        self._check_headline(cells)
+
+    def _check_headline(self, cells: list[Cell]) -> None:
+        """``[report] headline`` must pick a cell of this sweep, or the report could only
+        fail after the whole sweep has run."""
+        wanted = dict(self.report.headline or ())
+        if not wanted or any(all(c.axes().get(k) == v for k, v in wanted.items())
+                             for c in cells):
+            return
+        # The sweep is a Cartesian product: some value of some key is missing from it.
+        for key, value in wanted.items():
+            values = sorted({c.axes().get(key) for c in cells}, key=repr)
+            if value not in values:
+                raise ConfigError(f"report.headline.{key}", "is not a cell of this sweep; "
+                                  f"pick one of {', '.join(map(toml_repr, values))}", value)
 
     def cells(self) -> list[Cell]:
         """Expand the sweep: the Cartesian product of the axes, then dtypes, then devices.

@@ -173,3 +173,23 @@ def test_readme_configuration_block_is_a_valid_config():
     config = parse_config(block)
     assert config.train is not None and config.compare.prefer
     assert {"residual_form", "norm", "init_rng", "factory"} <= set(block.split())
+
+
+def test_headline_cell_outside_the_sweep_fails_before_running(tmp_path):
+    """Bug: a [report] headline naming no cell of the sweep was only caught by analyze,
+    after the whole sweep had run, and the run could never get a report."""
+    text = """name = "hl"
+[model]
+depth = 3
+[sweep]
+seeds = 2
+width = [4, 8]
+[report]
+headline = { depth = DEPTH, width = 8 }
+"""
+    path = write_config(tmp_path, text.replace("DEPTH", "99"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (f"{path}: [report.headline] depth = 99: is not a cell of "
+                                 "this sweep; pick one of 3")
+    assert load_config(write_config(tmp_path, text.replace("DEPTH", "3"), "ok.toml"))
