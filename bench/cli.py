@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from bench.commands import COMMANDS
-from bench.errors import EXIT_USAGE, UserError
+from bench.errors import EXIT_USAGE, UserError, one_line
 
 INTERRUPTED = 130
 # Write failures that are the environment's, not a bug: read-only file system, no
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:
         if err.errno not in UNWRITABLE:

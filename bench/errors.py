@@ -53,3 +53,11 @@ def toml_repr(value: object) -> str:
         shown = ", ".join(toml_repr(v) for v in value[:6])
         return f"[{shown}{', ...' if len(value) > 6 else ''}]"
     return repr(value)
+
+
+def one_line(text: str) -> str:
+    """``text`` as a single printable line: runs of whitespace become one space and other
+    control characters their escape (library messages, such as a Parquet decoder's, can
+    carry raw bytes and line breaks)."""
+    flat = " ".join(text.split())
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)
