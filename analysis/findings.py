@@ -58,13 +58,15 @@ def _left_out(effect: pd.Series) -> str:
     if not excluded:
         return ""
     one_side = int(effect.get("n_one_side_zero", 0))
+    ranked = (f"; {one_side} of them have exactly one side zero, which the signed-rank test "
+              "counts as the most extreme pairs") if one_side else ""
     return (f"; the ratio uses {int(effect['n_pairs'])} seed pairs and leaves out {excluded} "
-            f"with a zero or non-finite side ({one_side} with exactly one side zero, which "
-            "the signed-rank test counts as the most extreme pairs)")
+            f"with a zero or non-finite side{ranked}")
 
 
 def early_layers(analysis: Analysis, selection: dict, metric: str) -> list[str]:
-    """Do gradients vanish "especially in early layers"? First vs output layer per seed."""
+    """Do gradients vanish "especially in early layers"? The first layer against the output
+    layer per seed (a paired test), then where the smallest geometric mean lies."""
     contrasts = select(analysis.contrasts, selection)
     contrasts = contrasts[contrasts["metric"] == metric]
     out = []
@@ -76,8 +78,29 @@ def early_layers(analysis: Analysis, selection: dict, metric: str) -> list[str]:
             if row["significant"] else "not significantly different from"
         out.append(f"{variant.capitalize()}, the first layer's {metric} is "
                    f"{fmt_ci(row['ratio'], row['ci_low'], row['ci_high'])} times the output "
-                   f"layer's ({_verdict(row)}): early layers are {relation} the last one.")
+                   f"layer's ({_verdict(row)}): the first layer's gradient is {relation} the "
+                   f"output layer's.{_smallest_layer(analysis, selection, metric, row)}")
     return out
+
+
+def _smallest_layer(analysis: Analysis, selection: dict, metric: str, row: pd.Series) -> str:
+    """Where, among all layers of the cell, the geometric mean is smallest: the test above
+    compares two layers only, and "especially in early layers" is about all of them."""
+    rows = select(analysis.summary, {**selection, "residual": row.get("residual", False)})
+    rows = rows[(rows["metric"] == metric) & (rows["kind"] == "weight")
+                & np.isfinite(rows["geo_mean"])].sort_values("layer")
+    if len(rows) < 3:
+        return ""
+    low = rows.loc[rows["geo_mean"].idxmin()]
+    first = rows.iloc[0]
+    if low["layer"] == first["layer"]:
+        return " The first layer also has the smallest geometric mean of all layers."
+    overlap = low["ci_high"] >= first["ci_low"]
+    return (f" The smallest geometric mean is layer {int(low['layer'])}'s, "
+            f"{fmt_ci(low['geo_mean'], low['ci_low'], low['ci_high'])}, against the first "
+            f"layer's {fmt_ci(first['geo_mean'], first['ci_low'], first['ci_high'])}"
+            f"{' (the intervals overlap)' if overlap else ''}: gradients do not shrink "
+            "towards the input layer by layer.")
 
 
 def depth_slopes(analysis: Analysis, selection: dict, metric: str) -> list[str]:

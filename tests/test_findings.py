@@ -1,0 +1,62 @@
+"""Findings sentences: the numbers they quote, and claims only the data supports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.analyze import Analysis
+from analysis.findings import early_layers, headline_effect
+
+
+def summary_rows(geo: list[float], residual: bool = False) -> list[dict]:
+    return [{"depth": 5, "width": 10, "residual": residual, "metric": "grad_mean_abs",
+             "kind": "weight", "layer": i, "param": f"layers.{i}.weight", "geo_mean": g,
+             "ci_low": g / 2, "ci_high": g * 2, "n_used": 10} for i, g in enumerate(geo)]
+
+
+def analysis_with(summary: list[dict], contrasts: list[dict], effects=()) -> Analysis:
+    empty = pd.DataFrame()
+    return Analysis(Path("."), pd.DataFrame(summary), pd.DataFrame(list(effects)), empty,
+                    pd.DataFrame(contrasts), {})
+
+
+CONTRAST = {"depth": 5, "width": 10, "residual": False, "metric": "grad_mean_abs",
+            "ratio": 0.25, "ci_low": 0.2, "ci_high": 0.3, "p_adjusted": 1e-5,
+            "significant": True}
+SELECTION = {"depth": 5, "width": 10}
+
+
+def test_first_vs_output_sentence_names_exactly_what_was_tested():
+    """Bug: the sentence said "early layers are smaller than the last one" from a test of the
+    first against the output layer only, while a middle layer had the smallest gradient."""
+    analysis = analysis_with(summary_rows([6e-6, 4e-6, 5e-6, 5e-6, 2.4e-5]), [CONTRAST])
+    (sentence,) = early_layers(analysis, SELECTION, "grad_mean_abs")
+    assert "the first layer's gradient is smaller than the output layer's" in sentence
+    assert "early layers are" not in sentence
+    assert "The smallest geometric mean is layer 1's, 4.00e-06 [2.00e-06, 8.00e-06]" in sentence
+    assert "(the intervals overlap)" in sentence
+
+
+def test_first_layer_smallest_and_not_significant():
+    rows = summary_rows([1e-6, 4e-6, 5e-6])
+    contrast = {**CONTRAST, "ratio": 0.9, "ci_low": 0.5, "ci_high": 1.5, "p_adjusted": 0.4,
+                "significant": False}
+    (sentence,) = early_layers(analysis_with(rows, [contrast]), SELECTION, "grad_mean_abs")
+    assert "not significant, adjusted p = 0.4" in sentence
+    assert "not significantly different from the output layer's" in sentence
+    assert sentence.endswith("The first layer also has the smallest geometric mean of all "
+                             "layers.")
+
+
+def test_headline_sentence_says_how_many_pairs_the_ratio_left_out():
+    rows = summary_rows([6e-6, 5e-6]) + summary_rows([0.04, 0.05], residual=True)
+    effect = {"depth": 5, "width": 10, "metric": "grad_mean_abs", "layer": 0, "kind": "weight",
+              "ratio": 6000.0, "ci_low": 3000.0, "ci_high": 11000.0, "p_adjusted": 1e-6,
+              "significant": True, "n_pairs": 7, "n_excluded": 3, "n_one_side_zero": 2}
+    (sentence,) = headline_effect(analysis_with(rows, [], [effect]), SELECTION,
+                                  "grad_mean_abs")
+    assert sentence.endswith("the ratio uses 7 seed pairs and leaves out 3 with a zero or "
+                             "non-finite side; 2 of them have exactly one side zero, which "
+                             "the signed-rank test counts as the most extreme pairs.")
