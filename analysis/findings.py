@@ -40,16 +40,20 @@ def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[st
     effect = effect[(effect["metric"] == metric) & (effect["layer"] == 0)
                     & (effect["kind"] == "weight")].iloc[0]
     plain, res = (rows[rows["residual"] == flag].iloc[0] for flag in (False, True))
-    direction = "larger" if effect["ratio"] > 1 else "smaller"
     blog = all(selection.get(k) == v for k, v in BLOG_CELL.items())
     name = "the blog's configuration" if blog else "the headline configuration"
+    if np.isfinite(effect["ratio"]):
+        direction = "larger" if effect["ratio"] > 1 else "smaller"
+        ratio = (f"{fmt_ci(effect['ratio'], effect['ci_low'], effect['ci_high'])} times "
+                 f"{direction} ({_verdict(effect)})")
+    else:
+        ratio = "no seed pair has a finite ratio to summarise"
     return [f"In {name} ({_where(selection)}), the first layer's "
             f"{metric} is {fmt_ci(plain['geo_mean'], plain['ci_low'], plain['ci_high'])} "
             f"without skip connections and "
             f"{fmt_ci(res['geo_mean'], res['ci_low'], res['ci_high'])} with them "
             f"(geometric means over {int(plain['n_used'])} and {int(res['n_used'])} seeds): "
-            f"{fmt_ci(effect['ratio'], effect['ci_low'], effect['ci_high'])} times {direction} "
-            f"({_verdict(effect)}){_left_out(effect)}."]
+            f"{ratio}{_left_out(effect)}."]
 
 
 def _left_out(effect: pd.Series) -> str:

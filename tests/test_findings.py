@@ -60,3 +60,16 @@ def test_headline_sentence_says_how_many_pairs_the_ratio_left_out():
     assert sentence.endswith("the ratio uses 7 seed pairs and leaves out 3 with a zero or "
                              "non-finite side; 2 of them have exactly one side zero, which "
                              "the signed-rank test counts as the most extreme pairs.")
+
+
+def test_headline_sentence_without_any_finite_pair():
+    """Bug: a run whose every seed was non-finite read "n/a times smaller"."""
+    rows = summary_rows([float("nan")]) + summary_rows([float("nan")], residual=True)
+    nan = float("nan")
+    effect = {"depth": 5, "width": 10, "metric": "grad_mean_abs", "layer": 0, "kind": "weight",
+              "ratio": nan, "ci_low": nan, "ci_high": nan, "p_adjusted": nan,
+              "significant": False, "n_pairs": 0, "n_excluded": 10, "n_one_side_zero": 0}
+    (sentence,) = headline_effect(analysis_with(rows, [], [effect]), SELECTION,
+                                  "grad_mean_abs")
+    assert "n/a times" not in sentence
+    assert "no seed pair has a finite ratio to summarise; the ratio uses 0 seed pairs" in sentence
