@@ -137,3 +137,12 @@ def test_nonfinite_gradients_are_counted_and_reported(tmp_path):
     assert (grads["n_used"] + grads["n_zero"] + grads["n_nonfinite"] == grads["n_seeds"]).all()
     html = write_report(out, analysis=analysis).read_text()
     assert "non-finite" in html and "excluded from the log-scale statistics" in html
+
+
+def test_max_memory_below_one_mib_is_refused(tmp_path):
+    """Bug: --max-memory 0 was accepted though [sweep] max_memory must be >= 1 MiB."""
+    for size in ("0", "1000"):
+        out = tmp_path / f"out-{size}"
+        assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--max-memory", size),
+                              "--max-memory", "must be >= 1048576")
+        assert not out.exists()
