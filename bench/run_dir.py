@@ -17,7 +17,7 @@ from bench.atomic_files import write_text_atomic
 from bench.errors import UserError
 from bench.hashing import short_hash
 from bench.manifest import MANIFEST_FILE, read_manifest
-from bench.records import RECORDS_DIR, cell_path, file_schema_version, read_timing
+from bench.records import RECORDS_DIR, cell_path, read_timing, readable_schema_version
 from bench.sweep import Cell, ExperimentConfig
 from bench.train_records import TRAIN_DIR
 
@@ -79,11 +79,12 @@ def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
     """Cells whose records file is already in place.
 
     Files are written atomically, so one that exists is complete, unless something outside
-    gradprobe damaged it: each footer is checked, and a damaged file is a one-line error
-    naming it (never silently counted as done, never silently deleted)."""
+    gradprobe damaged it, or a newer gradprobe wrote it: each is checked as ``analyze``
+    checks it, and one it would refuse is a one-line error naming it (never silently
+    counted as done, never silently deleted)."""
     done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
     for cell in done:
-        file_schema_version(cell_path(run_dir, cell.cell_id))
+        readable_schema_version(cell_path(run_dir, cell.cell_id))
     return done
 
 

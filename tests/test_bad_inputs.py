@@ -146,3 +146,17 @@ def test_max_memory_below_one_mib_is_refused(tmp_path):
         assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--max-memory", size),
                               "--max-memory", "must be >= 1048576")
         assert not out.exists()
+
+
+def test_newer_schema_records_file_on_resume(run_copy):
+    """Bug: resume counted a records file of a newer schema version as a finished cell,
+    though analyze refuses it."""
+    import pyarrow.parquet as pq
+
+    victim = record_files(run_copy)[0]
+    table = pq.read_table(victim)
+    meta = {**table.schema.metadata, b"gradprobe.schema_version": b"99"}
+    pq.write_table(table.replace_schema_metadata(meta), victim)
+    for args in (["analyze", run_copy], ["run", SMOKE, "--out", run_copy, "--no-progress"]):
+        assert_one_line_error(gradprobe(*args), victim.name,
+                              "records schema version 99 is newer")
