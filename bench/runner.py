@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench.atomic_files import write_json_atomic
+from bench.atomic_files import write_json_atomic, write_text_atomic
 from bench.devices import device_available
 from bench.engine import DEFAULT_MAX_MEMORY, measure_group
 from bench.errors import ConfigError
@@ -27,8 +27,9 @@ from bench.generic import measure_factory
 from bench.initialization import mlp_param_specs
 from bench.manifest import MANIFEST_FILE, new_manifest, utc_now
 from bench.progress import SweepProgress
-from bench.records import RECORDS_DIR, cell_path, cell_table, write_cell
+from bench.records import cell_path, cell_table, write_cell
 from bench.run_dir import (
+    RECORD_FOLDERS,
     claim_run_dir,
     collect_timings,
     create_run_dir,
@@ -38,7 +39,7 @@ from bench.run_dir import (
 )
 from bench.run_lock import remove_stale_temporaries, run_lock
 from bench.sweep import Cell, ExperimentConfig
-from bench.train_records import TRAIN_DIR, write_training
+from bench.train_records import write_training
 from bench.training import train_cell
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
@@ -191,12 +192,15 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     run_dir = Path(out) if out is not None else default_run_dir(config)
     create_run_dir(run_dir)
     with run_lock(run_dir):
-        claim_run_dir(run_dir, config, cells, force)
-        for folder in (RECORDS_DIR, f"{TRAIN_DIR}/loss", f"{TRAIN_DIR}/grads"):
+        claim_run_dir(run_dir, cells, force)
+        for folder in RECORD_FOLDERS:
             remove_stale_temporaries(run_dir / folder)
         apply_numerics(config)
         manifest = _start_manifest(config, cells, skipped, overrides, budget, executor)
         write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+        # After the manifest: until it exists, the directory must hold nothing but the lock
+        # and an empty records/ (see bench.run_dir.check_is_run_dir).
+        write_text_atomic(run_dir / "config.toml", config.text)
         done = finished_cells(run_dir, cells)
         if on_start:
             on_start(run_dir, len(cells), len(done))

@@ -160,3 +160,29 @@ def test_newer_schema_records_file_on_resume(run_copy):
     for args in (["analyze", run_copy], ["run", SMOKE, "--out", run_copy, "--no-progress"]):
         assert_one_line_error(gradprobe(*args), victim.name,
                               "records schema version 99 is newer")
+
+
+def test_foreign_directory_is_refused_even_with_force(tmp_path):
+    """Bug: a non-empty --out without manifest.json was accepted, and --force then deleted
+    the user's files in it."""
+    out = tmp_path / "D"
+    (out / "records").mkdir(parents=True)
+    (out / "records" / "mydata.txt").write_text("keep")
+    for extra in ([], ["--force"]):
+        assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--no-progress", *extra),
+                              "records/mydata.txt", "not a gradprobe run directory")
+    assert (out / "records" / "mydata.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.rglob("*")) == ["mydata.txt", "records"]
+
+
+def test_force_removes_only_gradprobe_files(run_copy):
+    """Bug: --force removed records/ and train/ whole, with any file a user kept there."""
+    mine = [run_copy / "records" / "notes.txt", run_copy / "records" / ".hidden.tmp",
+            run_copy / "train" / "loss" / "mine.csv"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("keep")
+    other = parse_config('name = "other"\n[model]\ndepth = 2\nwidth = 3\n[sweep]\nseeds = 2\n')
+    assert run_sweep(other, out=run_copy, progress=False, force=True).cells_run == 1
+    assert all(path.read_text() == "keep" for path in mine)
+    assert len(record_files(run_copy)) == 1
