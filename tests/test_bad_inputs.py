@@ -186,3 +186,37 @@ def test_force_removes_only_gradprobe_files(run_copy):
     assert run_sweep(other, out=run_copy, progress=False, force=True).cells_run == 1
     assert all(path.read_text() == "keep" for path in mine)
     assert len(record_files(run_copy)) == 1
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--executor", "dask", "--workers", "-1"], "--workers -1: must be >= 1"),
+    (["--executor", "processes", "--workers", "-1"], "--workers -1: must be >= 1"),
+    (["--executor", "processes", "--workers", "0"], "--workers 0: must be >= 1"),
+    (["--scheduler", "tcp://127.0.0.1:8786"], "only used with --executor dask"),
+    (["--executor", "processes", "--scheduler", "tcp://127.0.0.1:8786"], "--executor dask"),
+    (["--workers", "2"], "only used with --executor processes or dask"),
+])
+def test_bad_workers_or_scheduler_is_one_line(tmp_path, args, fragment):
+    """Bug: --workers -1 hung (dask) or crashed with a traceback (processes), --workers 0 was
+    silently the default, and --scheduler without --executor dask was silently ignored."""
+    out = tmp_path / "out"
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--no-progress", *args),
+                          fragment)
+    assert not out.exists()
+
+
+def test_unreachable_scheduler_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    """Bug: an unreachable Dask scheduler left a half-made run directory (config.toml, an
+    "interrupted" manifest, empty records/)."""
+    pytest.importorskip("dask.distributed")
+    from bench import executors
+    from bench.cli import main
+
+    monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", "1s")
+    out = tmp_path / "out"
+    code = main(["run", str(SMOKE), "--out", str(out), "--no-progress", "--executor", "dask",
+                 "--scheduler", "tcp://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect to the Dask scheduler" in err
+    assert not out.exists()
