@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ EXECUTORS = ("local", "processes", "dask")
 # A scheduler that answers at all answers within a second or two; waiting longer only delays
 # the error for a wrong address.
 DASK_CONNECT_TIMEOUT = "10s"
+PARENT_POLL_SECONDS = 0.5
 Timings = dict[str, dict[str, float]]
 OnDone = Callable[[list[Cell]], None]  # called with a finished task's cells
 RunAll = Callable[[list[dict[str, Any]], list[list[Cell]], OnDone], Timings]
@@ -118,12 +121,27 @@ def _collect(futures: Iterable, by_future: dict, on_done: OnDone, result) -> Tim
     return timings
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker when the driver dies.
+
+    A driver killed by SIGKILL cannot shut its pool down, and idle workers would wait for
+    tasks forever. An orphan is re-parented, so a changed ``getppid()`` means the driver is
+    gone (polling works on every POSIX system, unlike Linux's PR_SET_PDEATHSIG)."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)  # no cleanup: the driver that would collect anything is gone
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 @contextlib.contextmanager
 def _process_pool(workers: int) -> Iterator[RunAll]:
     # "spawn": forking a process that already runs OpenMP threads can deadlock.
     context = multiprocessing.get_context("spawn")
     threads = _threads_per_worker(workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         def run_all(payloads, groups, on_done: OnDone) -> Timings:
             by_future = {pool.submit(run_task, p, threads): g
                          for p, g in zip(payloads, groups, strict=True)}
