@@ -172,6 +172,11 @@ def readable_schema_version(path: Path) -> int:
     return version
 
 
+def file_rows(path: Path) -> int:
+    """Rows of one records file, from its footer (older files have no timing metadata)."""
+    return pq.read_metadata(path).num_rows
+
+
 def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     """Read one cell file, checking its schema version."""
     version = readable_schema_version(path)

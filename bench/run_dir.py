@@ -19,6 +19,7 @@ from bench.manifest import MANIFEST_FILE, read_manifest
 from bench.records import (
     RECORDS_DIR,
     cell_path,
+    file_rows,
     read_timing,
     readable_schema_version,
 )
@@ -120,6 +121,12 @@ def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
     for cell in done:
         readable_schema_version(cell_path(run_dir, cell.cell_id))
     return done
+
+
+def count_rows(run_dir: Path, cells: list[Cell]) -> int:
+    """Rows of the records of ``cells`` that are in ``run_dir``."""
+    paths = [cell_path(run_dir, c.cell_id) for c in cells]
+    return sum(file_rows(p) for p in paths if p.exists())
 
 
 def collect_timings(run_dir: Path, cells: list[Cell]) -> dict[str, dict[str, float]]:

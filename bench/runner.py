@@ -32,6 +32,7 @@ from bench.run_dir import (
     RECORD_FOLDERS,
     claim_run_dir,
     collect_timings,
+    count_rows,
     create_run_dir,
     default_run_dir,
     finished_cells,
@@ -51,7 +52,8 @@ class RunResult:
     run_dir: Path
     cells_run: int
     cells_skipped: int
-    rows: int
+    rows: int  # in the run directory once done, resumed cells included
+    rows_new: int  # written by this invocation
     seconds: float
 
 
@@ -202,9 +204,9 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
                 on_start(run_dir, len(cells), len(done))
             seconds = _run_and_record(cells, done, run_dir, manifest, budget, progress,
                                       started)
-    rows = sum(t["rows"] for c, t in manifest["timings"].items() if c not in
-               {d.cell_id for d in done})
-    return RunResult(run_dir, len(cells) - len(done), len(done), rows, seconds)
+    rows = count_rows(run_dir, cells)
+    return RunResult(run_dir, len(cells) - len(done), len(done), rows,
+                     rows - count_rows(run_dir, done), seconds)
 
 
 def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget,

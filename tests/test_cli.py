@@ -98,6 +98,20 @@ def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
     assert all(r["plain_low"] <= r["plain"] <= r["plain_high"] for r in headline["rows"])
 
 
+def test_json_rows_of_a_resumed_run(tmp_path, capsys):
+    """Bug: `run --json` on a fully resumed run reported "rows": 0, not the rows the run
+    directory holds."""
+    from bench.cli import main
+
+    run_dir = tmp_path / "run"
+    for _ in range(2):
+        capsys.readouterr()
+        assert main(["run", str(SMOKE), "--out", str(run_dir), "--json", "--no-progress"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["cells_run"] == 0 and resumed["cells_skipped"] == 12
+    assert resumed["rows"] == 16 * 36 and resumed["rows_new"] == 0
+
+
 def test_analyze_report_and_bench_print_the_same_headline_table(tmp_path, capsys):
     from analysis.analyze import load_analysis
     from analysis.headline import headline_for

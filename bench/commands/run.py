@@ -76,9 +76,9 @@ def command(args: argparse.Namespace) -> int:
         print(to_json({"run_dir": result.run_dir, "config": config.name,
                        "cells": len(config.cells()), "cells_run": result.cells_run,
                        "cells_skipped": result.cells_skipped, "rows": result.rows,
-                       "seconds": result.seconds,
+                       "rows_new": result.rows_new, "seconds": result.seconds,
                        "manifest": Path(result.run_dir) / "manifest.json"}))
         return EXIT_OK
-    print(f"{result.rows} records from {result.cells_run} cells "
+    print(f"{result.rows_new} records from {result.cells_run} cells "
           f"({result.cells_skipped} already done) in {result.seconds:.2f} s -> {result.run_dir}")
     return EXIT_OK
