@@ -88,7 +88,7 @@ def test_corrupt_records_file_on_resume(run_copy):
 def test_empty_run_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     for command in ("analyze", "report"):
-        assert_one_line_error(gradprobe(command, tmp_path / "empty"), "empty")
+        assert_one_line_error(gradprobe(command, tmp_path / "empty"), "empty: no manifest.json")
 
 
 def test_unwritable_output_directory(tmp_path):

@@ -74,7 +74,25 @@ def test_missing_run_directory_exits_2(tmp_path):
     for command in ("analyze", "report"):
         done = gradprobe(command, tmp_path / "nothing")
         assert done.returncode == 2
-        assert "nothing" in done.stderr and done.stderr.count("\n") == 1
+        assert done.stderr.count("\n") == 1
+        assert f"{tmp_path / 'nothing'}: no manifest.json; is this a gradprobe run directory?" \
+            in done.stderr
+
+
+def test_compare_missing_or_empty_directory_exits_2(tmp_path, smoke_run):
+    """Bug: docs/errors.md had no row (and no test) for compare on a missing or an empty
+    directory."""
+    (tmp_path / "empty").mkdir()
+    for base, run, message in [
+        (tmp_path / "nothing", smoke_run, f"BASE {tmp_path / 'nothing'}: no such run or "
+         "baseline directory"),
+        (smoke_run, tmp_path / "empty", f"{tmp_path / 'empty'}: no manifest.json; is this "
+         "a gradprobe run directory?"),
+    ]:
+        done = gradprobe("compare", base, run, "--out", tmp_path / "cmp")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert message in done.stderr
+        assert not (tmp_path / "cmp").exists()
 
 
 def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
