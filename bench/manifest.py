@@ -8,10 +8,14 @@
 * ``cells``: list of ``{"cell_id", "axes", "n_seeds"}`` in sweep order
 * ``sweep_axes``: the record columns that vary across cells
 * ``environment``: see :func:`environment`
-* ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``
+* ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``,
+  ``executor`` (its name, kept for older readers)
+* ``executor``: ``name`` (``local``, ``processes`` or ``dask``), ``workers`` (worker
+  processes used: ``--workers`` or one per core; null for ``local`` and for a remote Dask
+  scheduler, whose cluster decides) and ``scheduler`` (``--scheduler`` address, or null)
 * ``skipped``: ``{"device", "reason", "cells"}`` per absent device skipped by the config
 * ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
-  ``status`` (``running`` | ``complete``), ``wall_seconds``
+  ``status`` (``running`` | ``complete`` | ``interrupted``), ``wall_seconds``
 * ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
   ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
   ``train_seconds`` for trained cells

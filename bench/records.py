@@ -161,12 +161,25 @@ def file_schema_version(path: Path) -> int:
     return int(meta[META_VERSION])
 
 
-def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read one cell file, checking its schema version."""
+def readable_schema_version(path: Path) -> int:
+    """The schema version of one records file, or UserError if this code cannot read it
+    (damaged, not gradprobe's, or newer). Reading and resuming both call this, so a run
+    never counts as finished a cell that ``analyze`` would refuse."""
     version = file_schema_version(path)
     if version > SCHEMA_VERSION:
         raise UserError(f"{path}: records schema version {version} is newer than this "
                         f"gradprobe reads ({SCHEMA_VERSION}); upgrade gradprobe")
+    return version
+
+
+def file_rows(path: Path) -> int:
+    """Rows of one records file, from its footer (older files have no timing metadata)."""
+    return pq.read_metadata(path).num_rows
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read one cell file, checking its schema version."""
+    version = readable_schema_version(path)
     try:
         # A current file can be read column by column; an older one is migrated whole.
         table = pq.read_table(path, columns=columns if version == SCHEMA_VERSION else None)

@@ -40,10 +40,15 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+# The temporaries of cell files (bench.atomic_files names them .<name>.<pid>.tmp); other
+# hidden files are not gradprobe's, so they are left alone.
+CELL_TEMPORARIES = ".cell-*.parquet.*.tmp"
+
+
 def remove_stale_temporaries(records_dir: Path) -> int:
-    """Delete hidden ``.*.tmp`` files left by a killed writer; call only under the lock."""
+    """Delete temporary cell files left by a killed writer; call only under the lock."""
     removed = 0
-    for path in Path(records_dir).glob(".*.tmp"):
+    for path in Path(records_dir).glob(CELL_TEMPORARIES):
         path.unlink(missing_ok=True)
         removed += 1
     return removed

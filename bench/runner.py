@@ -18,19 +18,21 @@ from typing import Any
 
 import torch
 
-from bench.atomic_files import write_json_atomic
+from bench.atomic_files import write_json_atomic, write_text_atomic
 from bench.devices import device_available
 from bench.engine import DEFAULT_MAX_MEMORY, measure_group
 from bench.errors import ConfigError
-from bench.executors import run_tasks, task_payload
+from bench.executors import Executor, open_executor, task_payload
 from bench.generic import measure_factory
 from bench.initialization import mlp_param_specs
 from bench.manifest import MANIFEST_FILE, new_manifest, utc_now
 from bench.progress import SweepProgress
-from bench.records import RECORDS_DIR, cell_path, cell_table, write_cell
+from bench.records import cell_path, cell_table, write_cell
 from bench.run_dir import (
+    RECORD_FOLDERS,
     claim_run_dir,
     collect_timings,
+    count_rows,
     create_run_dir,
     default_run_dir,
     finished_cells,
@@ -38,7 +40,7 @@ from bench.run_dir import (
 )
 from bench.run_lock import remove_stale_temporaries, run_lock
 from bench.sweep import Cell, ExperimentConfig
-from bench.train_records import TRAIN_DIR, write_training
+from bench.train_records import write_training
 from bench.training import train_cell
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
@@ -50,7 +52,8 @@ class RunResult:
     run_dir: Path
     cells_run: int
     cells_skipped: int
-    rows: int
+    rows: int  # in the run directory once done, resumed cells included
+    rows_new: int  # written by this invocation
     seconds: float
 
 
@@ -162,12 +165,13 @@ def peak_memory(devices: list[str]) -> dict[str, Any]:
     return peak
 
 
-def _start_manifest(config, cells, skipped, overrides, budget, executor) -> dict[str, Any]:
+def _start_manifest(config, cells, skipped, overrides, budget,
+                    executor: Executor) -> dict[str, Any]:
     manifest = new_manifest(config, cells, overrides or {})
-    manifest.update(plan=plan_id(cells), skipped=skipped,
+    manifest.update(plan=plan_id(cells), skipped=skipped, executor=executor.manifest_entry(),
                     settings={"max_memory": budget, "tf32": config.sweep.tf32,
                               "on_missing_device": config.sweep.on_missing_device,
-                              "executor": executor})
+                              "executor": executor.name})
     return manifest
 
 
@@ -189,39 +193,58 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     cells, skipped = plan_cells(config)
     budget = max_memory or config.sweep.max_memory or DEFAULT_MAX_MEMORY
     run_dir = Path(out) if out is not None else default_run_dir(config)
-    create_run_dir(run_dir)
-    with run_lock(run_dir):
-        claim_run_dir(run_dir, config, cells, force)
-        for folder in (RECORDS_DIR, f"{TRAIN_DIR}/loss", f"{TRAIN_DIR}/grads"):
-            remove_stale_temporaries(run_dir / folder)
-        apply_numerics(config)
-        manifest = _start_manifest(config, cells, skipped, overrides, budget, executor)
-        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
-        done = finished_cells(run_dir, cells)
-        if on_start:
-            on_start(run_dir, len(cells), len(done))
-        started = time.perf_counter()
-        try:
-            _execute(cells, done, run_dir, manifest, budget, progress, executor, workers,
-                     scheduler)
-        except BaseException:
-            manifest.update(status="interrupted", finished_at=utc_now())
-            write_json_atomic(run_dir / MANIFEST_FILE, manifest)
-            raise
-        seconds = time.perf_counter() - started
-        devices = list(dict.fromkeys(c.device for c in cells))
-        timings = collect_timings(run_dir, cells)
-        manifest.update(finished_at=utc_now(), status="complete",
-                        wall_seconds=round(seconds, 3), timings=timings,
-                        batching={c: t["batching"] for c, t in timings.items() if "batching" in t},
-                        peak_memory=peak_memory(devices))
-        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
-    rows = sum(t["rows"] for c, t in manifest["timings"].items() if c not in
-               {d.cell_id for d in done})
-    return RunResult(run_dir, len(cells) - len(done), len(done), rows, seconds)
+    # The executor starts first: a scheduler that cannot be reached must not leave a
+    # half-made run directory behind.
+    with open_executor(executor, workers, scheduler) as started:
+        create_run_dir(run_dir)
+        with run_lock(run_dir):
+            manifest, done = _prepare(config, run_dir, cells, skipped, force=force,
+                                      overrides=overrides, budget=budget, executor=started)
+            if on_start:
+                on_start(run_dir, len(cells), len(done))
+            seconds = _run_and_record(cells, done, run_dir, manifest, budget, progress,
+                                      started)
+    rows = count_rows(run_dir, cells)
+    return RunResult(run_dir, len(cells) - len(done), len(done), rows,
+                     rows - count_rows(run_dir, done), seconds)
 
 
-def _execute(cells, done, run_dir, manifest, budget, progress, executor, workers, scheduler):
+def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget,
+             executor: Executor) -> tuple[dict[str, Any], list[Cell]]:
+    """Claim the directory (under the lock), write the manifest, find the finished cells."""
+    claim_run_dir(run_dir, cells, force)
+    for folder in RECORD_FOLDERS:
+        remove_stale_temporaries(run_dir / folder)
+    apply_numerics(config)
+    manifest = _start_manifest(config, cells, skipped, overrides, budget, executor)
+    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    # After the manifest: until it exists, the directory must hold nothing but the lock and
+    # an empty records/ (see bench.run_dir.check_is_run_dir).
+    write_text_atomic(run_dir / "config.toml", config.text)
+    return manifest, finished_cells(run_dir, cells)
+
+
+def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor) -> float:
+    """Run the missing cells; the manifest ends ``complete``, or ``interrupted`` on error."""
+    started = time.perf_counter()
+    try:
+        _execute(cells, done, run_dir, manifest, budget, progress, executor)
+    except BaseException:
+        manifest.update(status="interrupted", finished_at=utc_now())
+        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+        raise
+    seconds = time.perf_counter() - started
+    devices = list(dict.fromkeys(c.device for c in cells))
+    timings = collect_timings(run_dir, cells)
+    manifest.update(finished_at=utc_now(), status="complete",
+                    wall_seconds=round(seconds, 3), timings=timings,
+                    batching={c: t["batching"] for c, t in timings.items() if "batching" in t},
+                    peak_memory=peak_memory(devices))
+    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    return seconds
+
+
+def _execute(cells, done, run_dir, manifest, budget, progress, executor: Executor) -> None:
     for device in dict.fromkeys(c.device for c in cells):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(torch.device(device))
@@ -229,15 +252,13 @@ def _execute(cells, done, run_dir, manifest, budget, progress, executor, workers
     groups = [g for g in group_cells(cells) if any(c.cell_id not in finished for c in g)]
     bar = SweepProgress(cells, done, enabled=progress)
     try:
-        if executor == "local":
+        if executor.run_all is None:
             for group in groups:
                 run_group(group, run_dir, manifest, max_memory=budget,
                           on_progress=bar.update_counts)
             return
         payloads = [task_payload([c for c in g if c.cell_id not in finished], run_dir,
                                  _record_manifest(manifest), budget) for g in groups]
-        run_tasks(payloads, groups, executor=executor, workers=workers, scheduler=scheduler,
-                  on_done=bar.task_done)
+        executor.run_all(payloads, groups, bar.task_done)
     finally:
         bar.close()
-

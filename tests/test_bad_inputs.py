@@ -88,7 +88,7 @@ def test_corrupt_records_file_on_resume(run_copy):
 def test_empty_run_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     for command in ("analyze", "report"):
-        assert_one_line_error(gradprobe(command, tmp_path / "empty"), "empty")
+        assert_one_line_error(gradprobe(command, tmp_path / "empty"), "empty: no manifest.json")
 
 
 def test_unwritable_output_directory(tmp_path):
@@ -137,3 +137,86 @@ def test_nonfinite_gradients_are_counted_and_reported(tmp_path):
     assert (grads["n_used"] + grads["n_zero"] + grads["n_nonfinite"] == grads["n_seeds"]).all()
     html = write_report(out, analysis=analysis).read_text()
     assert "non-finite" in html and "excluded from the log-scale statistics" in html
+
+
+def test_max_memory_below_one_mib_is_refused(tmp_path):
+    """Bug: --max-memory 0 was accepted though [sweep] max_memory must be >= 1 MiB."""
+    for size in ("0", "1000"):
+        out = tmp_path / f"out-{size}"
+        assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--max-memory", size),
+                              "--max-memory", "must be >= 1048576")
+        assert not out.exists()
+
+
+def test_newer_schema_records_file_on_resume(run_copy):
+    """Bug: resume counted a records file of a newer schema version as a finished cell,
+    though analyze refuses it."""
+    import pyarrow.parquet as pq
+
+    victim = record_files(run_copy)[0]
+    table = pq.read_table(victim)
+    meta = {**table.schema.metadata, b"gradprobe.schema_version": b"99"}
+    pq.write_table(table.replace_schema_metadata(meta), victim)
+    for args in (["analyze", run_copy], ["run", SMOKE, "--out", run_copy, "--no-progress"]):
+        assert_one_line_error(gradprobe(*args), victim.name,
+                              "records schema version 99 is newer")
+
+
+def test_foreign_directory_is_refused_even_with_force(tmp_path):
+    """Bug: a non-empty --out without manifest.json was accepted, and --force then deleted
+    the user's files in it."""
+    out = tmp_path / "D"
+    (out / "records").mkdir(parents=True)
+    (out / "records" / "mydata.txt").write_text("keep")
+    for extra in ([], ["--force"]):
+        assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--no-progress", *extra),
+                              "records/mydata.txt", "not a gradprobe run directory")
+    assert (out / "records" / "mydata.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.rglob("*")) == ["mydata.txt", "records"]
+
+
+def test_force_removes_only_gradprobe_files(run_copy):
+    """Bug: --force removed records/ and train/ whole, with any file a user kept there."""
+    mine = [run_copy / "records" / "notes.txt", run_copy / "records" / ".hidden.tmp",
+            run_copy / "train" / "loss" / "mine.csv"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("keep")
+    other = parse_config('name = "other"\n[model]\ndepth = 2\nwidth = 3\n[sweep]\nseeds = 2\n')
+    assert run_sweep(other, out=run_copy, progress=False, force=True).cells_run == 1
+    assert all(path.read_text() == "keep" for path in mine)
+    assert len(record_files(run_copy)) == 1
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--executor", "dask", "--workers", "-1"], "--workers -1: must be >= 1"),
+    (["--executor", "processes", "--workers", "-1"], "--workers -1: must be >= 1"),
+    (["--executor", "processes", "--workers", "0"], "--workers 0: must be >= 1"),
+    (["--scheduler", "tcp://127.0.0.1:8786"], "only used with --executor dask"),
+    (["--executor", "processes", "--scheduler", "tcp://127.0.0.1:8786"], "--executor dask"),
+    (["--workers", "2"], "only used with --executor processes or dask"),
+])
+def test_bad_workers_or_scheduler_is_one_line(tmp_path, args, fragment):
+    """Bug: --workers -1 hung (dask) or crashed with a traceback (processes), --workers 0 was
+    silently the default, and --scheduler without --executor dask was silently ignored."""
+    out = tmp_path / "out"
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", out, "--no-progress", *args),
+                          fragment)
+    assert not out.exists()
+
+
+def test_unreachable_scheduler_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    """Bug: an unreachable Dask scheduler left a half-made run directory (config.toml, an
+    "interrupted" manifest, empty records/)."""
+    pytest.importorskip("dask.distributed")
+    from bench import executors
+    from bench.cli import main
+
+    monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", "1s")
+    out = tmp_path / "out"
+    code = main(["run", str(SMOKE), "--out", str(out), "--no-progress", "--executor", "dask",
+                 "--scheduler", "tcp://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect to the Dask scheduler" in err
+    assert not out.exists()

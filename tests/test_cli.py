@@ -74,7 +74,25 @@ def test_missing_run_directory_exits_2(tmp_path):
     for command in ("analyze", "report"):
         done = gradprobe(command, tmp_path / "nothing")
         assert done.returncode == 2
-        assert "nothing" in done.stderr and done.stderr.count("\n") == 1
+        assert done.stderr.count("\n") == 1
+        assert f"{tmp_path / 'nothing'}: no manifest.json; is this a gradprobe run directory?" \
+            in done.stderr
+
+
+def test_compare_missing_or_empty_directory_exits_2(tmp_path, smoke_run):
+    """Bug: docs/errors.md had no row (and no test) for compare on a missing or an empty
+    directory."""
+    (tmp_path / "empty").mkdir()
+    for base, run, message in [
+        (tmp_path / "nothing", smoke_run, f"BASE {tmp_path / 'nothing'}: no such run or "
+         "baseline directory"),
+        (smoke_run, tmp_path / "empty", f"{tmp_path / 'empty'}: no manifest.json; is this "
+         "a gradprobe run directory?"),
+    ]:
+        done = gradprobe("compare", base, run, "--out", tmp_path / "cmp")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert message in done.stderr
+        assert not (tmp_path / "cmp").exists()
 
 
 def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
@@ -96,6 +114,20 @@ def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
     assert headline["selection"]["depth"] == 3 and headline["metric"] == "grad_mean_abs"
     assert [r["param"] for r in headline["rows"]] == [f"layers.{i}.weight" for i in range(3)]
     assert all(r["plain_low"] <= r["plain"] <= r["plain_high"] for r in headline["rows"])
+
+
+def test_json_rows_of_a_resumed_run(tmp_path, capsys):
+    """Bug: `run --json` on a fully resumed run reported "rows": 0, not the rows the run
+    directory holds."""
+    from bench.cli import main
+
+    run_dir = tmp_path / "run"
+    for _ in range(2):
+        capsys.readouterr()
+        assert main(["run", str(SMOKE), "--out", str(run_dir), "--json", "--no-progress"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["cells_run"] == 0 and resumed["cells_skipped"] == 12
+    assert resumed["rows"] == 16 * 36 and resumed["rows_new"] == 0
 
 
 def test_analyze_report_and_bench_print_the_same_headline_table(tmp_path, capsys):

@@ -8,16 +8,24 @@ from pathlib import Path
 
 from bench.errors import EXIT_OK
 
+MIN_MEMORY = 2**20  # as bench.sweep checks [sweep] max_memory
+
 
 def memory_argument(text: str) -> int:
-    """argparse type for ``--max-memory``: ``512M``, ``4G`` or bytes."""
+    """argparse type for ``--max-memory``: ``512M``, ``4G`` or bytes, at least 1 MiB (the
+    same minimum as the config's ``[sweep] max_memory``)."""
+    from bench.config import check_int
     from bench.errors import ConfigError
     from bench.loader import parse_memory
 
     try:
-        return parse_memory("--max-memory", text)
+        size = parse_memory("--max-memory", text)
     except ConfigError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512M or 4G") from None
+    try:
+        return check_int("--max-memory", size, minimum=MIN_MEMORY)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err.problem} bytes (1M)") from None
 
 
 def add_parser(sub) -> None:
@@ -68,9 +76,9 @@ def command(args: argparse.Namespace) -> int:
         print(to_json({"run_dir": result.run_dir, "config": config.name,
                        "cells": len(config.cells()), "cells_run": result.cells_run,
                        "cells_skipped": result.cells_skipped, "rows": result.rows,
-                       "seconds": result.seconds,
+                       "rows_new": result.rows_new, "seconds": result.seconds,
                        "manifest": Path(result.run_dir) / "manifest.json"}))
         return EXIT_OK
-    print(f"{result.rows} records from {result.cells_run} cells "
+    print(f"{result.rows_new} records from {result.cells_run} cells "
           f"({result.cells_skipped} already done) in {result.seconds:.2f} s -> {result.run_dir}")
     return EXIT_OK
