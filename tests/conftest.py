@@ -127,8 +127,10 @@ def smoke_text(*, model: str = "", sweep_residual: bool = True, seeds: int | Non
         text = text.replace("residual = [false, true]\n", "")
     if seeds is not None:
         text = text.replace("seeds = 16", f"seeds = {seeds}")
-    if depth is not None:
-        text = text.replace("depth = [2, 3, 4]", f"depth = {depth}")
+    if depth is not None:  # the headline must name a depth the sweep runs
+        first = depth.strip("[]").split(",")[0].strip()
+        text = text.replace("depth = [2, 3, 4]", f"depth = {depth}").replace(
+            "headline = { depth = 3,", f"headline = {{ depth = {first},")
     return text + extra
 
 
