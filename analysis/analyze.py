@@ -154,9 +154,12 @@ def incomplete_note(run_dir: Path, meta: dict) -> str | None:
 
 
 def is_stale(run_dir: Path, meta: dict, manifest: dict) -> bool:
-    """Whether the run changed since ``meta`` was written (it was resumed, or finished):
-    its status, or its number of record files, differs from what the analysis saw."""
+    """Whether the run changed since ``meta`` was written: another config was forced into
+    the directory, or the run was resumed or finished (its status, or its number of record
+    files, differs from what the analysis saw)."""
     seen = meta.get("run", {})
+    if seen.get("config_sha256") != manifest["config"]["sha256"]:
+        return True
     if "cells_found" not in seen:  # analysed before completeness was recorded
         return False
     files = len(list((run_dir / "records").glob("cell-*.parquet")))

@@ -164,3 +164,23 @@ def test_incomplete_run_is_analysed_with_a_warning_and_a_banner(smoke_run, tmp_p
     html = (run / "index.html").read_text(encoding="utf-8")
     assert "Incomplete run." not in html and f"{planned} configurations" in html
     assert "incomplete" not in capsys.readouterr().err
+
+
+def test_report_after_force_with_another_config_redoes_the_analysis(smoke_run, tmp_path):
+    """Bug: `run --force` of another config kept the old analysis/ folder, and `report`
+    (which reuses an analysis) rendered the old config's numbers."""
+    import json
+    import shutil
+
+    from analysis.analyze import AnalysisSettings, analyze_run
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis", "index.html"))
+    analyze_run(run, settings=AnalysisSettings(n_resamples=199))
+    manifest_path = run / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["config"]["sha256"] = "0" * 64  # what a forced run of another config leaves
+    manifest_path.write_text(json.dumps(manifest))
+    write_report(run)
+    meta = json.loads((run / "analysis" / "analysis.json").read_text())
+    assert meta["run"]["config_sha256"] == "0" * 64
