@@ -94,9 +94,7 @@ def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METR
         interval.high
     frame["factor_per_layer"] = 10**interval.point
     frame["factor_low"], frame["factor_high"] = 10**interval.low, 10**interval.high
-    with np.errstate(all="ignore"):
-        frame["intercept"] = [np.nanmean(i) if np.isfinite(i).any() else np.nan
-                              for i in intercepts]
+    frame["intercept"] = _finite_row_means(np.vstack(intercepts))
     return frame
 
 
