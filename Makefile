@@ -35,13 +35,13 @@ bench: $(STAMP)
 
 # The regression gate runs first so that pytest's summary is the last line CI reads.
 test: $(STAMP) browser check-regression
-	$(BIN)/python -m pytest -q
+	$(BIN)/pytest -q
 
 # Benchmarks: pytest-benchmark saves JSON under .benchmarks/. Compare with the last saved run
 # and fail on a slowdown with e.g.
 #   make perf PERF_ARGS='--benchmark-compare --benchmark-compare-fail=median:20%'
 perf: $(STAMP)
-	$(BIN)/python -m pytest tests/perf -q --benchmark-enable --benchmark-autosave \
+	$(BIN)/pytest tests/perf -q --benchmark-enable --benchmark-autosave \
 		--benchmark-columns=median,iqr,rounds --benchmark-sort=name $(PERF_ARGS)
 
 # tests/test_browser.py opens the report in headless Chromium. Where none is on PATH, install
@@ -86,7 +86,7 @@ calibrate: $(STAMP)
 	$(BIN)/gradprobe calibrate $(BASELINE_CONFIG) --out reports/calibration
 
 lint: $(STAMP)
-	$(BIN)/ruff check bench analysis tests
+	$(BIN)/ruff check src bench analysis tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks

@@ -2,15 +2,18 @@
 
 Writes ``<run>/analysis/``:
 
-* ``summary.parquet``: per cell, parameter and metric (:mod:`analysis.summary`)
-* ``effects.parquet``: paired residual/plain ratios (:mod:`analysis.effects`)
-* ``trends.parquet``: per-layer slopes against depth (:mod:`analysis.trends`), with the
-  mean-field prediction where it applies (:mod:`analysis.theory`)
-* ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`analysis.trends`)
-* ``devices.parquet``: cross-device agreement (:mod:`analysis.devices`; empty for one device)
-* ``cost.parquet``: time per seed per device, dtype and variant (:mod:`analysis.devices`)
+* ``summary.parquet``: per cell, parameter and metric (:mod:`gradprobe.analysis.stats.summary`)
+* ``effects.parquet``: paired residual/plain ratios (:mod:`gradprobe.analysis.stats.effects`)
+* ``trends.parquet``: per-layer slopes against depth (:mod:`gradprobe.analysis.stats.trends`), with
+  the mean-field prediction where it applies (:mod:`gradprobe.analysis.stats.theory`)
+* ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`gradprobe.analysis.stats.trends`)
+* ``devices.parquet``: cross-device agreement (:mod:`gradprobe.analysis.stats.device_agreement`;
+  empty for one device)
+* ``cost.parquet``: time per seed per device, dtype and variant
+  (:mod:`gradprobe.analysis.stats.device_agreement`)
 * ``train_curves``, ``train_grads``, ``train_reach``, ``train_tests``, ``train_final``
-  ``.parquet``: training statistics (:mod:`analysis.training`; empty without ``[train]``)
+  ``.parquet``: training statistics (:mod:`gradprobe.analysis.stats.training_stats`; empty without
+  ``[train]``)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
   bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
   Written last: its presence means the tables are complete.
@@ -29,25 +32,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.devices import cost_table, device_agreement
-from analysis.effects import ALPHA, paired_effects
-from analysis.series import build_series
-from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES
-from analysis.summary import describe
-from analysis.theory import predicted_slopes
-from analysis.training import TABLES as TRAIN_TABLES
-from analysis.training import analyze_training
-from analysis.trends import depth_trends, layer_contrasts
-from bench.atomic_files import ensure_directory, write_json_atomic, write_parquet_atomic
-from bench.errors import UserError
-from bench.json_documents import read_versioned_json
-from bench.loader import parse_config
-from bench.manifest import read_manifest, utc_now
-from bench.records import read_records
-from bench.train_records import read_training
+from gradprobe.analysis.stats.device_agreement import cost_table, device_agreement
+from gradprobe.analysis.stats.effects import ALPHA, paired_effects
+from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES
+from gradprobe.analysis.stats.series import build_series
+from gradprobe.analysis.stats.summary import describe
+from gradprobe.analysis.stats.theory import predicted_slopes
+from gradprobe.analysis.stats.training_stats import TABLES as TRAIN_TABLES
+from gradprobe.analysis.stats.training_stats import analyze_training
+from gradprobe.analysis.stats.trends import depth_trends, layer_contrasts
+from gradprobe.bench.store.manifest import Manifest, read_manifest, utc_now
+from gradprobe.bench.store.records import read_records
+from gradprobe.bench.store.run_dir import ANALYSIS_DIR
+from gradprobe.bench.store.train_records import read_training
+from gradprobe.core.atomic_files import ensure_directory, write_json_atomic, write_parquet_atomic
+from gradprobe.core.documents import read_versioned_json
+from gradprobe.core.errors import UserError
 
 ANALYSIS_VERSION = 3
-ANALYSIS_DIR = "analysis"
 TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost", *TRAIN_TABLES)
 # Tables added after version 1 (devices, cost) and 2 (training): an older analysis reads
 # them as empty.
@@ -122,8 +124,8 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
         "analysis_version": ANALYSIS_VERSION,
         "created_at": utc_now(),
         "settings": asdict(settings),
-        "run": {"config_sha256": manifest["config"]["sha256"],
-                "cells": len(manifest["cells"]), "seeds": len(series.seeds),
+        "run": {"config_sha256": manifest.config.sha256,
+                "cells": len(manifest.cells), "seeds": len(series.seeds),
                 **done},
         "rows": {name: len(frame) for name, frame in tables.items()},
         "seconds": round(time.perf_counter() - started, 3),
@@ -132,13 +134,13 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     return Analysis(run_dir, meta=meta, **tables)
 
 
-def completeness(manifest: dict, records: pd.DataFrame) -> dict[str, Any]:
+def completeness(manifest: Manifest, records: pd.DataFrame) -> dict[str, Any]:
     """How much of the planned sweep has records: ``status`` (the manifest's: ``complete``,
     ``running`` or ``interrupted``), ``cells_found``, ``complete`` (every planned cell has
     records and the run finished). An incomplete run is analysed, and says so everywhere."""
-    planned = {c["cell_id"] for c in manifest["cells"]}
+    planned = set(manifest.cell_ids)
     found = len(planned & set(records["cell_id"].unique()))
-    status = manifest.get("status", "unknown")
+    status = manifest.status
     return {"status": status, "cells_found": found,
             "complete": status == "complete" and found == len(planned)}
 
@@ -153,27 +155,27 @@ def incomplete_note(run_dir: Path, meta: dict) -> str | None:
             f"with `gradprobe run <its config> --out {run_dir}`")
 
 
-def is_stale(run_dir: Path, meta: dict, manifest: dict) -> bool:
+def is_stale(run_dir: Path, meta: dict, manifest: Manifest) -> bool:
     """Whether the run changed since ``meta`` was written: another config was forced into
     the directory, or the run was resumed or finished (its status, or its number of record
     files, differs from what the analysis saw)."""
     seen = meta.get("run", {})
-    if seen.get("config_sha256") != manifest["config"]["sha256"]:
+    if seen.get("config_sha256") != manifest.config.sha256:
         return True
     if "cells_found" not in seen:  # analysed before completeness was recorded
         return False
     files = len(list((run_dir / "records").glob("cell-*.parquet")))
-    return seen["status"] != manifest.get("status") or seen["cells_found"] != files
+    return seen["status"] != manifest.status or seen["cells_found"] != files
 
 
-def _training(run_dir: Path, manifest: dict, rng: np.random.Generator,
+def _training(run_dir: Path, manifest: Manifest, rng: np.random.Generator,
               settings: AnalysisSettings) -> dict[str, pd.DataFrame]:
     """Training tables for the cells of this run's manifest (empty without training)."""
-    cells = [c["cell_id"] for c in manifest["cells"]]
+    cells = manifest.cell_ids
     loss = read_training(run_dir, "loss", cells=cells)
     if loss.empty:
         return analyze_training(loss, loss, (), rng=rng)
-    config = parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
+    config = manifest.experiment
     return analyze_training(loss, read_training(run_dir, "grads", cells=cells),
                             config.report.target_loss, rng=rng,
                             n_resamples=settings.n_resamples, alpha=settings.alpha)

@@ -9,15 +9,23 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REPO = Path(__file__).resolve().parent.parent
-SMOKE = REPO / "bench" / "configs" / "smoke.toml"
+from support import (
+    HOSTILE_DESCRIPTION,
+    HOSTILE_DIR,
+    HOSTILE_NAME,
+    SMOKE,
+    TRAIN_SMOKE,
+    run_text,
+    smoke_text,
+    write_config,
+)
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """``smoke.toml`` run into a temporary directory (records + manifest, not analysed)."""
-    from bench.loader import load_config
-    from bench.runner import run_sweep
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     run_sweep(load_config(SMOKE), out=run_dir, progress=False)
@@ -27,15 +35,9 @@ def smoke_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_analysis(smoke_run):
     """The smoke run analysed with few resamples (fast, still a real bootstrap)."""
-    from analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
 
     return analyze_run(smoke_run, settings=AnalysisSettings(n_resamples=499))
-
-
-def write_config(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,7 @@ def browser():
         "playwright.sync_api",
         reason="the Python package playwright is missing: `make test` installs the dev extras "
                "(pip install -e '.[dev]')")
-    from tests.browser_support import CHROMIUM_ARGS, find_chromium
+    from browser_support import CHROMIUM_ARGS, find_chromium
 
     given = os.environ.get("GRADPROBE_CHROMIUM")
     executable = find_chromium()
@@ -62,12 +64,6 @@ def browser():
         launched.close()
 
 
-HOSTILE_NAME = '</title><script>window.__pwned = "name"</script><b>bold</b>'
-HOSTILE_DESCRIPTION = ('<img src=x onerror="window.__pwned = 1"><script>alert("description")'
-                       '</script>')
-HOSTILE_DIR = 'run"><img src=x onerror=alert(1)>'  # a directory name cannot hold "/"
-
-
 @pytest.fixture(scope="session")
 def hostile_run(tmp_path_factory) -> Path:
     """A small analysed and reported run whose config name, description and directory name
@@ -75,10 +71,10 @@ def hostile_run(tmp_path_factory) -> Path:
     import json
     import re
 
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from analysis.report import write_report
-    from bench.loader import load_config
-    from bench.runner import run_sweep
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.report.report_page import write_report
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     text = SMOKE.read_text(encoding="utf-8")
     text = text.replace('name = "smoke"', f"name = {json.dumps(HOSTILE_NAME)}")
@@ -100,7 +96,7 @@ def reports_dir(tmp_path_factory, smoke_analysis, hostile_run) -> Path:
     ``latest/``, which is not a run."""
     import shutil
 
-    from analysis.report import write_report
+    from gradprobe.analysis.report.report_page import write_report
 
     root = tmp_path_factory.mktemp("publish") / "reports"
     shutil.copytree(smoke_analysis.run_dir, root / "smoke-run")
@@ -109,38 +105,6 @@ def reports_dir(tmp_path_factory, smoke_analysis, hostile_run) -> Path:
     (root / "latest").mkdir()
     (root / "latest" / "index.html").write_text("<p>latest</p>", encoding="utf-8")
     return root
-
-
-SMOKE_TEXT = SMOKE.read_text(encoding="utf-8")
-
-
-def smoke_text(*, model: str = "", sweep_residual: bool = True, seeds: int | None = None,
-               depth: str | None = None, extra: str = "") -> str:
-    """The smoke config with edits: extra ``[model]`` lines, the residual axis removed,
-    another seed count or depth axis, extra sections."""
-    text = SMOKE_TEXT
-    if model:
-        key = model.split("=")[0].strip()
-        lines = [line for line in text.splitlines() if not line.startswith(f"{key} =")]
-        text = "\n".join(lines).replace("[model]", f"[model]\n{model}") + "\n"
-    if not sweep_residual:
-        text = text.replace("residual = [false, true]\n", "")
-    if seeds is not None:
-        text = text.replace("seeds = 16", f"seeds = {seeds}")
-    if depth is not None:  # the headline must name a depth the sweep runs
-        first = depth.strip("[]").split(",")[0].strip()
-        text = text.replace("depth = [2, 3, 4]", f"depth = {depth}").replace(
-            "headline = { depth = 3,", f"headline = {{ depth = {first},")
-    return text + extra
-
-
-def run_text(directory: Path, text: str, name: str = "variant.toml") -> Path:
-    """Run config ``text`` into ``directory`` (in-process, no progress bar)."""
-    from bench.loader import parse_config
-    from bench.runner import run_sweep
-
-    run_sweep(parse_config(text, source=name), out=directory, progress=False)
-    return directory
 
 
 @pytest.fixture(scope="session")
@@ -163,32 +127,12 @@ def wide_smoke(tmp_path_factory) -> Path:
     return run_text(tmp_path_factory.mktemp("wide") / "run", smoke_text(seeds=640))
 
 
-TRAIN_SMOKE = """name = "train-smoke"
-description = "Tiny training sweep for tests."
-[model]
-width = 8
-[train]
-steps = 30
-optimizer = "adam"
-lr = 0.02
-samples = 16
-log_every = 10
-[sweep]
-seeds = 10
-depth = [3, 6]
-residual = [false, true]
-[report]
-headline = { depth = 3 }
-target_loss = [0.5, 0.2]
-"""
-
-
 @pytest.fixture(scope="session")
 def train_run(tmp_path_factory) -> Path:
     """A tiny sweep with a [train] section, run and analysed (few resamples)."""
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from bench.loader import load_config
-    from bench.runner import run_sweep
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     root = tmp_path_factory.mktemp("train")
     run_dir = root / "run"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -10,11 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from analysis.devices import cost_table, device_agreement, expected_level
-from bench import records
-from bench.errors import ConfigError
-from bench.loader import parse_config
-from bench.runner import plan_cells, run_sweep
+from gradprobe.analysis.stats.device_agreement import (
+    cost_table,
+    device_agreement,
+    expected_level,
+)
+from gradprobe.bench.execute.runner import plan_cells, run_sweep
+from gradprobe.bench.plan.loader import parse_config
+from gradprobe.bench.store import records
+from gradprobe.bench.store.manifest import CellEntry
+from gradprobe.core.errors import ConfigError
 
 BASE = 'name = "d"\n[model]\ndepth = 3\nwidth = 4\n[sweep]\nseeds = 3\n'
 ABSENT = "cuda:15"  # absent here and on any machine with fewer than 16 GPUs
@@ -35,8 +41,8 @@ def test_absent_device_skipped_and_recorded(tmp_path):
     run_sweep(config, out=tmp_path / "run", progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["skipped"][0]["device"] == ABSENT
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from analysis.report import write_report
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.report.report_page import write_report
 
     analysis = analyze_run(tmp_path / "run", settings=AnalysisSettings(n_resamples=199))
     html = write_report(tmp_path / "run", analysis=analysis).read_text()
@@ -115,12 +121,12 @@ def test_device_agreement_hand_computed():
 
 
 def test_cost_table_per_variant():
-    manifest = {"cells": [{"cell_id": "a", "axes": {"device": "cpu", "dtype": "float32",
-                                                    "residual": False}},
-                          {"cell_id": "b", "axes": {"device": "cpu", "dtype": "float32",
-                                                    "residual": True}}],
-                "timings": {"a": {"n_seeds": 10, "compute_seconds": 0.001, "init_seconds": 0.0},
-                            "b": {"n_seeds": 10, "compute_seconds": 0.003, "init_seconds": 0.0}}}
+    cpu = {"device": "cpu", "dtype": "float32"}
+    manifest = SimpleNamespace(
+        cells=(CellEntry("a", {**cpu, "residual": False}, 10),
+               CellEntry("b", {**cpu, "residual": True}, 10)),
+        timings={"a": {"n_seeds": 10, "compute_seconds": 0.001, "init_seconds": 0.0},
+                 "b": {"n_seeds": 10, "compute_seconds": 0.003, "init_seconds": 0.0}})
     table = cost_table(manifest).set_index("variant")
     assert table.loc["plain", "compute_us_per_seed"] == pytest.approx(100.0)
     assert table.loc["residual", "compute_us_per_seed"] == pytest.approx(300.0)

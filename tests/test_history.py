@@ -7,9 +7,15 @@ import re
 import numpy as np
 import pytest
 
-from analysis.changepoints import detect_steps, penalty
-from analysis.history import append_run, history_rows, read_history, trends, write_rows
-from bench.errors import UserError
+from gradprobe.analysis.history.changepoints import detect_steps, penalty
+from gradprobe.analysis.history.run_history import (
+    append_run,
+    history_rows,
+    read_history,
+    trends,
+    write_rows,
+)
+from gradprobe.core.errors import UserError
 
 
 def test_steps_found_where_the_level_moves():
@@ -71,7 +77,7 @@ def test_trend_reports_the_planted_step(smoke_analysis, tmp_path):
 
 
 def test_history_page_renders(smoke_analysis, tmp_path):
-    from analysis.history_page import write_history_page
+    from gradprobe.analysis.history.history_page import write_history_page
 
     history = synthetic_history(smoke_analysis, tmp_path / "h", [1, 1, 2, 2])
     items = trends(history, where={"depth": "3"}, tolerance=1.01)
@@ -85,7 +91,7 @@ def test_bad_history_inputs(tmp_path, smoke_analysis):
     with pytest.raises(UserError, match="no history yet"):
         read_history(tmp_path)
     (tmp_path / "run-x.parquet").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="unreadable history file"):
+    with pytest.raises(UserError, match="not a readable Parquet file .*add its run again"):
         read_history(tmp_path)
     history = synthetic_history(smoke_analysis, tmp_path / "ok", [1, 1])
     with pytest.raises(UserError, match="--where colour"):

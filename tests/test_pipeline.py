@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from analysis.pipeline import previous_run
-from bench.cli import main
-from tests.conftest import SMOKE
+from support import SMOKE
+
+from gradprobe.cli.main import main
+from gradprobe.pipeline import previous_run
 
 
 def test_second_bench_is_compared_and_both_enter_the_history(tmp_path, capsys):
@@ -42,8 +43,10 @@ def test_previous_run_ignores_other_configs_and_unfinished_runs(tmp_path):
     def fake_run(name: str, config: str, status: str, started: str) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_text(json.dumps(
-            {"manifest_version": 1, "config": {"name": config}, "status": status,
-             "started_at": started, "cells": []}))
+            {"manifest_version": 1, "records_schema_version": 4,
+             "config": {"name": config, "source": "c.toml", "text": "", "sha256": "0",
+                        "seeds": [0]},
+             "status": status, "started_at": started, "cells": []}))
 
     fake_run("a", "default", "complete", "2026-01-01T00:00:00+00:00")
     fake_run("b", "default", "complete", "2026-02-01T00:00:00+00:00")

@@ -1,0 +1,271 @@
+"""The run manifest: what ran, with which code, on which machine, when.
+
+``<run>/manifest.json`` (also embedded in each records file) is a JSON object:
+
+* ``manifest_version`` (int), ``records_schema_version`` (int)
+* ``config``: ``name``, ``description``, ``source`` (path as given), ``text`` (verbatim),
+  ``sha256`` (of the text), ``seeds`` (the seed list after CLI overrides), ``overrides``
+* ``cells``: list of ``{"cell_id", "axes", "n_seeds"}`` in sweep order
+* ``sweep_axes``: the record columns that vary across cells
+* ``factories``: per ``[model] factory`` (or model passed from Python), ``module``,
+  ``qualname``, ``file``, ``source_sha256`` and ``from_python``
+* ``environment``: see :func:`environment`
+* ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``,
+  ``executor`` (its name, kept for older readers)
+* ``executor``: ``name`` (``local``, ``processes`` or ``dask``), ``workers`` (worker
+  processes used: ``--workers`` or one per core; null for ``local`` and for a remote Dask
+  scheduler, whose cluster decides) and ``scheduler`` (``--scheduler`` address, or null)
+* ``skipped``: ``{"device", "reason", "cells"}`` per absent device skipped by the config
+* ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
+  ``status`` (``running`` | ``complete`` | ``interrupted``), ``wall_seconds``
+* ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
+  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
+  ``train_seconds`` for trained cells
+* ``batching``: per factory cell, ``mode`` (``vmap`` or ``loop``), ``reason`` (why vmap was
+  not used) and ``notes`` (e.g. operations vmap ran without a batching rule)
+* ``peak_memory``: ``host_rss_bytes`` (peak RSS of the process) and ``devices`` (peak
+  allocated bytes per CUDA device)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradprobe.bench.models.callables import provenance
+from gradprobe.bench.models.factory import resolve_factory
+from gradprobe.bench.plan.loader import parse_config
+from gradprobe.bench.store.records import SCHEMA_VERSION
+from gradprobe.core.documents import read_versioned_json
+from gradprobe.core.errors import UserError
+from gradprobe.core.hashing import text_hash
+from gradprobe.core.version import __version__
+
+MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding bench/
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def git_state(root: Path = _SOURCE_ROOT) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the gradprobe source tree."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def environment() -> dict[str, Any]:
+    """Versions, hardware and numerics settings that can change the numbers."""
+    import pandas as pd
+    import pyarrow as pa
+    import scipy
+
+    return {
+        "gradprobe": __version__,
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+        "cuda": torch.version.cuda,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpu_names(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+def factory_provenance(cells) -> dict[str, dict[str, Any]]:
+    """Per ``[model] factory`` of the cells: where its code came from and the hash of its
+    source (:func:`gradprobe.bench.models.callables.provenance`)."""
+    specs = sorted({c.model.factory for c in cells if c.model.factory})
+    return {spec: provenance(spec, resolve_factory(spec)) for spec in specs}
+
+
+def new_manifest(config, cells, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The manifest at the start of a run (``status = "running"``)."""
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "records_schema_version": SCHEMA_VERSION,
+        "config": {
+            "name": config.name,
+            "description": config.description,
+            "source": config.source,
+            "text": config.text,
+            "sha256": text_hash(config.text),
+            "seeds": list(config.sweep.seeds),
+            "overrides": overrides,
+        },
+        "cells": [{"cell_id": c.cell_id, "axes": c.axes(), "n_seeds": len(c.seeds)}
+                  for c in cells],
+        "sweep_axes": config.sweep_axes(),
+        "factories": factory_provenance(cells),
+        "environment": environment(),
+        "started_at": utc_now(),
+        "finished_at": None,
+        "status": "running",
+        "wall_seconds": None,
+    }
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """The manifest's ``config``: the config as it ran (text verbatim, seeds after overrides)."""
+
+    name: str
+    description: str
+    source: str
+    text: str
+    sha256: str
+    seeds: tuple[int, ...]
+    overrides: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CellEntry:
+    """One planned cell: its content hash, its axis values and its seed count."""
+
+    cell_id: str
+    axes: Mapping[str, Any]
+    n_seeds: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``<run>/manifest.json``, loaded and checked once (see the module docstring).
+
+    ``document`` is the JSON object as read, for code that rewrites the file (the runner on
+    resume, ``baseline save``); everything else reads the typed fields. ``experiment`` is
+    the config parsed from ``config.text``, once."""
+
+    path: Path
+    records_schema_version: int
+    config: ConfigEntry
+    cells: tuple[CellEntry, ...]
+    sweep_axes: tuple[str, ...]
+    environment: Mapping[str, Any]
+    started_at: str
+    finished_at: str | None
+    status: str
+    wall_seconds: float | None
+    plan: str | None
+    skipped: tuple[Mapping[str, Any], ...]
+    settings: Mapping[str, Any]
+    executor: Mapping[str, Any] | None
+    timings: Mapping[str, Mapping[str, Any]]
+    batching: Mapping[str, Mapping[str, Any]]
+    peak_memory: Mapping[str, Any]
+    factories: Mapping[str, Mapping[str, Any]]
+    document: Mapping[str, Any] = field(repr=False)
+
+    @cached_property
+    def experiment(self):
+        """The :class:`~gradprobe.bench.plan.sweep.ExperimentConfig` this run ran."""
+        return parse_config(self.config.text, source=self.config.source)
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def git(self) -> Mapping[str, Any]:
+        return self.environment.get("git") or {}
+
+    @property
+    def cell_ids(self) -> list[str]:
+        return [c.cell_id for c in self.cells]
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], path: Path) -> Manifest:
+        """Check the keys every reader relies on; a missing or mistyped one is a one-line
+        :class:`UserError` naming the file and the key."""
+        def need(table: Mapping[str, Any], key: str, kind: type | tuple, where: str = ""):
+            value = table.get(key) if isinstance(table, Mapping) else None
+            if not isinstance(value, kind):
+                raise UserError(f"{path}: manifest key {where}{key} is missing or not a "
+                                f"{getattr(kind, '__name__', 'valid value')}; the file is "
+                                "damaged: re-run the sweep into a new directory")
+            return value
+        config = need(document, "config", dict)
+        cells = need(document, "cells", list)
+        entry = ConfigEntry(
+            name=need(config, "name", str, "config."),
+            description=config.get("description") or "",
+            source=need(config, "source", str, "config."),
+            text=need(config, "text", str, "config."),
+            sha256=need(config, "sha256", str, "config."),
+            seeds=tuple(need(config, "seeds", list, "config.")),
+            overrides=config.get("overrides") or {})
+        cell_entries = tuple(CellEntry(cell_id=need(c, "cell_id", str, "cells[]."),
+                                       axes=need(c, "axes", dict, "cells[]."),
+                                       n_seeds=need(c, "n_seeds", int, "cells[]."))
+                             for c in cells)
+        return cls(
+            path=path, records_schema_version=need(document, "records_schema_version", int),
+            config=entry, cells=cell_entries,
+            sweep_axes=tuple(document.get("sweep_axes") or ()),
+            environment=document.get("environment") or {},
+            started_at=need(document, "started_at", str),
+            finished_at=document.get("finished_at"),
+            status=need(document, "status", str),
+            wall_seconds=document.get("wall_seconds"), plan=document.get("plan"),
+            skipped=tuple(document.get("skipped") or ()),
+            settings=document.get("settings") or {}, executor=document.get("executor"),
+            timings=document.get("timings") or {}, batching=document.get("batching") or {},
+            peak_memory=document.get("peak_memory") or {},
+            factories=document.get("factories") or {},
+            document=document)
+
+
+def read_manifest(run_dir: str | Path) -> Manifest:
+    """Load, version-check and validate ``<run>/manifest.json``."""
+    path = Path(run_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {MANIFEST_FILE}; is this a gradprobe run directory?")
+    document = read_versioned_json(path, key="manifest_version", current=MANIFEST_VERSION,
+                                   what="manifest")
+    return Manifest.from_document(document, path)
