@@ -4,6 +4,7 @@ every bad factory is one clear line before anything runs."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -213,3 +214,30 @@ def test_a_stored_config_parses_without_importing_the_factory():
     # importable: only load_config (before a run) imports and tries the factory.
     config = parse_config('name = "x"\n[model]\nfactory = "no_such_module_xyz:f"\n')
     assert config.cells()[0].model.factory == "no_such_module_xyz:f"
+
+
+def test_models_named_as_before_the_package_move_still_load_and_match(tmp_path):
+    """gradprobe < 0.2 named its example models ``bench.models.*``: such a config still
+    runs, and such records match today's cell for cell (compare: nothing unmatched)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import gradprobe
+
+    old_name = "bench.models.mlp:blog_mlp"
+    text = (f'name = "legacy"\n[model]\nfactory = "{old_name}"\nwidth = 4\n'
+            "[sweep]\nseeds = 6\ndepth = [3]\nresidual = [false, true]\n")
+    run = gradprobe.run(text, out=tmp_path / "new", progress=False)
+    assert set(run.records()["factory"]) == {"gradprobe.bench.models.mlp:blog_mlp"}
+    old = tmp_path / "old"
+    shutil.copytree(run.path, old)
+    for path in (old / "records").glob("cell-*.parquet"):
+        table = pq.read_table(path)
+        column = table.schema.get_field_index("factory")
+        renamed = pa.array([old_name] * len(table), type=table.schema.field(column).type)
+        pq.write_table(table.set_column(column, table.schema.field(column), renamed), path)
+    assert set(pq.read_table(next((old / "records").glob("*.parquet")))["factory"].to_pylist()) \
+        == {old_name}
+    result = gradprobe.compare(old, run, n_resamples=199, write=False)
+    assert result.passed and result.detail.cells.base_only.empty
+    assert result.counts()["unchanged"] == len(result.verdicts) > 0

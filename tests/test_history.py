@@ -91,7 +91,7 @@ def test_bad_history_inputs(tmp_path, smoke_analysis):
     with pytest.raises(UserError, match="no history yet"):
         read_history(tmp_path)
     (tmp_path / "run-x.parquet").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="not a readable Parquet file .*add its run again"):
+    with pytest.raises(UserError, match=r"not a readable Parquet file .*add its run again"):
         read_history(tmp_path)
     history = synthetic_history(smoke_analysis, tmp_path / "ok", [1, 1])
     with pytest.raises(UserError, match="--where colour"):

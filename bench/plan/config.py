@@ -122,6 +122,7 @@ class ModelConfig:
         check_choice("model.norm", self.norm, NORMS)
         check_choice("model.norm_position", self.norm_position, NORM_POSITIONS)
         _check_factory_spec(self.factory)
+        object.__setattr__(self, "factory", current_factory_name(self.factory))
         if self.factory and self.init_rng != "torch_compat":
             raise ConfigError("model.init_rng", "a factory model is built by torch.nn after "
                               'torch.manual_seed(seed); use init_rng = "torch_compat"',
@@ -135,6 +136,17 @@ class ModelConfig:
         if self.residual_scale == "1/depth":
             return 1.0 / self.depth
         return float(self.residual_scale)
+
+
+# gradprobe < 0.2 installed the example models as the top-level package `bench`; configs,
+# manifests and records of that time name them so (see current_factory_name).
+LEGACY_MODELS = "bench.models."
+
+
+def current_factory_name(spec: str) -> str:
+    """``"bench.models.x:f"`` (gradprobe < 0.2) as ``"gradprobe.bench.models.x:f"``; any
+    other spec unchanged. Old configs keep working and old records match new ones."""
+    return f"gradprobe.{spec}" if spec.startswith(LEGACY_MODELS) else spec
 
 
 def _check_factory_spec(value: Any) -> None:

@@ -48,7 +48,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.config import (
+    LEGACY_MODELS,
+    DataConfig,
+    ModelConfig,
+    current_factory_name,
+)
 from gradprobe.bench.plan.measures import COUNT_METRICS, METRICS, RECORDS_SCHEMA_VERSION
 from gradprobe.core.atomic_files import write_atomic
 from gradprobe.core.documents import parquet_version, read_versioned_parquet
@@ -218,4 +223,9 @@ def read_records(run_dir: str | Path, columns: list[str] | None = None,
         wanted = {cell_path(run_dir, c) for c in cells}
         files = [f for f in files if f in wanted]
     tables = [read_table(path, columns) for path in files]
-    return pa.concat_tables(tables).to_pandas()
+    records = pa.concat_tables(tables).to_pandas()
+    legacy = records["factory"].str.startswith(LEGACY_MODELS) if "factory" in records else None
+    if legacy is not None and legacy.any():  # gradprobe < 0.2 named its models bench.models
+        records.loc[legacy, "factory"] = records.loc[legacy, "factory"].map(
+            current_factory_name)
+    return records
