@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradprobe.bench.plan.loader import parse_config
 from gradprobe.bench.plan.sweep import ExperimentConfig
 from gradprobe.bench.store.manifest import Manifest, read_manifest
 from gradprobe.bench.store.records import read_records
@@ -126,9 +125,5 @@ def load_side(path: str | Path, label: str) -> Side:
     if manifest.status != "complete":
         raise UserError(f"{path}: the run is not complete (status {manifest.status!r}); "
                         f"finish it with `gradprobe run CONFIG --out {path}`")
-    try:
-        config = parse_config(manifest.config.text, source=f"{path}/manifest.json config")
-    except UserError as err:
-        raise UserError(str(err)) from None
     records = read_records(path)
-    return Side(label, str(path), kind, manifest, config, records)
+    return Side(label, str(path), kind, manifest, manifest.experiment, records)

@@ -204,8 +204,13 @@ class Manifest:
 
     @cached_property
     def experiment(self):
-        """The :class:`~gradprobe.bench.plan.sweep.ExperimentConfig` this run ran."""
-        return parse_config(self.config.text, source=self.config.source)
+        """The :class:`~gradprobe.bench.plan.sweep.ExperimentConfig` this run ran (a
+        UserError naming this manifest if its config text no longer parses)."""
+        try:
+            return parse_config(self.config.text, source=self.config.source)
+        except UserError as err:
+            raise UserError(f"{self.path}: its config does not parse with this gradprobe "
+                            f"({err})") from None
 
     @property
     def complete(self) -> bool:
