@@ -2,15 +2,19 @@
 
 Writes ``<run>/analysis/``:
 
-* ``summary.parquet``: per cell, parameter and metric (:mod:`analysis.summary`)
-* ``effects.parquet``: paired residual/plain ratios (:mod:`analysis.effects`)
-* ``trends.parquet``: per-layer slopes against depth (:mod:`analysis.trends`), with the
-  mean-field prediction where it applies (:mod:`analysis.theory`)
-* ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`analysis.trends`)
-* ``devices.parquet``: cross-device agreement (:mod:`analysis.devices`; empty for one device)
-* ``cost.parquet``: time per seed per device, dtype and variant (:mod:`analysis.devices`)
+* ``summary.parquet``: per cell, parameter and metric (:mod:`gradprobe.analysis.stats.summary`)
+* ``effects.parquet``: paired residual/plain ratios (:mod:`gradprobe.analysis.stats.effects`)
+* ``trends.parquet``: per-layer slopes against depth (:mod:`gradprobe.analysis.stats.trends`), with
+  the
+  mean-field prediction where it applies (:mod:`gradprobe.analysis.stats.theory`)
+* ``contrasts.parquet``: first-layer / output-layer ratios (:mod:`gradprobe.analysis.stats.trends`)
+* ``devices.parquet``: cross-device agreement (:mod:`gradprobe.analysis.stats.device_agreement`;
+  empty for one device)
+* ``cost.parquet``: time per seed per device, dtype and variant
+  (:mod:`gradprobe.analysis.stats.device_agreement`)
 * ``train_curves``, ``train_grads``, ``train_reach``, ``train_tests``, ``train_final``
-  ``.parquet``: training statistics (:mod:`analysis.training`; empty without ``[train]``)
+  ``.parquet``: training statistics (:mod:`gradprobe.analysis.stats.training_stats`; empty without
+  ``[train]``)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
   bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
   Written last: its presence means the tables are complete.
@@ -29,22 +33,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.devices import cost_table, device_agreement
-from analysis.effects import ALPHA, paired_effects
-from analysis.series import build_series
-from analysis.stats import CONFIDENCE, DEFAULT_RESAMPLES
-from analysis.summary import describe
-from analysis.theory import predicted_slopes
-from analysis.training import TABLES as TRAIN_TABLES
-from analysis.training import analyze_training
-from analysis.trends import depth_trends, layer_contrasts
-from bench.atomic_files import ensure_directory, write_json_atomic, write_parquet_atomic
-from bench.errors import UserError
-from bench.json_documents import read_versioned_json
-from bench.loader import parse_config
-from bench.manifest import read_manifest, utc_now
-from bench.records import read_records
-from bench.train_records import read_training
+from gradprobe.analysis.stats.device_agreement import cost_table, device_agreement
+from gradprobe.analysis.stats.effects import ALPHA, paired_effects
+from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES
+from gradprobe.analysis.stats.series import build_series
+from gradprobe.analysis.stats.summary import describe
+from gradprobe.analysis.stats.theory import predicted_slopes
+from gradprobe.analysis.stats.training_stats import TABLES as TRAIN_TABLES
+from gradprobe.analysis.stats.training_stats import analyze_training
+from gradprobe.analysis.stats.trends import depth_trends, layer_contrasts
+from gradprobe.bench.plan.loader import parse_config
+from gradprobe.bench.store.manifest import read_manifest, utc_now
+from gradprobe.bench.store.records import read_records
+from gradprobe.bench.store.train_records import read_training
+from gradprobe.core.atomic_files import ensure_directory, write_json_atomic, write_parquet_atomic
+from gradprobe.core.documents import read_versioned_json
+from gradprobe.core.errors import UserError
 
 ANALYSIS_VERSION = 3
 ANALYSIS_DIR = "analysis"

@@ -16,8 +16,8 @@ SMOKE = REPO / "bench" / "configs" / "smoke.toml"
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """``smoke.toml`` run into a temporary directory (records + manifest, not analysed)."""
-    from bench.loader import load_config
-    from bench.runner import run_sweep
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     run_sweep(load_config(SMOKE), out=run_dir, progress=False)
@@ -27,7 +27,7 @@ def smoke_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_analysis(smoke_run):
     """The smoke run analysed with few resamples (fast, still a real bootstrap)."""
-    from analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
 
     return analyze_run(smoke_run, settings=AnalysisSettings(n_resamples=499))
 
@@ -45,7 +45,7 @@ def browser():
         "playwright.sync_api",
         reason="the Python package playwright is missing: `make test` installs the dev extras "
                "(pip install -e '.[dev]')")
-    from tests.browser_support import CHROMIUM_ARGS, find_chromium
+    from browser_support import CHROMIUM_ARGS, find_chromium
 
     given = os.environ.get("GRADPROBE_CHROMIUM")
     executable = find_chromium()
@@ -75,10 +75,10 @@ def hostile_run(tmp_path_factory) -> Path:
     import json
     import re
 
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from analysis.report import write_report
-    from bench.loader import load_config
-    from bench.runner import run_sweep
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.report.report_page import write_report
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     text = SMOKE.read_text(encoding="utf-8")
     text = text.replace('name = "smoke"', f"name = {json.dumps(HOSTILE_NAME)}")
@@ -100,7 +100,7 @@ def reports_dir(tmp_path_factory, smoke_analysis, hostile_run) -> Path:
     ``latest/``, which is not a run."""
     import shutil
 
-    from analysis.report import write_report
+    from gradprobe.analysis.report.report_page import write_report
 
     root = tmp_path_factory.mktemp("publish") / "reports"
     shutil.copytree(smoke_analysis.run_dir, root / "smoke-run")
@@ -136,8 +136,8 @@ def smoke_text(*, model: str = "", sweep_residual: bool = True, seeds: int | Non
 
 def run_text(directory: Path, text: str, name: str = "variant.toml") -> Path:
     """Run config ``text`` into ``directory`` (in-process, no progress bar)."""
-    from bench.loader import parse_config
-    from bench.runner import run_sweep
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import parse_config
 
     run_sweep(parse_config(text, source=name), out=directory, progress=False)
     return directory
@@ -186,9 +186,9 @@ target_loss = [0.5, 0.2]
 @pytest.fixture(scope="session")
 def train_run(tmp_path_factory) -> Path:
     """A tiny sweep with a [train] section, run and analysed (few resamples)."""
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from bench.loader import load_config
-    from bench.runner import run_sweep
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     root = tmp_path_factory.mktemp("train")
     run_dir = root / "run"

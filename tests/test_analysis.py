@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.analyze import TABLES, load_analysis
-from analysis.effects import paired_effects
-from analysis.series import Series
-from analysis.summary import describe
-from analysis.trends import depth_trends, layer_contrasts
-from bench.errors import UserError
+from gradprobe.analysis.analyze import TABLES, load_analysis
+from gradprobe.analysis.stats.effects import paired_effects
+from gradprobe.analysis.stats.series import Series
+from gradprobe.analysis.stats.summary import describe
+from gradprobe.analysis.stats.trends import depth_trends, layer_contrasts
+from gradprobe.core.errors import UserError
 
 
 def planted_series(n_seeds: int = 24) -> Series:
@@ -133,7 +133,7 @@ def test_smoke_analysis_files(smoke_analysis):
 def test_analysis_is_reproducible(smoke_run, tmp_path):
     import shutil
 
-    from analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
 
     copy = tmp_path / "copy"
     shutil.copytree(smoke_run, copy)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.atomic_files import copy_file_atomic, ensure_directory, write_text_atomic
-from bench.cli import main
-from bench.errors import UserError
+from gradprobe.cli.main import main
+from gradprobe.core.atomic_files import copy_file_atomic, ensure_directory, write_text_atomic
+from gradprobe.core.errors import UserError
 
 
 def one_line_error(capsys, argv: list[str], path: Path) -> str:
@@ -63,7 +63,7 @@ def test_report_publish_and_compare_to_unwritable_places(capsys, smoke_analysis,
 
 
 def test_cli_turns_environment_write_errors_into_one_line(capsys, monkeypatch):
-    import bench.cli as cli
+    import gradprobe.cli.main as cli
 
     def fails_with(error):
         args = cli.build_parser().parse_args(["analyze", "x"])

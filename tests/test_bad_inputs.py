@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import REPO, SMOKE
 
-from bench import atomic_files
-from bench.errors import UserError
-from bench.loader import load_config, parse_config
-from bench.records import record_files
-from bench.runner import run_sweep
-from tests.conftest import REPO, SMOKE
+from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.plan.loader import load_config, parse_config
+from gradprobe.bench.store.records import record_files
+from gradprobe.core import atomic_files
+from gradprobe.core.errors import UserError
 
 
 def gradprobe(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "gradprobe", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -128,8 +128,8 @@ def test_nonfinite_gradients_are_counted_and_reported(tmp_path):
                           "[sweep]\nseeds = 6\nresidual = [false, true]\n")
     out = tmp_path / "run"
     run_sweep(config, out=out, progress=False)
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from analysis.report import write_report
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.report.report_page import write_report
 
     analysis = analyze_run(out, settings=AnalysisSettings(n_resamples=199))
     grads = analysis.summary[analysis.summary["metric"] == "grad_mean_abs"]
@@ -209,8 +209,8 @@ def test_unreachable_scheduler_leaves_no_run_directory(tmp_path, monkeypatch, ca
     """Bug: an unreachable Dask scheduler left a half-made run directory (config.toml, an
     "interrupted" manifest, empty records/)."""
     pytest.importorskip("dask.distributed")
-    from bench import executors
-    from bench.cli import main
+    from gradprobe.bench.execute import executors
+    from gradprobe.cli.main import main
 
     monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", "1s")
     out = tmp_path / "out"

@@ -8,9 +8,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from analysis.baseline import list_baselines, save_baseline
-from analysis.sides import load_side
-from bench.errors import UserError
+from gradprobe.analysis.compare.baseline import list_baselines, save_baseline
+from gradprobe.analysis.compare.sides import load_side
+from gradprobe.core.errors import UserError
 
 
 def test_save_copies_records_and_manifest(smoke_run, tmp_path):
@@ -68,8 +68,9 @@ def test_tampered_baseline_is_detected(smoke_run, tmp_path):
 
 def test_committed_smoke_baseline_is_intact_and_matches_a_fresh_run(smoke_run):
     """The CI gate's reference: checksums hold and a fresh smoke run does not regress."""
-    from analysis.compare import CompareSettings, compare_sides
-    from tests.conftest import REPO
+    from support import REPO
+
+    from gradprobe.analysis.compare.comparison import CompareSettings, compare_sides
 
     base = load_side(REPO / "reports" / "baselines" / "smoke", "BASE")
     assert base.kind == "baseline" and base.config.name == "smoke"

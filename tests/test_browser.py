@@ -16,12 +16,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from browser_support import open_page
+from support import HOSTILE_DESCRIPTION, HOSTILE_DIR, HOSTILE_NAME
 
-from analysis.html import page_assets
-from analysis.report import headline_for, write_report
-from bench.records import read_records
-from tests.browser_support import open_page
-from tests.conftest import HOSTILE_DESCRIPTION, HOSTILE_DIR, HOSTILE_NAME
+from gradprobe.analysis.report.pages import page_assets
+from gradprobe.analysis.report.report_page import headline_for, write_report
+from gradprobe.bench.store.records import read_records
 
 pytestmark = pytest.mark.browser
 
@@ -248,7 +248,7 @@ def test_strings_planted_in_the_config_stay_text(browser, hostile_run):
 
 def test_published_site_works_offline_and_links_to_every_report(browser, reports_dir,
                                                                  tmp_path):
-    from analysis.site import publish
+    from gradprobe.analysis.history.site import publish
 
     result = publish(reports=reports_dir, out=tmp_path / "site")
     index = (result.out / "index.html").as_uri()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from analysis.calibrate import CalibrationSettings, calibrate, format_calibration
-from bench.cli import main
-from bench.errors import UserError
-from bench.loader import load_config
+from gradprobe.bench.plan.loader import load_config
+from gradprobe.calibration import CalibrationSettings, calibrate, format_calibration
+from gradprobe.cli.main import main
+from gradprobe.core.errors import UserError
 
 SMALL = CalibrationSettings(repetitions=2, effects=(4.0,), gains=(1.05,), n_resamples=199)
 

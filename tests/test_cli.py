@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from tests.conftest import SMOKE, write_config
+from support import SMOKE, write_config
 
 
 def gradprobe(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     # The console script installed beside this interpreter, not whichever one is first on
     # PATH (another checkout's virtual environment may be active).
     script = Path(sys.executable).with_name("gradprobe")
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "bench.cli"]
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "gradprobe"]
     environment = {**os.environ, **env} if env else None
     return subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300, env=environment)
@@ -97,7 +96,7 @@ def test_compare_missing_or_empty_directory_exits_2(tmp_path, smoke_run):
 
 def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
     """--json prints one strict JSON object; progress and notes go to stderr."""
-    from bench.cli import main
+    from gradprobe.cli.main import main
 
     run_dir = tmp_path / "run"
     assert main(["run", str(SMOKE), "--out", str(run_dir), "--json"]) == 0
@@ -119,7 +118,7 @@ def test_run_and_analyze_json_is_the_only_thing_on_stdout(tmp_path, capsys):
 def test_json_rows_of_a_resumed_run(tmp_path, capsys):
     """Bug: `run --json` on a fully resumed run reported "rows": 0, not the rows the run
     directory holds."""
-    from bench.cli import main
+    from gradprobe.cli.main import main
 
     run_dir = tmp_path / "run"
     for _ in range(2):
@@ -131,9 +130,9 @@ def test_json_rows_of_a_resumed_run(tmp_path, capsys):
 
 
 def test_analyze_report_and_bench_print_the_same_headline_table(tmp_path, capsys):
-    from analysis.analyze import load_analysis
-    from analysis.headline import headline_for
-    from bench.cli import main
+    from gradprobe.analysis.analyze import load_analysis
+    from gradprobe.analysis.report.headline import headline_for
+    from gradprobe.cli.main import main
 
     run_dir = tmp_path / "run"
     main(["run", str(SMOKE), "--out", str(run_dir), "--no-progress"])
@@ -148,7 +147,7 @@ def test_analyze_report_and_bench_print_the_same_headline_table(tmp_path, capsys
 
 
 def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
-    from bench.cli import main
+    from gradprobe.cli.main import main
 
     out = tmp_path / "site"
     assert main(["publish", "--reports", str(reports_dir), "--out", str(out)]) == 0
@@ -164,7 +163,7 @@ def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
 
 
 def test_bench_with_training_reports_it(tmp_path):
-    from tests.conftest import TRAIN_SMOKE
+    from support import TRAIN_SMOKE
 
     path = write_config(tmp_path, TRAIN_SMOKE.replace("seeds = 10", "seeds = 6"), "t.toml")
     done = gradprobe("bench", path, "--root", tmp_path / "reports", "--no-progress")

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from analysis.compare import CompareSettings, compare_sides
-from analysis.sides import load_side
-from bench.errors import UserError
+from gradprobe.analysis.compare.comparison import CompareSettings, compare_sides
+from gradprobe.analysis.compare.sides import load_side
+from gradprobe.core.errors import UserError
 
 FAST = CompareSettings(n_resamples=199)
 
@@ -200,8 +200,9 @@ def test_all_p_values_form_one_bh_family(smoke_run, smoke_variants):
 
 
 def test_settings_from_run_config_and_flags(smoke_run, tmp_path):
-    from analysis.compare import DEFAULT_TOLERANCE, settings_for
-    from tests.conftest import run_text, smoke_text
+    from support import run_text, smoke_text
+
+    from gradprobe.analysis.compare.comparison import DEFAULT_TOLERANCE, settings_for
 
     run_dir = run_text(tmp_path / "r", smoke_text(
         extra='\n[compare]\nprefer = { grad_mean_abs = "higher" }\ntolerance = 1.05\n'))
@@ -215,7 +216,7 @@ def test_settings_from_run_config_and_flags(smoke_run, tmp_path):
 
 
 def test_depth_compared_on_purpose_lists_layers_on_one_side(smoke_run, tmp_path):
-    from tests.conftest import run_text, smoke_text
+    from support import run_text, smoke_text
 
     shallow = run_text(tmp_path / "d2", smoke_text(depth="[2]"))
     deep = run_text(tmp_path / "d3", smoke_text(depth="[3]"))

@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
+from test_cli import gradprobe
 
-from bench.cli import main
-from tests.test_cli import gradprobe
+from gradprobe.cli.main import main
 
 
 @pytest.fixture(scope="module")

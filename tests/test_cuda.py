@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import DataConfig, ModelConfig
-from bench.engine import bytes_per_seed, measure_group
-from bench.sweep import Cell
+from gradprobe.bench.engine.batched import bytes_per_seed, measure_group
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.sweep import Cell
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

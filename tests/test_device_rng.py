@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.config import DataConfig, ModelConfig
-from bench.device_rng import block_size, draw_on_device
-from bench.engine import bytes_per_seed, measure_group
-from bench.init_schemes import default_bias_bound, default_weight_bound
-from bench.initialization import draw_initial_state
-from bench.sweep import Cell
+from gradprobe.bench.engine.batched import bytes_per_seed, measure_group
+from gradprobe.bench.init.device_rng import block_size, draw_on_device
+from gradprobe.bench.init.init_schemes import default_bias_bound, default_weight_bound
+from gradprobe.bench.init.initialization import draw_initial_state
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.sweep import Cell
 
 
 def test_block_size_is_fixed_by_the_network():

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from analysis.devices import cost_table, device_agreement, expected_level
-from bench import records
-from bench.errors import ConfigError
-from bench.loader import parse_config
-from bench.runner import plan_cells, run_sweep
+from gradprobe.analysis.stats.device_agreement import cost_table, device_agreement, expected_level
+from gradprobe.bench.execute.runner import plan_cells, run_sweep
+from gradprobe.bench.plan.loader import parse_config
+from gradprobe.bench.store import records
+from gradprobe.core.errors import ConfigError
 
 BASE = 'name = "d"\n[model]\ndepth = 3\nwidth = 4\n[sweep]\nseeds = 3\n'
 ABSENT = "cuda:15"  # absent here and on any machine with fewer than 16 GPUs
@@ -35,8 +35,8 @@ def test_absent_device_skipped_and_recorded(tmp_path):
     run_sweep(config, out=tmp_path / "run", progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["skipped"][0]["device"] == ABSENT
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from analysis.report import write_report
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.report.report_page import write_report
 
     analysis = analyze_run(tmp_path / "run", settings=AnalysisSettings(n_resamples=199))
     html = write_report(tmp_path / "run", analysis=analysis).read_text()

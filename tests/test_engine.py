@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import DataConfig, ModelConfig
-from bench.engine import bytes_per_seed, measure_group, run_chunk, seeds_per_chunk
-from bench.initialization import draw_initial_state, mlp_param_specs
-from bench.metrics import METRICS
-from bench.reference import build_reference
-from bench.sweep import Cell
+from gradprobe.bench.engine.batched import bytes_per_seed, measure_group, run_chunk, seeds_per_chunk
+from gradprobe.bench.engine.metrics import METRICS
+from gradprobe.bench.init.initialization import draw_initial_state, mlp_param_specs
+from gradprobe.bench.models.reference import build_reference
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.sweep import Cell
 
 SEEDS = (0, 1, 2, 3, 11)
 
@@ -88,8 +88,8 @@ def test_batchnorm_matches_literal_module_in_float64(residual, position):
 
 
 def test_batchnorm_needs_a_batch():
-    from bench.errors import ConfigError
-    from bench.loader import parse_config
+    from gradprobe.bench.plan.loader import parse_config
+    from gradprobe.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"\[model\] norm = \"batchnorm\": .*batch_size > 1"):
         parse_config('name = "b"\n[model]\nnorm = "batchnorm"\n')
@@ -178,7 +178,7 @@ def test_nonfinite_gradients_are_counted_not_crashed_on():
 def test_regression_cells_with_and_without_norm_parameters_are_not_grouped():
     # Bug: INIT_KEYS lacked norm and rezero, so a LayerNorm cell was grouped with a cell
     # without norms and run on its state, which has no norm parameters (KeyError).
-    from bench.runner import group_cells
+    from gradprobe.bench.execute.runner import group_cells
 
     data, seeds = DataConfig(batch_size=2), (0, 1)
     cells = [Cell(ModelConfig(residual=True, **kw), data, "cpu", "float32", seeds)

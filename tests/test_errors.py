@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from bench.cli import main
-from bench.errors import one_line
+from gradprobe.cli.main import main
+from gradprobe.core.errors import one_line
 
 
 def test_one_line_hand_computed():

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import SMOKE, write_config
+from test_resume import SLOW, wait_for_cells
 
-from bench.loader import load_config
-from bench.runner import run_sweep
-from tests.conftest import SMOKE, write_config
-from tests.test_resume import SLOW, wait_for_cells
+from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.plan.loader import load_config
 
 
 def records(run_dir) -> pd.DataFrame:
@@ -90,7 +90,7 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path):
     resource tracker) stayed alive and idle forever."""
     config = write_config(tmp_path, SLOW, "slow.toml")
     out = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(config), "--out",
+    driver = subprocess.Popen([sys.executable, "-m", "gradprobe", "run", str(config), "--out",
                                str(out), "--no-progress", "--executor", "processes",
                                "--workers", "2"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

@@ -9,20 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support import write_config
 
-from bench import generic
-from bench.config import DataConfig, ModelConfig
-from bench.engine import measure_group
-from bench.errors import ConfigError
-from bench.generic import measure_factory
-from bench.loader import load_config, parse_config
-from bench.metrics import METRICS
-from bench.reference import build_reference
-from bench.runner import run_sweep
-from bench.sweep import Cell
-from tests.conftest import write_config
+from gradprobe.bench.engine import generic
+from gradprobe.bench.engine.batched import measure_group
+from gradprobe.bench.engine.generic import measure_factory
+from gradprobe.bench.engine.metrics import METRICS
+from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.models.reference import build_reference
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.loader import load_config, parse_config
+from gradprobe.bench.plan.sweep import Cell
+from gradprobe.core.errors import ConfigError
 
-BLOG = "bench.models.mlp:blog_mlp"
+BLOG = "gradprobe.bench.models.mlp:blog_mlp"
 SEEDS = tuple(range(6))
 FLOAT_METRICS = ["grad_mean_abs", "grad_l2", "grad_max_abs", "weight_l2"]
 
@@ -110,13 +110,14 @@ def test_same_records_through_the_whole_pipeline(tmp_path):
 
 
 @pytest.mark.parametrize("factory,kwargs,exact_counts", [
-    ("bench.models.conv_resnet:conv_resnet", {"residual": True, "norm": "batchnorm"}, True),
-    ("bench.models.conv_resnet:conv_resnet", {"residual": False}, True),
+    ("gradprobe.bench.models.conv_resnet:conv_resnet", {"residual": True, "norm": "batchnorm"},
+    True),
+    ("gradprobe.bench.models.conv_resnet:conv_resnet", {"residual": False}, True),
     # LayerNorm gradients have entries that are zero only by cancellation: whether they
     # round to exactly 0.0 depends on summation order, so counts are not compared.
-    ("bench.models.transformer:transformer", {"residual": True, "norm_position": "post"},
+    ("gradprobe.bench.models.transformer:transformer", {"residual": True, "norm_position": "post"},
      False),
-    ("bench.models.transformer:transformer", {"residual": True, "norm_position": "pre"},
+    ("gradprobe.bench.models.transformer:transformer", {"residual": True, "norm_position": "pre"},
      False),
 ])
 def test_vmap_and_loop_give_the_same_records(factory, kwargs, exact_counts):
@@ -138,9 +139,9 @@ def test_vmap_and_loop_give_the_same_records(factory, kwargs, exact_counts):
 def test_examples_are_paired_and_name_their_layers():
     data = DataConfig(batch_size=2)
     for factory, variants in (
-            ("bench.models.conv_resnet:conv_resnet", ({"residual": False},
+            ("gradprobe.bench.models.conv_resnet:conv_resnet", ({"residual": False},
                                                       {"residual": True})),
-            ("bench.models.transformer:transformer", ({"residual": False},
+            ("gradprobe.bench.models.transformer:transformer", ({"residual": False},
                                                       {"residual": True}))):
         done = [measure_factory(Cell(ModelConfig(factory=factory, width=16, depth=3, **v),
                                      data, "cpu", "float32", (0, 1))) for v in variants]
@@ -156,7 +157,7 @@ def test_examples_are_paired_and_name_their_layers():
 
 
 def test_falls_back_to_a_loop_and_says_why(tmp_path):
-    text = ('name = "gate"\n[model]\nfactory = "tests.factory_models:sign_gate"\nwidth = 4\n'
+    text = ('name = "gate"\n[model]\nfactory = "factory_models:sign_gate"\nwidth = 4\n'
             '[data]\ninput = "normal"\n[sweep]\nseeds = 8\n')
     run_sweep(load_config(write_config(tmp_path, text)), out=tmp_path / "run", progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -164,7 +165,7 @@ def test_falls_back_to_a_loop_and_says_why(tmp_path):
     assert batching["mode"] == "loop"
     assert "data-dependent control flow" in batching["reason"]
     records = pd.read_parquet(tmp_path / "run" / "records")
-    from tests.factory_models import SignGate
+    from factory_models import SignGate
 
     for seed in range(8):  # the loop's numbers are the literal module's
         torch.manual_seed(seed)
@@ -180,22 +181,22 @@ def test_falls_back_to_a_loop_and_says_why(tmp_path):
 @pytest.mark.parametrize("model_lines,message", [
     ('factory = "no_such_module_xyz:f"', "cannot import no_such_module_xyz "
                                          "(ModuleNotFoundError"),
-    ('factory = "tests.factory_models:missing"', "has no attribute missing"),
-    ('factory = "tests.factory_models:NOT_CALLABLE"', "NOT_CALLABLE is a int, not a function"),
-    ('factory = "tests.factory_models:no_seed"', "must accept keyword arguments width, depth "
+    ('factory = "factory_models:missing"', "has no attribute missing"),
+    ('factory = "factory_models:NOT_CALLABLE"', "NOT_CALLABLE is a int, not a function"),
+    ('factory = "factory_models:no_seed"', "must accept keyword arguments width, depth "
                                                  "and seed (missing: seed)"),
-    ('factory = "tests.factory_models:not_a_module"', "returned dict, not a torch.nn.Module"),
-    ('factory = "tests.factory_models:wrong_shape"', "forward on an input of shape (1, 4) "
+    ('factory = "factory_models:not_a_module"', "returned dict, not a torch.nn.Module"),
+    ('factory = "factory_models:wrong_shape"', "forward on an input of shape (1, 4) "
                                                      "failed"),
-    ('factory = "tests.factory_models:bad_input_shape"', "input_shape must be a tuple of "
+    ('factory = "factory_models:bad_input_shape"', "input_shape must be a tuple of "
                                                          "positive integers"),
-    ('factory = "tests.factory_models:raises"', "raised ValueError: depth must be even"),
-    ('factory = "bench.models.conv_resnet:conv_resnet"\nnorm = "layernorm"',
+    ('factory = "factory_models:raises"', "raised ValueError: depth must be even"),
+    ('factory = "gradprobe.bench.models.conv_resnet:conv_resnet"\nnorm = "layernorm"',
      "conv_resnet supports norm = none or batchnorm"),
-    ('factory = "bench.models.conv_resnet:conv_resnet"\nactivation = "tanh"',
+    ('factory = "gradprobe.bench.models.conv_resnet:conv_resnet"\nactivation = "tanh"',
      '[model] activation = "tanh": is not a parameter of the factory'),
     ('factory = "not a spec"', 'must look like "package.module:function"'),
-    ('factory = "bench.models.mlp:blog_mlp"\ninit_rng = "device"',
+    ('factory = "gradprobe.bench.models.mlp:blog_mlp"\ninit_rng = "device"',
      '[model] init_rng = "device": a factory model is built by torch.nn'),
 ])
 def test_bad_factories_are_one_line_config_errors(tmp_path, model_lines, message):

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import figures as fig
-from analysis.plotstyle import decade_stride, decade_ticks, embed, to_svg
-from analysis.report_figures import build_figures
+from gradprobe.analysis.report import figures as fig
+from gradprobe.analysis.report.figure_selection import build_figures
+from gradprobe.analysis.report.plot_style import decade_stride, decade_ticks, embed, to_svg
 
 
 @pytest.fixture(scope="module")
 def built(smoke_analysis):
-    from analysis.headline import headline_for
+    from gradprobe.analysis.report.headline import headline_for
 
     headline = headline_for(smoke_analysis)
     return {f.key: f for f in build_figures(smoke_analysis, headline.selection,
@@ -123,6 +123,6 @@ def test_an_svg_over_budget_becomes_a_png_with_alt_text():
 
 
 def test_captions_put_ratios_in_words():
-    from analysis.report_figures import times
+    from gradprobe.analysis.report.figure_selection import times
 
     assert times(601.2) == "601 times larger" and times(0.25) == "4 times smaller"

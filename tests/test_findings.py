@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.analyze import Analysis
-from analysis.findings import early_layers, headline_effect
+from gradprobe.analysis.analyze import Analysis
+from gradprobe.analysis.report.findings import early_layers, headline_effect
 
 
 def summary_rows(geo: list[float], residual: bool = False) -> list[dict]:

@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from analysis.headline import align_ci_column, format_headline, headline_records
+from gradprobe.analysis.report.headline import align_ci_column, format_headline, headline_records
 
 TABLE = pd.DataFrame({
     "param": ["layers.0.weight", "layers.1.weight"], "layer": [0, 1],

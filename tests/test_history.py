@@ -7,9 +7,15 @@ import re
 import numpy as np
 import pytest
 
-from analysis.changepoints import detect_steps, penalty
-from analysis.history import append_run, history_rows, read_history, trends, write_rows
-from bench.errors import UserError
+from gradprobe.analysis.history.changepoints import detect_steps, penalty
+from gradprobe.analysis.history.run_history import (
+    append_run,
+    history_rows,
+    read_history,
+    trends,
+    write_rows,
+)
+from gradprobe.core.errors import UserError
 
 
 def test_steps_found_where_the_level_moves():
@@ -71,7 +77,7 @@ def test_trend_reports_the_planted_step(smoke_analysis, tmp_path):
 
 
 def test_history_page_renders(smoke_analysis, tmp_path):
-    from analysis.history_page import write_history_page
+    from gradprobe.analysis.history.history_page import write_history_page
 
     history = synthetic_history(smoke_analysis, tmp_path / "h", [1, 1, 2, 2])
     items = trends(history, where={"depth": "3"}, tolerance=1.01)

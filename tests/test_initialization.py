@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import initialization as init
-from bench.config import DataConfig, ModelConfig
-from bench.reference import build_reference
+from gradprobe.bench.init import initialization as init
+from gradprobe.bench.models.reference import build_reference
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
 
 SEEDS = [0, 1, 7, 123, 2**32 + 5]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from support import write_config
 
-from bench.errors import ConfigError, UserError
-from bench.loader import CONFIG_DIR, config_with_overrides, load_config, parse_config
-from bench.sweep import Cell
-from tests.conftest import write_config
+from gradprobe.bench.plan.loader import CONFIG_DIR, config_with_overrides, load_config, parse_config
+from gradprobe.bench.plan.sweep import Cell
+from gradprobe.core.errors import ConfigError, UserError
 
 BASE = 'name = "t"\n[model]\ndepth = 3\nwidth = 4\n'
 
@@ -91,8 +91,8 @@ def test_sweep_axes_expand_as_cartesian_product():
     (BASE + '[train]\nsamples = 1\n[sweep]\nnorm = ["none", "batchnorm"]\n[data]\n'
      "batch_size = 2\n", '[train] samples = 1: batchnorm normalises over the batch and needs '
                          'train.samples > 1 (in the sweep cell norm = "batchnorm")'),
-    (BASE + 'factory = "bench.models.mlp:blog_mlp"\n[train]\n',
-     '[model] factory = "bench.models.mlp:blog_mlp": [train] is not available'),
+    (BASE + 'factory = "gradprobe.bench.models.mlp:blog_mlp"\n[train]\n',
+     '[model] factory = "gradprobe.bench.models.mlp:blog_mlp": [train] is not available'),
     (BASE + "[report]\ntarget_loss = 0\n", "[report] target_loss = 0: must be > 0"),
     (BASE + '[report]\ntarget_loss = ["low"]\n', '[report] target_loss = "low": must be a '
                                                  'number'),
@@ -160,8 +160,8 @@ def test_train_section_and_swept_train_keys():
 
 
 def test_factory_key_is_a_record_axis():
-    config = parse_config(BASE + 'factory = "bench.models.mlp:blog_mlp"\n')
-    assert config.cells()[0].axes()["factory"] == "bench.models.mlp:blog_mlp"
+    config = parse_config(BASE + 'factory = "gradprobe.bench.models.mlp:blog_mlp"\n')
+    assert config.cells()[0].axes()["factory"] == "gradprobe.bench.models.mlp:blog_mlp"
     assert parse_config(BASE).cells()[0].axes()["factory"] == ""
 
 

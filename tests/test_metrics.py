@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench.metrics import _rms, safe_mean_abs, scaled_norm
+from gradprobe.bench.engine.metrics import _rms, safe_mean_abs, scaled_norm
 
 
 def test_scaled_norm_hand_computed():

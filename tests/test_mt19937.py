@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import mt19937
+from gradprobe.bench.init import mt19937
 
 
 def torch_uniform(seed: int, n: int, low: float, high: float) -> np.ndarray:

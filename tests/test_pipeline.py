@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from analysis.pipeline import previous_run
-from bench.cli import main
-from tests.conftest import SMOKE
+from support import SMOKE
+
+from gradprobe.cli.main import main
+from gradprobe.pipeline import previous_run
 
 
 def test_second_bench_is_compared_and_both_enter_the_history(tmp_path, capsys):

@@ -10,10 +10,10 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import pytest
+from support import HOSTILE_DIR, HOSTILE_NAME, REPO
 
-from analysis import site
-from bench.errors import UserError
-from tests.conftest import HOSTILE_DIR, HOSTILE_NAME, REPO
+from gradprobe.analysis.history import site
+from gradprobe.core.errors import UserError
 
 
 class Links(HTMLParser):
@@ -77,7 +77,7 @@ def test_every_link_is_relative_and_resolves(published):
 
 
 def test_index_lists_provenance_and_the_headline_ratio(published, smoke_analysis):
-    from analysis.headline import fmt_ci, headline_for
+    from gradprobe.analysis.report.headline import fmt_ci, headline_for
 
     html = (published.out / "index.html").read_text(encoding="utf-8")
     manifest = json.loads((smoke_analysis.run_dir / "manifest.json").read_text())
@@ -164,8 +164,8 @@ def test_a_failed_build_leaves_the_previous_site(reports_dir, tmp_path, monkeypa
 def test_history_page_and_latest_comparison_plug_in(reports_dir, tmp_path):
     """A real compare.json (gradprobe compare) and a real history (gradprobe history add)
     appear on the site; strings planted in the comparison stay text."""
-    from analysis.compare_render import compare_dirs
-    from analysis.history import append_run
+    from gradprobe.analysis.compare.compare_output import compare_dirs
+    from gradprobe.analysis.history.run_history import append_run
 
     root = tmp_path / "reports"
     shutil.copytree(reports_dir / "smoke-run", root / "smoke-run")

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench import records
-from bench.errors import UserError
-from bench.loader import load_config
-from bench.metrics import METRICS
+from gradprobe.bench.engine.metrics import METRICS
+from gradprobe.bench.plan.loader import load_config
+from gradprobe.bench.store import records
+from gradprobe.core.errors import UserError
 
 
 def test_pandas_reads_the_records_directory(smoke_run):

@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 
-from analysis.headline import fmt_ci
-from analysis.report import headline_for, write_report
-from bench.records import read_records
+from gradprobe.analysis.report.headline import fmt_ci
+from gradprobe.analysis.report.report_page import headline_for, write_report
+from gradprobe.bench.store.records import read_records
 
 
 def test_report_renders_with_headline_numbers(smoke_analysis):
@@ -48,7 +48,7 @@ def test_report_is_self_contained(smoke_analysis, tmp_path):
 
 
 def test_findings_state_numbers_with_intervals(smoke_analysis):
-    from analysis.findings import findings
+    from gradprobe.analysis.report.findings import findings
 
     headline = headline_for(smoke_analysis)
     sentences = findings(smoke_analysis, headline.selection, headline.metric)
@@ -67,9 +67,9 @@ def test_report_shows_comparison_with_baseline(smoke_analysis, smoke_variants, t
     """With compare.json in the run directory the report gains the comparison section."""
     import shutil
 
-    from analysis.compare import CompareSettings, compare_sides
-    from analysis.compare_render import write_outputs
-    from analysis.sides import load_side
+    from gradprobe.analysis.compare.compare_output import write_outputs
+    from gradprobe.analysis.compare.comparison import CompareSettings, compare_sides
+    from gradprobe.analysis.compare.sides import load_side
 
     run = tmp_path / "run"
     shutil.copytree(smoke_analysis.run_dir, run)
@@ -82,8 +82,8 @@ def test_report_shows_comparison_with_baseline(smoke_analysis, smoke_variants, t
 
 
 def test_training_section_appears_only_with_training(smoke_analysis, train_run):
-    from analysis.analyze import load_analysis
-    from analysis.training_report import reach_text
+    from gradprobe.analysis.analyze import load_analysis
+    from gradprobe.analysis.report.training_section import reach_text
 
     plain = write_report(smoke_analysis.run_dir, analysis=smoke_analysis).read_text("utf-8")
     assert 'id="training"' not in plain and 'id="models"' not in plain
@@ -102,24 +102,26 @@ def test_training_section_appears_only_with_training(smoke_analysis, train_run):
 
 
 def test_models_section_names_the_factory_and_its_batching(tmp_path):
-    from bench.loader import load_config
-    from bench.runner import run_sweep
-    from tests.conftest import write_config
+    from support import write_config
 
-    text = ('name = "conv"\n[model]\nfactory = "bench.models.conv_resnet:conv_resnet"\n'
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
+
+    text = ('name = "conv"\n[model]\nfactory = "gradprobe.bench.models.conv_resnet:conv_resnet"\n'
             "width = 4\n[sweep]\nseeds = 4\ndepth = [2, 3]\nresidual = [false, true]\n")
     run_sweep(load_config(write_config(tmp_path, text)), out=tmp_path / "run", progress=False)
     html = write_report(tmp_path / "run").read_text(encoding="utf-8")
     assert 'id="models"' in html
-    assert "bench.models.conv_resnet:conv_resnet" in html and "vmap (4)" in html
+    assert "gradprobe.bench.models.conv_resnet:conv_resnet" in html and "vmap (4)" in html
     assert 'id="training"' not in html
 
 
 def test_training_without_plain_residual_pairs_still_reports_steps(tmp_path):
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from bench.loader import load_config
-    from bench.runner import run_sweep
-    from tests.conftest import TRAIN_SMOKE, write_config
+    from support import TRAIN_SMOKE, write_config
+
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
 
     text = TRAIN_SMOKE.replace("residual = [false, true]", "").replace("seeds = 10",
                                                                         "seeds = 4")
@@ -137,7 +139,7 @@ def test_incomplete_run_is_analysed_with_a_warning_and_a_banner(smoke_run, tmp_p
     import json
     import shutil
 
-    from bench.cli import main
+    from gradprobe.cli.main import main
 
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis", "index.html"))
@@ -172,7 +174,7 @@ def test_report_after_force_with_another_config_redoes_the_analysis(smoke_run, t
     import json
     import shutil
 
-    from analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
 
     run = tmp_path / "run"
     shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis", "index.html"))

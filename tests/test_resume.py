@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import write_config
 
-from bench.loader import config_with_overrides, load_config, parse_config
-from bench.runner import run_sweep
-from tests.conftest import write_config
+from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.plan.loader import config_with_overrides, load_config, parse_config
 
 # ~40 cells of a few hundred milliseconds each: long enough to be killed mid-run.
 SLOW = """name = "slow"
@@ -34,7 +34,7 @@ N_CELLS = 42
 
 
 def start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(config), "--out",
+    return subprocess.Popen([sys.executable, "-m", "gradprobe", "run", str(config), "--out",
                              str(out), "--no-progress", *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -77,7 +77,7 @@ def test_sigkill_then_resume_gives_identical_records(tmp_path, slow_config, unin
     assert done < N_CELLS, "the run finished before it could be killed"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "running"  # killed: nothing could record the end
-    resumed = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(slow_config),
+    resumed = subprocess.run([sys.executable, "-m", "gradprobe", "run", str(slow_config),
                               "--out", str(out), "--no-progress"], capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -107,7 +107,7 @@ def test_second_writer_is_refused_while_the_first_finishes(tmp_path, slow_config
     out = tmp_path / "run"
     first = start(slow_config, out)
     wait_for_cells(out, 1, first)
-    second = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(slow_config),
+    second = subprocess.run([sys.executable, "-m", "gradprobe", "run", str(slow_config),
                              "--out", str(out), "--no-progress"], capture_output=True,
                             text=True, timeout=60)
     assert second.returncode == 2
@@ -132,7 +132,7 @@ def test_other_sweep_in_same_directory_is_refused_unless_forced(tmp_path):
     out = tmp_path / "run"
     run_sweep(load_config("smoke"), out=out, progress=False)
     other = parse_config('name = "other"\n[model]\ndepth = 2\nwidth = 3\n[sweep]\nseeds = 2\n')
-    from bench.errors import UserError
+    from gradprobe.core.errors import UserError
 
     with pytest.raises(UserError, match="holds records of another sweep"):
         run_sweep(other, out=out, progress=False)

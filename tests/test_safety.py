@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from bench.loader import parse_config
-from bench.runner import run_sweep
-from tests.conftest import REPO
+from support import REPO
+
+from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.plan.loader import parse_config
 
 PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -16,8 +17,8 @@ def test_markup_in_config_is_inert_in_the_report(tmp_path):
             "[model]\ndepth = 2\nwidth = 3\n[sweep]\nseeds = 4\nresidual = [false, true]\n")
     out = tmp_path / "run"
     run_sweep(parse_config(text, source="evil.toml"), out=out, progress=False)
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from analysis.report import write_report
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.analysis.report.report_page import write_report
 
     analysis = analyze_run(out, settings=AnalysisSettings(n_resamples=199))
     html = write_report(out, analysis=analysis).read_text()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from analysis import stats
+from gradprobe.analysis.stats import estimators as stats
 
 
 def rng(seed: int = 0) -> np.random.Generator:

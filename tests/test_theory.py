@@ -7,8 +7,13 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.theory import applicable, plain_slope, predicted_slopes, weight_variance
-from bench.init_schemes import default_weight_bound
+from gradprobe.analysis.stats.theory import (
+    applicable,
+    plain_slope,
+    predicted_slopes,
+    weight_variance,
+)
+from gradprobe.bench.init.init_schemes import default_weight_bound
 
 CHECK = """name = "theory-check"
 [model]
@@ -47,7 +52,7 @@ def test_prediction_only_where_the_derivation_applies():
     assert applicable(pd.Series(base))
     for change in ({"residual": True}, {"activation": "tanh"}, {"bias": True},
                    {"norm": "layernorm"}, {"target": 1.0}, {"batch_size": 4},
-                   {"metric": "act_rms"}, {"factory": "bench.models.conv_resnet:build"},
+                   {"metric": "act_rms"}, {"factory": "gradprobe.bench.models.conv_resnet:build"},
                    {"dtype": "bfloat16"}, {"rezero": True}):
         assert not applicable(pd.Series({**base, **change})), change
     table = predicted_slopes(pd.DataFrame([{**base, "slope": -0.8, "ci_low": -0.81,
@@ -72,9 +77,9 @@ def test_measured_slopes_contain_the_prediction(tmp_path):
     the chance that a correct theory fails somewhere stays at 5%. (With plain 95% intervals
     that chance is far higher; on seeds 0-599 three correlated rows for default init at
     width 128 miss by 0.0002-0.0004, about 15% of the interval half-width.)"""
-    from analysis.analyze import AnalysisSettings, analyze_run
-    from bench.loader import parse_config
-    from bench.runner import run_sweep
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import parse_config
 
     run_sweep(parse_config(CHECK), out=tmp_path / "run", progress=False)
     settings = AnalysisSettings(n_resamples=999, confidence=1 - 0.05 / 24)

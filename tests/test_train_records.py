@@ -8,14 +8,14 @@ import shutil
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from support import TRAIN_SMOKE, write_config
 
-from bench import train_records
-from bench.errors import UserError
-from bench.loader import load_config
-from bench.metrics import METRICS
-from bench.records import cell_path
-from bench.runner import run_sweep
-from tests.conftest import TRAIN_SMOKE, write_config
+from gradprobe.bench.engine.metrics import METRICS
+from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.plan.loader import load_config
+from gradprobe.bench.store import train_records
+from gradprobe.bench.store.records import cell_path
+from gradprobe.core.errors import UserError
 
 N_SEEDS, STEPS, CELLS = 10, 30, 4
 

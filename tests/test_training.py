@@ -7,13 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import DataConfig, ModelConfig, TrainConfig
-from bench.engine import run_chunk
-from bench.initialization import draw_initial_state, mlp_param_specs
-from bench.metrics import METRICS
-from bench.reference import build_reference
-from bench.sweep import Cell
-from bench.training import (
+from gradprobe.bench.engine.batched import run_chunk
+from gradprobe.bench.engine.metrics import METRICS
+from gradprobe.bench.engine.training import (
     Task,
     bytes_per_training_seed,
     draw_task,
@@ -23,6 +19,10 @@ from bench.training import (
     train_cell,
     train_chunk,
 )
+from gradprobe.bench.init.initialization import draw_initial_state, mlp_param_specs
+from gradprobe.bench.models.reference import build_reference
+from gradprobe.bench.plan.config import DataConfig, ModelConfig, TrainConfig
+from gradprobe.bench.plan.sweep import Cell
 
 SEEDS = (0, 1, 5)
 

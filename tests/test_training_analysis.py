@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.training import (
+from gradprobe.analysis.stats.training_stats import (
     build_runs,
     curve_steps,
     final_loss_effects,

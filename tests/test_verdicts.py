@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.verdicts import nonfinite_override, ratio_verdicts, zero_verdicts
+from gradprobe.analysis.compare.verdicts import nonfinite_override, ratio_verdicts, zero_verdicts
 
 TOL = 1.01
 

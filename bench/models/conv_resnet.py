@@ -1,4 +1,4 @@
-"""A small convolutional ResNet: ``factory = "bench.models.conv_resnet:conv_resnet"``.
+"""A small convolutional ResNet: ``factory = "gradprobe.bench.models.conv_resnet:conv_resnet"``.
 
 Input ``(3, 8, 8)`` images; a 3x3 stem convolution to ``width`` channels; ``depth`` basic
 blocks (He et al. 2016: conv3x3, norm, ReLU, conv3x3, norm, then ``ReLU(out + h)`` with the

@@ -1,6 +1,7 @@
-"""The blog's MLP as a factory model: ``factory = "bench.models.mlp:blog_mlp"``.
+"""The blog's MLP as a factory model: ``factory = "gradprobe.bench.models.mlp:blog_mlp"``.
 
-The same network as the built-in engine's (:class:`bench.reference.ReferenceMLP`, built
+The same network as the built-in engine's (:class:`gradprobe.bench.models.reference.ReferenceMLP`,
+built
 after ``torch.manual_seed(seed)`` in the same order), so measuring it through the generic
 ``torch.func`` path must give the engine's records: the tests use it for exactly that, and it
 is the template for writing a factory of one's own.
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.config import ModelConfig
-from bench.reference import ReferenceMLP
+from gradprobe.bench.models.reference import ReferenceMLP
+from gradprobe.bench.plan.config import ModelConfig
 
 
 class BlogMLP(ReferenceMLP):
@@ -23,7 +24,8 @@ class BlogMLP(ReferenceMLP):
 
 def blog_mlp(*, width: int, depth: int, seed: int, **model_keys) -> BlogMLP:
     """Every other ``[model]`` key (``residual``, ``activation``, ``norm`` ...) is passed on
-    to :class:`bench.config.ModelConfig`; ``seed`` is unused (the caller has already called
+    to :class:`gradprobe.bench.plan.config.ModelConfig`; ``seed`` is unused (the caller has already
+    called
     ``torch.manual_seed(seed)``)."""
     del seed
     return BlogMLP(ModelConfig(width=width, depth=depth, **model_keys))

@@ -1,4 +1,5 @@
-"""Transformer blocks, pre-LN or post-LN: ``factory = "bench.models.transformer:transformer"``.
+"""Transformer blocks, pre-LN or post-LN: ``factory =
+"gradprobe.bench.models.transformer:transformer"``.
 
 Input: sequences of 8 vectors of size ``width`` (no embedding layer). ``depth`` blocks, each
 self-attention (``nn.MultiheadAttention``, head size about 16) and a GELU MLP of hidden size

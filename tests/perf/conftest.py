@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from tests.perf.timing import BYTES_PER_PARAM, TABLE, copy_bandwidth
+from timing import BYTES_PER_PARAM, TABLE, copy_bandwidth
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timing import copy_bandwidth, record
 
-from bench.config import DataConfig, ModelConfig
-from bench.engine import measure_group
-from bench.initialization import mlp_param_specs
-from bench.reference import naive_measure
-from bench.sweep import Cell
-from tests.perf.timing import copy_bandwidth, record
+from gradprobe.bench.engine.batched import measure_group
+from gradprobe.bench.init.initialization import mlp_param_specs
+from gradprobe.bench.models.reference import naive_measure
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.sweep import Cell
 
 # (depth, width): (seeds per naive round, seeds per engine call)
 CPU_CELLS = {(5, 10): (100, 10_000), (20, 64): (20, 1_000), (50, 256): (3, 48)}

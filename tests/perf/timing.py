@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.engine import synchronize
+from gradprobe.bench.engine.batched import synchronize
 
 # Bytes each parameter value moves at least once per seed: generated (written), read in the
 # forward pass, read in the backward pass, gradient written, gradient read by the reduction.

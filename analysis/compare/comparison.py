@@ -1,0 +1,333 @@
+"""``gradprobe compare BASE RUN``: did the gradient behaviour change, and by how much?
+
+For every matched cell (:mod:`gradprobe.analysis.compare.matching`), parameter and metric, the
+ratio of
+geometric means RUN/BASE over seeds is estimated on log10 values with a 95% bootstrap CI
+and tested, then judged by the two-gate rule of :mod:`gradprobe.analysis.compare.verdicts`.
+
+*Pairing.* Records carry a fingerprint of each seed's initial parameters and input. When
+every seed that both sides ran has the same fingerprint on both sides (and there are at least
+:data:`MIN_PAIRED_SEEDS` of them), the cell is compared seed by seed: per-seed log ratios,
+their mean with a BCa bootstrap CI, Wilcoxon's signed-rank test. Seeds only one side ran are
+then left out. Otherwise (other seeds, or a PyTorch whose RNG stream changed, so that even
+one common seed starts elsewhere) the cell falls back to an unpaired comparison of all seeds:
+the difference of mean logs with a two-sample bootstrap CI and the Mann-Whitney U test, and
+the output says so.
+
+*Zeros and non-finite values* have no logarithm and are left out of the ratio. A change in
+how many seeds are exactly zero (dead ReLUs) is tested on its own: exact McNemar on paired
+seeds, Fisher's exact test otherwise, for ``grad_mean_abs`` (zero for a seed exactly when the
+other gradient metrics are), ``act_rms`` and ``grad_act_rms``. Values that turn NaN or inf
+are always ``regressed`` (:func:`gradprobe.analysis.compare.verdicts.nonfinite_override`).
+
+*Multiple comparisons.* All p-values of a comparison form one family, adjusted with
+Benjamini-Hochberg (``scipy.stats.false_discovery_control``).
+
+Columns of :attr:`Comparison.tests`: ``cell_base``, ``cell_run``, the match-key axis columns,
+``param``, ``layer``, ``kind``, ``metric``, ``test`` (``ratio`` or ``zero_fraction``),
+``pairing`` (``paired``/``unpaired``), ``n_base``, ``n_run`` (seeds per side),
+``n_used`` (seeds, or pairs, with a valid value on both sides), ``ratio``, ``ci_low``,
+``ci_high``, ``log10_ratio``, ``base_zero``, ``run_zero``, ``base_nonfinite``,
+``run_nonfinite``, ``p_value``, ``p_adjusted``, ``prefer``, ``verdict``, ``reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gradprobe.analysis.compare.matching import (
+    CellMatch,
+    cell_table,
+    config_differences,
+    environment_differences,
+    match_cells,
+)
+from gradprobe.analysis.compare.sides import Side
+from gradprobe.analysis.compare.verdicts import (
+    PREFER_SIGN,
+    VERDICTS,
+    nonfinite_override,
+    ratio_verdicts,
+    zero_verdicts,
+)
+from gradprobe.analysis.stats.estimators import (
+    CONFIDENCE,
+    adjust_pvalues,
+    count_change_pvalues,
+    discordant_pvalues,
+    log10_or_nan,
+    mannwhitney_pvalues,
+    mean_ci,
+    mean_difference_ci,
+    wilcoxon_pvalues,
+)
+from gradprobe.analysis.stats.series import Series, build_series
+from gradprobe.bench.engine.metrics import LAYER_METRICS
+from gradprobe.bench.plan.sweep import COMPARE_METRICS
+from gradprobe.core.errors import UserError
+
+DEFAULT_ALPHA = 0.05
+# Measured with `gradprobe calibrate` (docs/regression.md, "Tolerance: from data"): the
+# smallest calibration step at least floor^4, where the floor is the largest float32 rounding
+# effect against float64 on the same seeds (ratio or CI bound): 1.00005 on the smoke sweep
+# (suggests 1.001), 1.0015 on the default sweep outside its float32-underflow cells
+# (suggests 1.01). One default for every preset takes the larger. A/A false-positive rate
+# at 1.01: 0 of 20 on smoke, 0 of 2 on default.
+DEFAULT_TOLERANCE = 1.01
+# With n pairs the smallest two-sided Wilcoxon p is 2 / 2**n: 0.031 at n = 6, so fewer pairs
+# could never pass the significance gate.
+MIN_PAIRED_SEEDS = 6
+DEFAULT_COMPARE_RESAMPLES = 1999
+ZERO_TEST_METRICS = ("grad_mean_abs", "act_rms", "grad_act_rms")
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    alpha: float = DEFAULT_ALPHA  # false discovery rate of the significance gate
+    tolerance: float = DEFAULT_TOLERANCE  # ratios within [1/t, t] count as no change
+    n_resamples: int = DEFAULT_COMPARE_RESAMPLES  # bootstrap resamples per interval
+    confidence: float = CONFIDENCE
+    seed: int = 0  # bootstrap generator seed
+    prefer: tuple[tuple[str, str], ...] = ()  # (metric, "higher" | "lower"), from RUN's config
+    metrics: tuple[str, ...] = COMPARE_METRICS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise UserError(f"--alpha {self.alpha}: must be between 0 and 1")
+        if not self.tolerance > 1:
+            raise UserError(f"--tolerance {self.tolerance}: must be a ratio > 1, e.g. 1.01")
+        if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
+            raise UserError(f"--resamples {self.n_resamples}: use at least 100 resamples")
+
+    def prefer_sign(self, metric: str) -> int:
+        return PREFER_SIGN.get(dict(self.prefer).get(metric, ""), 0)
+
+
+def settings_for(run: Side, *, alpha: float | None = None, tolerance: float | None = None,
+                 n_resamples: int | None = None, seed: int = 0) -> CompareSettings:
+    """Settings from command-line values, else RUN's ``[compare]`` section, else defaults.
+
+    RUN's config decides the preferred directions: a change that is meant to move a metric
+    declares so in the same commit as the change, where a reviewer sees both.
+    """
+    section = run.config.compare
+    return CompareSettings(
+        alpha=alpha if alpha is not None else section.alpha or DEFAULT_ALPHA,
+        tolerance=tolerance if tolerance is not None else section.tolerance
+        or DEFAULT_TOLERANCE,
+        n_resamples=n_resamples or DEFAULT_COMPARE_RESAMPLES, seed=seed,
+        prefer=section.prefer)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything ``gradprobe compare`` reports.
+
+    ``pairing``: one row per matched cell: ``cell_base``, ``cell_run``, the key axes,
+    ``paired``, ``n_base``, ``n_run``, ``n_common``, ``n_mismatched``, ``note``.
+    ``tests``: one row per test (columns in the module docstring).
+    """
+
+    base: dict
+    run: dict
+    settings: CompareSettings
+    config_differences: list[dict]
+    environment_differences: list[dict]
+    cells: CellMatch
+    pairing: pd.DataFrame
+    tests: pd.DataFrame
+
+    def counts(self) -> dict[str, int]:
+        found = self.tests["verdict"].value_counts()
+        return {v: int(found.get(v, 0)) for v in VERDICTS}
+
+    @property
+    def regressed(self) -> bool:
+        return self.counts()["regressed"] > 0
+
+
+def compare_sides(base: Side, run: Side, settings: CompareSettings) -> Comparison:
+    """Match, test and judge (module docstring); UserError when no cell matches."""
+    cells = match_cells(cell_table(base.records), cell_table(run.records))
+    if cells.pairs.empty:
+        raise UserError(f"{run.path} and {base.path} have no cell in common (matched on "
+                        f"{', '.join(cells.key)}); compare runs of the same sweep")
+    metrics = list(settings.metrics)
+    bs, rs = build_series(base.records, metrics), build_series(run.records, metrics)
+    common = np.intersect1d(bs.seeds, rs.seeds)
+    columns = (np.searchsorted(bs.seeds, common), np.searchsorted(rs.seeds, common))
+    pairing = cell_pairing(bs, rs, cells, columns)
+    rows = series_rows(bs, rs, cells).merge(pairing[["cell_base", "cell_run", "paired"]])
+    rngs = np.random.default_rng(settings.seed).spawn(len(metrics))
+    frames = []
+    for metric, rng in zip(metrics, rngs, strict=True):
+        chosen = rows[rows["kind"] == "weight"] if metric in LAYER_METRICS else rows
+        frames.extend(metric_tests(metric, bs, rs, chosen.reset_index(drop=True), columns,
+                                   rng=rng, settings=settings))
+    tests = judge(pd.concat([f for f in frames if len(f)], ignore_index=True), settings)
+    return Comparison(base.describe(), run.describe(), settings,
+                      config_differences(base, run), environment_differences(base, run),
+                      cells, pairing, tests)
+
+
+def series_rows(bs: Series, rs: Series, cells: CellMatch) -> pd.DataFrame:
+    """Matched (cell, parameter) series: ``i_base``, ``i_run`` (rows of each side's
+    matrices), ``cell_base``, ``cell_run``, the key axes, ``param``, ``layer``, ``kind``."""
+    run_keys = rs.keys[["cell_id", "param", "layer", "kind"]].reset_index(names="i_run")
+    run_keys = run_keys.merge(cells.pairs, left_on="cell_id", right_on="cell_run")
+    base_keys = bs.keys[["cell_id", "param"]].reset_index(names="i_base")
+    rows = run_keys.merge(base_keys, left_on=["cell_base", "param"],
+                          right_on=["cell_id", "param"])
+    return rows[["i_base", "i_run", "cell_base", "cell_run", *cells.key, "param", "layer",
+                 "kind"]]
+
+
+def cell_pairing(bs: Series, rs: Series, cells: CellMatch,
+                 columns: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    """Per matched cell: paired by seed or not, and why (columns in :class:`Comparison`)."""
+    first_base = bs.keys.reset_index().groupby("cell_id")["index"].first()
+    first_run = rs.keys.reset_index().groupby("cell_id")["index"].first()
+    records = []
+    for pair in cells.pairs.itertuples(index=False):
+        left = bs.fingerprints[first_base[pair.cell_base], columns[0]]
+        right = rs.fingerprints[first_run[pair.cell_run], columns[1]]
+        mismatched = int((left != right).sum())
+        n_common = len(columns[0])
+        paired = mismatched == 0 and n_common >= MIN_PAIRED_SEEDS
+        note = pairing_note(paired, n_common, mismatched, len(bs.seeds), len(rs.seeds))
+        one_side = _params(bs, pair.cell_base) ^ _params(rs, pair.cell_run)
+        if one_side:  # e.g. depth differs on purpose: layers.4 exists on one side only
+            note += f"; not compared (on one side only): {', '.join(sorted(one_side))}"
+        records.append({"cell_base": pair.cell_base, "cell_run": pair.cell_run,
+                        "paired": paired, "n_base": len(bs.seeds), "n_run": len(rs.seeds),
+                        "n_common": n_common, "n_mismatched": mismatched, "note": note})
+    frame = pd.DataFrame(records)
+    return frame.merge(cells.pairs, on=["cell_base", "cell_run"])
+
+
+def _params(series: Series, cell_id: str) -> set[str]:
+    return set(series.keys.loc[series.keys["cell_id"] == cell_id, "param"])
+
+
+def pairing_note(paired: bool, n_common: int, mismatched: int, n_base: int,
+                 n_run: int) -> str:
+    """One sentence on how a cell is compared."""
+    if paired:
+        unused = n_base + n_run - 2 * n_common
+        extra = f"; {unused} seeds run on one side only are not used" if unused else ""
+        return f"paired by seed on {n_common} seeds with identical initial weights{extra}"
+    if n_common == 0:
+        why = "the two sides ran no seed in common"
+    elif mismatched:
+        why = (f"initial-weight fingerprints differ on {mismatched} of {n_common} common seeds "
+               "(other initial weights, e.g. a PyTorch whose RNG stream changed)")
+    else:
+        why = f"only {n_common} common seeds (pairing needs {MIN_PAIRED_SEEDS})"
+    return f"unpaired (Mann-Whitney U, two-sample bootstrap) on {n_base} vs {n_run} seeds: {why}"
+
+
+def metric_tests(metric: str, bs: Series, rs: Series, rows: pd.DataFrame,
+                 columns: tuple[np.ndarray, np.ndarray], *, rng: np.random.Generator,
+                 settings: CompareSettings) -> list[pd.DataFrame]:
+    """Ratio and zero-fraction tests of one metric, for the paired and the unpaired rows."""
+    out = []
+    paired = rows["paired"].to_numpy(dtype=bool)
+    for mask, is_paired in ((paired, True), (~paired, False)):
+        if not mask.any():
+            continue
+        base = bs.values[metric][rows["i_base"].to_numpy()[mask]]
+        run = rs.values[metric][rows["i_run"].to_numpy()[mask]]
+        if is_paired:
+            base, run = base[:, columns[0]], run[:, columns[1]]
+        keys = rows[mask].drop(columns=["i_base", "i_run", "paired"]).reset_index(drop=True)
+        keys["metric"] = metric
+        keys["pairing"] = "paired" if is_paired else "unpaired"
+        ratio, zeros = _side_statistics(base, run, paired=is_paired, rng=rng,
+                                        settings=settings)
+        out.append(pd.concat([keys, ratio], axis=1).assign(test="ratio"))
+        if metric in ZERO_TEST_METRICS:
+            changed = zeros["changed"].to_numpy()
+            out.append(pd.concat([keys[changed].reset_index(drop=True),
+                                  zeros[changed].drop(columns="changed")
+                                  .reset_index(drop=True)], axis=1).assign(test="zero_fraction"))
+    return out
+
+
+def _side_statistics(base: np.ndarray, run: np.ndarray, *, paired: bool,
+                     rng: np.random.Generator,
+                     settings: CompareSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(ratio table, zero-count table)`` for ``(rows x seeds)`` matrices of both sides."""
+    blog, bzero, bbad = log10_or_nan(base)
+    rlog, rzero, rbad = log10_or_nan(run)
+    options = {"rng": rng, "n_resamples": settings.n_resamples,
+               "confidence": settings.confidence}
+    if paired:
+        diff = rlog - blog
+        interval, p = mean_ci(diff, **options), wilcoxon_pvalues(diff)
+        only_base, only_run = (bzero & ~rzero).sum(axis=1), (rzero & ~bzero).sum(axis=1)
+        zero_p, changed = discordant_pvalues(only_base, only_run), (only_base + only_run) > 0
+    else:
+        interval = mean_difference_ci(rlog, blog, **options)
+        p = mannwhitney_pvalues(rlog, blog)
+        zero_p = count_change_pvalues(bzero.sum(1), base.shape[1], rzero.sum(1), run.shape[1])
+        changed = bzero.sum(1) * run.shape[1] != rzero.sum(1) * base.shape[1]
+    counts = {"n_base": base.shape[1], "n_run": run.shape[1], "base_zero": bzero.sum(1),
+              "run_zero": rzero.sum(1), "base_nonfinite": bbad.sum(1),
+              "run_nonfinite": rbad.sum(1)}
+    ratio = pd.DataFrame({**counts, "n_used": interval.n, "log10_ratio": interval.point,
+                          "ratio": 10**interval.point, "ci_low": 10**interval.low,
+                          "ci_high": 10**interval.high, "p_value": p})
+    zeros = pd.DataFrame({**counts, "n_used": np.full(len(base), base.shape[1]),
+                          "p_value": zero_p, "changed": changed})
+    return ratio, zeros
+
+
+def judge(tests: pd.DataFrame, settings: CompareSettings) -> pd.DataFrame:
+    """Adjust every p-value as one family, then add ``prefer``, ``verdict``, ``reason``."""
+    tests = tests.copy()
+    tests["p_adjusted"] = adjust_pvalues(tests["p_value"].to_numpy())
+    prefer = tests["metric"].map(settings.prefer_sign).to_numpy()
+    tests["prefer"] = [dict(settings.prefer).get(m, "") for m in tests["metric"]]
+    is_ratio = (tests["test"] == "ratio").to_numpy()
+    verdict = np.empty(len(tests), dtype=object)
+    verdict[is_ratio] = ratio_verdicts(
+        tests["p_adjusted"][is_ratio], tests["ci_low"][is_ratio], tests["ci_high"][is_ratio],
+        alpha=settings.alpha, tolerance=settings.tolerance, prefer=prefer[is_ratio])
+    verdict[is_ratio] = nonfinite_override(verdict[is_ratio],
+                                           tests["base_nonfinite"][is_ratio],
+                                           tests["run_nonfinite"][is_ratio])
+    more_zeros = (tests["run_zero"] * tests["n_base"] > tests["base_zero"] * tests["n_run"])
+    verdict[~is_ratio] = zero_verdicts(tests["p_adjusted"][~is_ratio], more_zeros[~is_ratio],
+                                       alpha=settings.alpha, prefer=prefer[~is_ratio])
+    tests["verdict"] = verdict
+    tests["reason"] = [explain(row, settings) for row in tests.itertuples(index=False)]
+    return tests
+
+
+def explain(row, settings: CompareSettings) -> str:
+    """One sentence saying why a test got its verdict."""
+    p = f"adjusted p = {row.p_adjusted:.2g}" if np.isfinite(row.p_adjusted) else "no test"
+    if row.test == "zero_fraction":
+        counts = (f"exactly zero in {row.base_zero}/{row.n_base} BASE seeds vs "
+                  f"{row.run_zero}/{row.n_run} RUN seeds")
+        return f"{counts}, {p}" + ("" if row.p_adjusted < settings.alpha
+                                   else ": not significant")
+    if row.run_nonfinite and not row.base_nonfinite:
+        return f"non-finite in {row.run_nonfinite} RUN seeds, none in BASE"
+    if row.base_nonfinite and not row.run_nonfinite:
+        return f"non-finite in {row.base_nonfinite} BASE seeds, none in RUN"
+    if not np.isfinite(row.ci_low):
+        return f"too few seeds with a finite non-zero value ({row.n_used}) for a test"
+    band = f"[{1 / settings.tolerance:.4g}, {settings.tolerance:.4g}]"
+    if row.verdict in ("regressed", "improved"):
+        side = "above" if row.ci_low > 1 else "below"
+        preferred = f"; {row.prefer} is preferred" if row.prefer else ""
+        return f"{p} and the whole CI lies {side} the tolerance band {band}{preferred}"
+    if row.verdict == "unchanged":
+        return f"the whole CI lies inside the tolerance band {band}"
+    if row.p_adjusted < settings.alpha:
+        return f"significant ({p}) but the CI reaches into the tolerance band {band}"
+    return f"not significant ({p}); the CI reaches beyond the tolerance band {band}"

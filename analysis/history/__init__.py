@@ -1,0 +1,1 @@
+"""Runs over time: the history, its change points, its page, and the static site."""

@@ -1,0 +1,1 @@
+"""The HTML report: figures, headline, findings, sections, and the shared page machinery."""

@@ -1,0 +1,175 @@
+"""Findings: what the data shows, in plain words, each sentence backed by a number and CI.
+
+Sentences are generated from the analysis tables, never written by hand, so they change
+when the data does. A claim that the data does not support at the 5% false discovery rate
+is stated as "not significant" rather than left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradprobe.analysis.analyze import Analysis
+from gradprobe.analysis.report.headline import BLOG_CELL, fmt, fmt_ci, fmt_p, select
+
+
+def _p(p: float) -> str:
+    shown = fmt_p(p)
+    return f"adjusted p {shown}" if shown.startswith("<") else f"adjusted p = {shown}"
+
+
+def _verdict(row: pd.Series) -> str:
+    return _p(row["p_adjusted"]) if row["significant"] else \
+        f"not significant, {_p(row['p_adjusted'])}"
+
+
+def _where(selection: dict[str, Any], keys=("depth", "width")) -> str:
+    return ", ".join(f"{k} {selection[k]}" for k in keys if k in selection)
+
+
+def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[str]:
+    """First-layer gradient plain vs residual in the headline cell."""
+    rows = select(analysis.summary, selection)
+    rows = rows[(rows["metric"] == metric) & (rows["layer"] == 0) & (rows["kind"] == "weight")]
+    effect = select(analysis.effects, selection) if not analysis.effects.empty else rows[:0]
+    if rows.empty or effect.empty or "residual" not in rows:
+        return []
+    effect = effect[(effect["metric"] == metric) & (effect["layer"] == 0)
+                    & (effect["kind"] == "weight")].iloc[0]
+    plain, res = (rows[rows["residual"] == flag].iloc[0] for flag in (False, True))
+    blog = all(selection.get(k) == v for k, v in BLOG_CELL.items())
+    name = "the blog's configuration" if blog else "the headline configuration"
+    if np.isfinite(effect["ratio"]):
+        direction = "larger" if effect["ratio"] > 1 else "smaller"
+        ratio = (f"{fmt_ci(effect['ratio'], effect['ci_low'], effect['ci_high'])} times "
+                 f"{direction} ({_verdict(effect)})")
+    else:
+        ratio = "no seed pair has a finite ratio to summarise"
+    return [f"In {name} ({_where(selection)}), the first layer's "
+            f"{metric} is {fmt_ci(plain['geo_mean'], plain['ci_low'], plain['ci_high'])} "
+            f"without skip connections and "
+            f"{fmt_ci(res['geo_mean'], res['ci_low'], res['ci_high'])} with them "
+            f"(geometric means over {int(plain['n_used'])} and {int(res['n_used'])} seeds): "
+            f"{ratio}{_left_out(effect)}."]
+
+
+def _left_out(effect: pd.Series) -> str:
+    """Clause for seed pairs the geometric-mean ratio could not use."""
+    excluded = int(effect.get("n_excluded", 0))
+    if not excluded:
+        return ""
+    one_side = int(effect.get("n_one_side_zero", 0))
+    ranked = (f"; {one_side} of them have exactly one side zero, which the signed-rank test "
+              "counts as the most extreme pairs") if one_side else ""
+    return (f"; the ratio uses {int(effect['n_pairs'])} seed pairs and leaves out {excluded} "
+            f"with a zero or non-finite side{ranked}")
+
+
+def early_layers(analysis: Analysis, selection: dict, metric: str) -> list[str]:
+    """Do gradients vanish "especially in early layers"? The first layer against the output
+    layer per seed (a paired test), then where the smallest geometric mean lies."""
+    contrasts = select(analysis.contrasts, selection)
+    contrasts = contrasts[contrasts["metric"] == metric]
+    out = []
+    for _, row in contrasts.iterrows():
+        variant = "with skips" if row.get("residual", False) else "without skips"
+        if not np.isfinite(row["ratio"]):
+            continue
+        relation = ("smaller than" if row["ratio"] < 1 else "larger than") \
+            if row["significant"] else "not significantly different from"
+        out.append(f"{variant.capitalize()}, the first layer's {metric} is "
+                   f"{fmt_ci(row['ratio'], row['ci_low'], row['ci_high'])} times the output "
+                   f"layer's ({_verdict(row)}): the first layer's gradient is {relation} the "
+                   f"output layer's.{_smallest_layer(analysis, selection, metric, row)}")
+    return out
+
+
+def _smallest_layer(analysis: Analysis, selection: dict, metric: str, row: pd.Series) -> str:
+    """Where, among all layers of the cell, the geometric mean is smallest: the test above
+    compares two layers only, and "especially in early layers" is about all of them."""
+    rows = select(analysis.summary, {**selection, "residual": row.get("residual", False)})
+    rows = rows[(rows["metric"] == metric) & (rows["kind"] == "weight")
+                & np.isfinite(rows["geo_mean"])].sort_values("layer")
+    if len(rows) < 3:
+        return ""
+    low = rows.loc[rows["geo_mean"].idxmin()]
+    first = rows.iloc[0]
+    if low["layer"] == first["layer"]:
+        return " The first layer also has the smallest geometric mean of all layers."
+    overlap = low["ci_high"] >= first["ci_low"]
+    return (f" The smallest geometric mean is layer {int(low['layer'])}'s, "
+            f"{fmt_ci(low['geo_mean'], low['ci_low'], low['ci_high'])}, against the first "
+            f"layer's {fmt_ci(first['geo_mean'], first['ci_low'], first['ci_high'])}"
+            f"{' (the intervals overlap)' if overlap else ''}: gradients do not shrink "
+            "towards the input layer by layer.")
+
+
+def depth_slopes(analysis: Analysis, selection: dict, metric: str) -> list[str]:
+    """Per-layer factor of the first layer's metric as depth grows, per variant."""
+    trends = analysis.trends
+    if trends.empty:
+        return []
+    trends = select(trends, {k: v for k, v in selection.items() if k != "depth"})
+    trends = trends[(trends["metric"] == metric) & (trends["role"] == "first")]
+    out = []
+    for _, row in trends.iterrows():
+        if not np.isfinite(row["slope"]):
+            continue
+        variant = "residual" if row.get("residual", False) else "plain"
+        excluded = int(row["n_seeds"] - row["n_used"])
+        note = (f"; {excluded} seeds with a zero or non-finite value at some depth are "
+                "excluded") if excluded else ""
+        out.append(f"Each extra layer multiplies the first layer's {metric} of the {variant} "
+                   f"network (width {row.get('width', '?')}) by "
+                   f"{fmt_ci(row['factor_per_layer'], row['factor_low'], row['factor_high'])} "
+                   f"(log10 slope {fmt(row['slope'])} per layer over depths {row['depths']}, "
+                   f"{int(row['n_used'])} seeds{note}).")
+    return out
+
+
+def dead_seeds(analysis: Analysis, metric: str) -> list[str]:
+    """Cells where some seeds have exactly zero or non-finite gradients."""
+    rows = analysis.summary[(analysis.summary["metric"] == metric)
+                            & (analysis.summary["layer"] == 0)
+                            & (analysis.summary["kind"] == "weight")]
+    bad = rows[(rows["n_zero"] > 0) | (rows["n_nonfinite"] > 0)]
+    if bad.empty:
+        seeds = int(rows["n_seeds"].max()) if len(rows) else 0
+        return [f"None of the {seeds} seeds had a zero or non-finite first-layer {metric} in "
+                f"any of the {len(rows)} configurations."]
+    worst = bad.sort_values("n_zero", ascending=False).iloc[0]
+    where = ", ".join(f"{k} {worst[k]}" for k in ("depth", "width", "residual") if k in worst)
+    return [f"In {len(bad)} of {len(rows)} configurations some seeds had an exactly zero "
+            f"(dead ReLUs or float underflow) or non-finite first-layer {metric}; these seeds "
+            f"are counted and excluded from the log-scale statistics, which then describe the "
+            f"surviving seeds only. The most affected is {where}: {int(worst['n_zero'])} of "
+            f"{int(worst['n_seeds'])} seeds zero, {int(worst['n_nonfinite'])} non-finite."]
+
+
+def overall_effects(analysis: Analysis, metric: str) -> list[str]:
+    """How often the residual/plain difference is significant across the sweep."""
+    effects = analysis.effects
+    if effects.empty:
+        return []
+    first = effects[(effects["metric"] == metric) & (effects["layer"] == 0)
+                    & (effects["kind"] == "weight")]
+    sig = first[first["significant"]]
+    larger = int((sig["ratio"] > 1).sum())
+    smallest, largest = first["ratio"].min(), first["ratio"].max()
+    return [f"Across {len(first)} plain/residual pairs of configurations, skip connections "
+            f"change the first layer's {metric} significantly in {len(sig)} (larger in "
+            f"{larger}, smaller in {len(sig) - larger}; Benjamini-Hochberg over "
+            f"{int(effects['p_adjusted'].notna().sum())} tests at FDR 5%); the ratio ranges "
+            f"from {fmt(smallest)} to {fmt(largest)}."]
+
+
+def findings(analysis: Analysis, selection: dict, metric: str) -> list[str]:
+    """All findings, most specific first."""
+    return [*headline_effect(analysis, selection, metric),
+            *early_layers(analysis, selection, metric),
+            *depth_slopes(analysis, selection, metric),
+            *overall_effects(analysis, metric),
+            *dead_seeds(analysis, metric)]

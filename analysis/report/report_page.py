@@ -1,0 +1,177 @@
+"""``gradprobe report RUN_DIR``: one self-contained HTML file.
+
+Figures are inline SVG (PNG data URIs when an SVG would be too big), styles and the one
+script are inline, every download is a ``data:`` URI, and the page's Content-Security-Policy
+forbids network requests, so the file can be mailed, archived or served as a static page.
+Every string that comes from a config or a file goes through Jinja2's autoescaping; the
+script reads the DOM and never interpolates strings (:mod:`gradprobe.analysis.report.pages`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gradprobe.analysis.analyze import (
+    Analysis,
+    analyze_run,
+    incomplete_note,
+    is_stale,
+    load_analysis,
+)
+from gradprobe.analysis.report.figure_selection import build_figures
+from gradprobe.analysis.report.findings import findings
+from gradprobe.analysis.report.headline import (
+    VARIANTS,
+    Headline,
+    fmt,
+    headline_for,
+    headline_sort_values,
+)
+from gradprobe.analysis.report.pages import csv_data_uri, render_page, sort_value
+from gradprobe.analysis.report.training_section import training_context
+from gradprobe.bench.plan.loader import parse_config
+from gradprobe.bench.store.manifest import read_manifest
+from gradprobe.bench.store.run_dir import slug
+from gradprobe.core.atomic_files import ensure_directory, write_text_atomic
+from gradprobe.core.errors import UserError
+
+
+def _header_cells(header: list[str]) -> list[dict[str, Any]]:
+    """Headline column names with the variant whose colour swatch they carry."""
+    return [{"text": h, "variant": next((v for v in VARIANTS.values()
+                                         if h.startswith(f"{v} [")), None)} for h in header]
+
+
+def _table_rows(headline: Headline) -> list[list[dict[str, Any]]]:
+    """Each cell's text and the unrounded value it sorts by."""
+    values = headline_sort_values(headline.table)
+    return [[{"text": text, "sort": sort_value(value)} for text, value in
+             zip(row, keys, strict=True)] for row, keys in zip(headline.rows, values,
+                                                                strict=True)]
+
+
+def download_name(run_dir: Path, what: str) -> str:
+    """``<run>-<what>.csv`` with only portable characters."""
+    return f"{slug(Path(run_dir).resolve().name, 'gradprobe')}-{what}.csv"
+
+
+def comparison_context(run_dir: Path) -> dict | None:
+    """``compare.json`` of the run (written by ``gradprobe compare``) for the "Comparison
+    with baseline" section, or None."""
+    from gradprobe.analysis.compare.compare_output import read_comparison
+
+    return read_comparison(run_dir)
+
+
+def render_report(analysis: Analysis, manifest: dict) -> str:
+    """The report as an HTML string."""
+    headline = headline_for(analysis, manifest)
+    figures = build_figures(analysis, headline.selection, headline.metric)
+    return render_page(
+        "report.html.j2",
+        manifest=manifest,
+        config=manifest["config"],
+        env=manifest["environment"],
+        analysis=analysis.meta,
+        headline=headline,
+        headline_header=_header_cells(headline.header),
+        headline_rows=_table_rows(headline),
+        headline_csv={"href": csv_data_uri(headline.table),
+                      "name": download_name(analysis.run_dir, "headline")},
+        findings=findings(analysis, headline.selection, headline.metric),
+        figures=[{"key": f.key, "title": f.title, "image": f.image, "caption": f.caption,
+                  "csv": csv_data_uri(f.data), "rows": len(f.data),
+                  "csv_name": download_name(analysis.run_dir, f.key)} for f in figures],
+        manifest_json=json.dumps({k: v for k, v in manifest.items() if k != "cells"},
+                                 indent=2),
+        n_cells=analysis.meta["run"].get("cells_found", len(manifest["cells"])),
+        incomplete=incomplete_note(analysis.run_dir, analysis.meta),
+        axes=manifest.get("sweep_axes", []),
+        **devices_context(analysis, manifest),
+        **theory_context(analysis, headline.metric),
+        comparison=comparison_context(analysis.run_dir),
+        **training_context(analysis, _config(manifest).report.target_loss),
+        factory_models=factory_models(manifest),
+    )
+
+
+def _config(manifest: dict):
+    return parse_config(manifest["config"]["text"], source=manifest["config"]["source"])
+
+
+def factory_models(manifest: dict) -> list[dict[str, Any]]:
+    """Per factory: its configurations and how their seeds were batched (manifest
+    ``batching``: ``vmap``, or ``loop`` and why)."""
+    batching = manifest.get("batching") or {}
+    models: dict[str, dict[str, Any]] = {}
+    for cell in manifest["cells"]:
+        name = cell["axes"].get("factory")
+        if not name:
+            continue
+        entry = models.setdefault(name, {"factory": name, "cells": 0, "modes": {},
+                                         "notes": {}})
+        entry["cells"] += 1
+        how = batching.get(cell["cell_id"], {})
+        mode = how.get("mode", "not recorded")
+        entry["modes"][mode] = entry["modes"].get(mode, 0) + 1
+        for note in [how.get("reason"), *how.get("notes", [])]:
+            if note:
+                entry["notes"][note] = None
+    return [{**m, "modes": ", ".join(f"{k} ({v})" for k, v in m["modes"].items()),
+             "notes": "; ".join(m["notes"]) or "-"} for m in models.values()]
+
+
+def devices_context(analysis: Analysis, manifest: dict) -> dict[str, Any]:
+    """Rows for the devices-and-cost section (templates/devices_section.html.j2)."""
+    device_rows = [{"device_a": r.device_a, "device_b": r.device_b, "dtype": r.dtype,
+                    "metric": r.metric, "n": r.n, "max_rel": fmt(r.max_rel_diff),
+                    "median_rel": fmt(r.median_rel_diff), "expected": fmt(r.expected),
+                    "within": r.within_expected} for r in analysis.devices.itertuples()]
+    cost_rows = [{"device": r.device, "dtype": r.dtype, "variant": r.variant,
+                  "cells": r.cells, "seeds": r.seeds, "compute": f"{r.compute_us_per_seed:.3g}",
+                  "init": f"{r.init_us_per_seed:.3g}"} for r in analysis.cost.itertuples()]
+    return {"skipped": manifest.get("skipped", []), "device_rows": device_rows,
+            "cost_rows": cost_rows}
+
+
+def theory_context(analysis: Analysis, metric: str) -> dict[str, Any]:
+    """Rows for the theory section (templates/theory_section.html.j2)."""
+    from gradprobe.analysis.stats.theory import TESTED_MIN_WIDTH, spread_fit
+
+    trends = analysis.trends
+    rows = []
+    if not trends.empty and "predicted_slope" in trends:
+        shown = trends[(trends["metric"] == metric) & trends["predicted_slope"].notna()]
+        for _, r in shown.iterrows():
+            where = ", ".join(f"{k} {r[k]}" for k in ("init", "width") if k in r)
+            rows.append({"where": where, "role": r["role"],
+                         "measured": f"{r['slope']:+.4f} [{r['ci_low']:+.4f}, "
+                                     f"{r['ci_high']:+.4f}]",
+                         "predicted": f"{r['predicted_slope']:+.4f}",
+                         "inside": ("yes" if r["predicted_in_ci"] else "no")
+                         + ("" if r.get("theory_tested", True) else " (untested width)"),
+                         "seeds": int(r["n_used"])})
+    spread = [{"init": r.init, "variant": "residual" if r.residual else "plain",
+               "points": r.points, "kappa": f"{r.kappa:.3g} \u00b1 {r.kappa_se:.2g}",
+               "r2": f"{r.r_squared:.2f}"} for r in spread_fit(analysis.summary).itertuples()]
+    return {"theory_rows": rows, "spread_rows": spread, "theory_metric": metric,
+            "theory_min_width": TESTED_MIN_WIDTH}
+
+
+def write_report(run_dir: str | Path, *, out: str | Path | None = None,
+                 analysis: Analysis | None = None) -> Path:
+    """Render ``<run>/index.html`` (or ``out``), analysing the run first if needed."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    if analysis is None:
+        try:
+            analysis = load_analysis(run_dir)
+        except UserError:  # not analysed yet: do it now
+            analysis = analyze_run(run_dir)
+        if is_stale(run_dir, analysis.meta, manifest):  # resumed or finished since
+            analysis = analyze_run(run_dir)
+    path = Path(out) if out else run_dir / "index.html"
+    ensure_directory(path.parent)
+    return write_text_atomic(path, render_report(analysis, manifest))

@@ -1,0 +1,1 @@
+"""Statistics across seeds: estimators, summaries, paired effects, depth trends, theory."""

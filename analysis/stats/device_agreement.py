@@ -1,0 +1,86 @@
+"""Same numbers everywhere? Cross-device agreement, and what each cell cost to measure.
+
+In ``torch_compat`` mode a cell on CUDA starts from exactly the weights of the same cell on
+the CPU, so any difference between their records is arithmetic: summation order, fused
+kernels, TF32. :func:`device_agreement` measures it per metric.
+
+Columns of :func:`device_agreement`: ``device_a``, ``device_b``, ``dtype``, ``metric``,
+``n`` (matched record values), ``max_rel_diff``, ``median_rel_diff``, ``expected`` (the level
+arithmetic differences should stay under, :func:`expected_level`), ``within_expected``.
+
+Columns of :func:`cost_table`: ``device``, ``dtype``, ``variant`` (plain/residual),
+``cells``, ``seeds``, ``compute_us_per_seed``, ``init_us_per_seed``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gradprobe.analysis.stats.series import axis_columns
+from gradprobe.bench.plan.devices import DTYPES
+
+AGREEMENT_METRICS = ("grad_mean_abs", "grad_l2", "grad_max_abs", "act_rms", "grad_act_rms")
+# Rounding differs in the last bits per operation and compounds over layers; 1000 machine
+# epsilons (1.2e-4 for float32) is the level a correct float32 implementation stays under.
+_EPSILONS = 1000
+
+
+def expected_level(dtype: str) -> float:
+    return min(1.0, _EPSILONS * torch.finfo(DTYPES[dtype]).eps)
+
+
+def device_agreement(records: pd.DataFrame) -> pd.DataFrame:
+    """Relative differences between devices for matching (cell axes, seed, parameter)."""
+    if "device" not in records or records["device"].nunique() < 2:
+        return pd.DataFrame()
+    keys = [c for c in axis_columns(records) if c != "device"] + ["seed", "param"]
+    devices = sorted(records["device"].unique())
+    rows = []
+    for i, device_a in enumerate(devices):
+        for device_b in devices[i + 1:]:
+            a = records[records["device"] == device_a]
+            b = records[records["device"] == device_b]
+            merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
+            for (dtype,), part in merged.groupby(["dtype"]):
+                for metric in AGREEMENT_METRICS:
+                    rows.append(_agreement_row(part, metric, device_a, device_b, dtype))
+    return pd.DataFrame(rows)
+
+
+def _agreement_row(part: pd.DataFrame, metric: str, device_a: str, device_b: str,
+                   dtype: str) -> dict:
+    va, vb = part[f"{metric}_a"].to_numpy(), part[f"{metric}_b"].to_numpy()
+    scale = np.maximum(np.abs(va), np.abs(vb))
+    finite = np.isfinite(va) & np.isfinite(vb) & (scale > 0)
+    rel = np.abs(va - vb)[finite] / scale[finite]
+    expected = expected_level(dtype)
+    max_rel = float(rel.max()) if len(rel) else float("nan")
+    return {"device_a": device_a, "device_b": device_b, "dtype": dtype, "metric": metric,
+            "n": int(finite.sum()), "max_rel_diff": max_rel,
+            "median_rel_diff": float(np.median(rel)) if len(rel) else float("nan"),
+            "expected": expected, "within_expected": bool(max_rel <= expected)}
+
+
+def cost_table(manifest: dict) -> pd.DataFrame:
+    """Time per seed to measure, per device, dtype and variant, from the manifest timings."""
+    timings = manifest.get("timings") or {}
+    rows = []
+    for cell in manifest["cells"]:
+        timing = timings.get(cell["cell_id"])
+        if not timing:
+            continue
+        axes = cell["axes"]
+        rows.append({"device": axes["device"], "dtype": axes["dtype"],
+                     "variant": "residual" if axes.get("residual") else "plain",
+                     "seeds": timing["n_seeds"], "compute": timing["compute_seconds"],
+                     "init": timing["init_seconds"]})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).groupby(["device", "dtype", "variant"], as_index=False).agg(
+        cells=("seeds", "size"), seeds=("seeds", "sum"), compute=("compute", "sum"),
+        init=("init", "sum"))
+    frame["compute_us_per_seed"] = frame["compute"] / frame["seeds"] * 1e6
+    frame["init_us_per_seed"] = frame["init"] / frame["seeds"] * 1e6
+    return frame.drop(columns=["compute", "init"])

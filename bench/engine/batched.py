@@ -1,0 +1,156 @@
+"""The seed-batched engine: all seeds of a cell in one forward and one backward pass.
+
+For a chunk of seeds the engine stacks the initial parameters along a seed dimension, runs
+the batched forward, backpropagates the sum of the per-seed losses (seeds share no
+parameters, so each seed's gradient is its own), and reduces every statistic on the device.
+Memory is bounded by splitting a cell's seeds into chunks (:func:`seeds_per_chunk`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gradprobe.bench.engine.batched_mlp import forward, loss_per_seed
+from gradprobe.bench.engine.metrics import reduce_metrics
+from gradprobe.bench.init.device_rng import block_size, draw_on_device
+from gradprobe.bench.init.initialization import InitialState, draw_initial_state, scaled_params
+from gradprobe.bench.plan.devices import DTYPES
+from gradprobe.bench.plan.sweep import Cell
+
+DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of seeds produced, on the host, and how long it took."""
+
+    seeds: np.ndarray  # (S,) int64
+    values: np.ndarray  # (S, P, len(METRICS)) float64
+    loss: np.ndarray  # (S,) float64
+    fingerprints: np.ndarray  # (S,) str, 16 hex digits
+    compute_seconds: float = 0.0  # forward, backward and reductions of this cell
+    init_seconds: float = 0.0  # drawing the initial state (shared by the cell's group)
+
+    @staticmethod
+    def concat(parts: Sequence[ChunkResult]) -> ChunkResult:
+        arrays = (np.concatenate([getattr(p, f) for p in parts])
+                  for f in ("seeds", "values", "loss", "fingerprints"))
+        return ChunkResult(*arrays, compute_seconds=sum(p.compute_seconds for p in parts),
+                           init_seconds=sum(p.init_seconds for p in parts))
+
+
+def bytes_per_seed(cell: Cell) -> int:
+    """Working memory one seed needs: float32 draw, cast parameters and their gradients,
+    float32 reduction temporaries, and four activation-sized tensors per layer."""
+    m, d = cell.model, cell.data
+    size = DTYPES[cell.dtype].itemsize
+    n_params = m.depth * m.width * m.width * (1 + m.bias)
+    n_acts = d.batch_size * m.width * m.depth
+    return n_params * (4 + 2 * size + 8) + n_acts * size * 4 + d.batch_size * m.width * 4
+
+
+def seeds_per_chunk(cell: Cell, max_memory: int = DEFAULT_MAX_MEMORY) -> int:
+    """Seeds per chunk within the memory budget (whole generator blocks in device mode)."""
+    chunk = max(1, max_memory // bytes_per_seed(cell))
+    if cell.model.init_rng == "device":
+        block = block_size(cell.model, cell.data)
+        chunk = max(block, chunk - chunk % block)
+    return chunk
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so that a timer measures it (nanoGPT's bench.py)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def draw_state(cell: Cell, seeds: Sequence[int]) -> InitialState:
+    """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it."""
+    if cell.model.init_rng == "device":
+        return draw_on_device(cell.model, cell.data, seeds, cell.device)
+    return draw_initial_state(cell.model, cell.data, seeds, pin=cell.device.startswith("cuda"))
+
+
+def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
+    """Forward, backward and reductions for the seeds of ``state`` under ``cell``'s settings."""
+    device, dtype = torch.device(cell.device), DTYPES[cell.dtype]
+    started = time.perf_counter()
+    buffer = state.buffer.to(device, non_blocking=True)
+    on_device = InitialState(state.seeds, state.specs, buffer, state.batch_size,
+                             state.fingerprints)
+    master = scaled_params(on_device, cell.model.init_gain)
+    params = [p.to(dtype).detach().requires_grad_() for p in master]
+    inputs = on_device.inputs.to(dtype)
+    with torch.enable_grad():
+        outputs = forward(cell.model, state.specs, params, inputs)
+        loss = loss_per_seed(outputs[-1], cell.data.target, cell.data.loss)
+        grads = torch.autograd.grad(loss.sum(), [*params, *outputs])
+    n = len(params)
+    with torch.no_grad():
+        values = reduce_metrics(state.specs, params, grads[:n], outputs, grads[n:])
+    loss = loss.detach().to("cpu", torch.float64).numpy()
+    return ChunkResult(
+        seeds=np.asarray(state.seeds, dtype=np.int64),
+        values=values.numpy(),
+        loss=loss,
+        fingerprints=np.asarray(state.fingerprints),
+        compute_seconds=time.perf_counter() - started,  # .cpu() above waited for the device
+    )
+
+
+def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY,
+                  on_chunk: Callable[[int], None] | None = None) -> dict[str, ChunkResult]:
+    """Measure cells that share their initial state (same ``init_key``), chunk by chunk.
+
+    Each chunk of seeds is drawn once and run under every cell, so the cells are paired seed
+    by seed. When the cells run on an accelerator, the next chunk is drawn on a host thread
+    while the device computes; on the CPU the two would only compete for the same cores.
+    Returns ``{cell_id: ChunkResult}`` over all seeds; ``on_chunk(n_seeds)`` is called after
+    each (chunk, cell).
+    """
+    first = cells[0]
+    seeds = first.seeds
+    chunk = min(seeds_per_chunk(c, max_memory) for c in cells)
+    starts = list(range(0, len(seeds), chunk))
+    parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
+
+    def draw(start: int) -> tuple[InitialState, float]:
+        started = time.perf_counter()
+        state = draw_state(first, seeds[start:start + chunk])
+        synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
+        return state, time.perf_counter() - started
+
+    overlap = any(cell.device != "cpu" for cell in cells) and first.model.init_rng != "device"
+    with ThreadPoolExecutor(1 if overlap else None) as drawer:
+        pending = _Now(draw(starts[0])) if not overlap else drawer.submit(draw, starts[0])
+        for i in range(len(starts)):
+            state, init_seconds = pending.result()
+            if i + 1 < len(starts) and overlap:
+                pending = drawer.submit(draw, starts[i + 1])
+            for cell in cells:
+                result = run_chunk(cell, state)
+                result.init_seconds = init_seconds / len(cells)
+                parts[cell.cell_id].append(result)
+                if on_chunk:
+                    on_chunk(len(state.seeds))
+            if i + 1 < len(starts) and not overlap:
+                pending = _Now(draw(starts[i + 1]))
+    return {cell_id: ChunkResult.concat(p) for cell_id, p in parts.items()}
+
+
+class _Now:
+    """A finished result with the ``Future.result()`` interface."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value

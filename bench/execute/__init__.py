@@ -1,0 +1,1 @@
+"""Running a sweep: the runner, its executors (local, processes, Dask), progress."""

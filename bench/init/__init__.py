@@ -1,0 +1,1 @@
+"""Initial states bit-identical to ``torch.nn``: init schemes, MT19937, device streams."""

@@ -1,0 +1,1 @@
+"""What to run: configs, sweep axes and the cells they expand to, devices, presets."""

@@ -1,0 +1,237 @@
+"""Raw records: one Parquet row per (cell, seed, parameter), with a versioned schema.
+
+Layout of a run directory::
+
+    <run>/config.toml         the config text as given
+    <run>/manifest.json       run manifest (gradprobe.bench.store.manifest)
+    <run>/records/cell-<cell_id>.parquet   one file per cell, written atomically
+
+``pandas.read_parquet("<run>/records")`` returns all rows. Columns, in order:
+
+* ``cell_id`` (string): content hash of the cell (gradprobe.bench.plan.sweep.Cell.cell_id).
+* every ``[model]`` and ``[data]`` key, named as in the TOML (``depth``, ``width``,
+  ``residual``, ``activation``, ``init_gain``, ``batch_size``, ``input`` ...), then
+  ``device`` and ``dtype``. ``input`` is ``uniform``, ``normal`` or ``fixed:<hash>``.
+* ``seed`` (int64), ``param`` (``layers.N.weight``), ``layer`` (int64, 0 = first),
+  ``kind`` (``weight``/``bias``), ``numel`` (int64).
+* ``init_fingerprint`` (string, 16 hex digits): checksum of the seed's initial parameters and
+  input; equal fingerprints mean the same starting point
+  (gradprobe.bench.init.initialization.fingerprint).
+* metrics (float64 unless noted): ``grad_mean_abs``, ``grad_l2``, ``grad_max_abs``,
+  ``grad_nonfinite`` (int64), ``grad_zero`` (int64), ``weight_l2``, ``act_rms`` and
+  ``grad_act_rms`` (of the parameter's layer output h_l and of dL/dh_l), ``loss_value`` (the
+  seed's loss, repeated on each of its rows).
+
+Each file's Parquet metadata holds ``gradprobe.schema_version``, ``gradprobe.cell`` (the cell
+as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written) and
+``gradprobe.timing`` (``compute_seconds``, ``init_seconds``, ``n_seeds``, ``rows``; plus
+``train_seconds`` for trained cells and ``batching`` for factory cells).
+
+Versions: 1 had no ``init_rng`` column; 2 adds it; 3 adds ``residual_form``,
+``residual_scale``, ``rezero``, ``norm``, ``norm_position``; 4 adds ``factory`` (``""`` for
+the built-in MLP; for a factory model ``param`` is the ``named_parameters()`` name, ``layer``
+the index of the owning module and ``kind`` the name within it, see
+:mod:`gradprobe.bench.models.factory`).
+Older files are migrated on read by :func:`migrate`: a config key added later gets its
+default, which by construction reproduces what older code did.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gradprobe.bench.engine.metrics import COUNT_METRICS, METRICS
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.core.atomic_files import write_atomic
+from gradprobe.core.errors import UserError
+
+SCHEMA_VERSION = 4
+RECORDS_DIR = "records"
+META_VERSION = b"gradprobe.schema_version"
+META_CELL = b"gradprobe.cell"
+META_MANIFEST = b"gradprobe.manifest"
+META_TIMING = b"gradprobe.timing"
+
+ROW_COLUMNS = ("seed", "param", "layer", "kind", "numel", "init_fingerprint")
+ANALYSIS_METRICS = tuple(m for m in METRICS if m not in COUNT_METRICS)
+
+ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+
+
+def _axis_fields() -> list[pa.Field]:
+    out = []
+    for dc in (ModelConfig, DataConfig):
+        for f in fields(dc):
+            out.append(pa.field(f.name, ARROW_TYPES[type(f.default)]))
+    return [*out, pa.field("device", pa.string()), pa.field("dtype", pa.string())]
+
+
+AXIS_FIELDS = _axis_fields()
+AXIS_COLUMNS = tuple(f.name for f in AXIS_FIELDS)
+SCHEMA = pa.schema([
+    pa.field("cell_id", pa.string()),
+    *AXIS_FIELDS,
+    pa.field("seed", pa.int64()),
+    pa.field("param", pa.string()),
+    pa.field("layer", pa.int64()),
+    pa.field("kind", pa.string()),
+    pa.field("numel", pa.int64()),
+    pa.field("init_fingerprint", pa.string()),
+    *(pa.field(m, pa.int64() if m in COUNT_METRICS else pa.float64()) for m in METRICS),
+    pa.field("loss_value", pa.float64()),
+])
+
+
+def cell_table(cell, specs, seeds: np.ndarray, values: np.ndarray, loss: np.ndarray,
+               fingerprints: np.ndarray) -> pa.Table:
+    """Build a cell's records.
+
+    Takes ``seeds`` ``(S,)``, ``values`` ``(S, P, len(METRICS))`` float64 in spec order,
+    ``loss`` ``(S,)`` and ``fingerprints`` ``(S,)`` hex strings; returns a table of
+    ``S * P`` rows with :data:`SCHEMA`, seed-major.
+    """
+    n_seeds, n_params = values.shape[0], len(specs)
+    rows = n_seeds * n_params
+    seed_index = pa.array(np.repeat(np.arange(n_seeds), n_params))
+    param_index = pa.array(np.tile(np.arange(n_params), n_seeds))
+    axes = cell.axes()
+    columns: dict[str, pa.Array] = {"cell_id": pa.repeat(pa.scalar(cell.cell_id), rows)}
+    for f in AXIS_FIELDS:
+        columns[f.name] = pa.repeat(pa.scalar(axes[f.name], f.type), rows)
+    columns.update(
+        seed=pa.array(np.repeat(seeds.astype(np.int64), n_params)),
+        param=pa.array([s.name for s in specs]).take(param_index),
+        layer=pa.array([s.layer for s in specs], pa.int64()).take(param_index),
+        kind=pa.array([s.kind for s in specs]).take(param_index),
+        numel=pa.array([s.numel for s in specs], pa.int64()).take(param_index),
+        init_fingerprint=pa.array(list(fingerprints), pa.string()).take(seed_index),
+    )
+    flat = values.reshape(rows, len(METRICS))
+    for i, metric in enumerate(METRICS):
+        column = flat[:, i]
+        columns[metric] = pa.array(column.astype(np.int64) if metric in COUNT_METRICS
+                                   else np.ascontiguousarray(column))
+    columns["loss_value"] = pa.array(np.repeat(loss, n_params))
+    return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
+
+
+def cell_path(run_dir: Path, cell_id: str) -> Path:
+    return Path(run_dir) / RECORDS_DIR / f"cell-{cell_id}.parquet"
+
+
+def write_cell(run_dir: Path, cell, table: pa.Table, manifest: dict[str, Any],
+               timing: dict[str, float] | None = None) -> Path:
+    """Write a cell's records atomically (:mod:`gradprobe.core.atomic_files`): a reader or a
+    resumed run sees either the whole file or none of it."""
+    path = cell_path(run_dir, cell.cell_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        META_VERSION: str(SCHEMA_VERSION).encode(),
+        META_CELL: json.dumps({"cell_id": cell.cell_id, "axes": cell.axes(),
+                               "seeds": list(cell.seeds)}).encode(),
+        META_MANIFEST: json.dumps(manifest).encode(),
+        META_TIMING: json.dumps(timing or {}).encode(),
+    }
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    return path
+
+
+def record_files(run_dir: Path) -> list[Path]:
+    """The finished cell files of a run (temporary files are hidden and not listed)."""
+    return sorted((Path(run_dir) / RECORDS_DIR).glob("cell-*.parquet"))
+
+
+def file_schema_version(path: Path) -> int:
+    """Read the schema version of one records file; UserError if it is not a records file."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as err:
+        raise UserError(f"{path}: not a readable Parquet file ({err}); delete it and re-run "
+                        "the sweep into the same directory to redo that cell") from None
+    if META_VERSION not in meta:
+        raise UserError(f"{path}: Parquet file without gradprobe.schema_version metadata; "
+                        "it was not written by gradprobe")
+    return int(meta[META_VERSION])
+
+
+def readable_schema_version(path: Path) -> int:
+    """The schema version of one records file, or UserError if this code cannot read it
+    (damaged, not gradprobe's, or newer). Reading and resuming both call this, so a run
+    never counts as finished a cell that ``analyze`` would refuse."""
+    version = file_schema_version(path)
+    if version > SCHEMA_VERSION:
+        raise UserError(f"{path}: records schema version {version} is newer than this "
+                        f"gradprobe reads ({SCHEMA_VERSION}); upgrade gradprobe")
+    return version
+
+
+def file_rows(path: Path) -> int:
+    """Rows of one records file, from its footer (older files have no timing metadata)."""
+    return pq.read_metadata(path).num_rows
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read one cell file, checking its schema version."""
+    version = readable_schema_version(path)
+    try:
+        # A current file can be read column by column; an older one is migrated whole.
+        table = pq.read_table(path, columns=columns if version == SCHEMA_VERSION else None)
+    except (OSError, pa.ArrowException) as err:
+        raise UserError(f"{path}: corrupt records file ({err}); delete it and re-run the "
+                        "sweep into the same directory to redo that cell") from None
+    if version == SCHEMA_VERSION:
+        return table
+    table = migrate(table, version)
+    return table.select(columns) if columns is not None else table
+
+
+def migrate(table: pa.Table, version: int) -> pa.Table:
+    """Bring a table of an older schema version to :data:`SCHEMA_VERSION`.
+
+    Every change so far added a config key; its column is filled with the key's default,
+    the value under which older code ran. Columns come out in :data:`SCHEMA` order.
+    """
+    if version == SCHEMA_VERSION:
+        return table
+    defaults = {f.name: f.default for dc in (ModelConfig, DataConfig) for f in fields(dc)}
+    for field in SCHEMA:
+        if field.name not in table.column_names:
+            if field.name not in defaults:
+                raise UserError(f"records schema version {version} lacks column {field.name} "
+                                "and no migration fills it; re-run the sweep")
+            table = table.append_column(field, pa.repeat(pa.scalar(defaults[field.name],
+                                                                   field.type), len(table)))
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def read_timing(path: Path) -> dict[str, float]:
+    """The ``gradprobe.timing`` metadata of one cell file (empty for older files)."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(META_TIMING, b"{}"))
+
+
+def read_records(run_dir: str | Path, columns: list[str] | None = None,
+                 cells: list[str] | None = None) -> pd.DataFrame:
+    """Records of a run (all cells, or the ``cells`` ids given) as one DataFrame with the
+    columns documented above (or the ``columns`` asked for)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    files = record_files(run_dir)
+    if not files:
+        raise UserError(f"{run_dir}: no records found in {run_dir / RECORDS_DIR}; run "
+                        "`gradprobe run CONFIG --out DIR` first")
+    if cells is not None:
+        wanted = {cell_path(run_dir, c) for c in cells}
+        files = [f for f in files if f in wanted]
+    tables = [read_table(path, columns) for path in files]
+    return pa.concat_tables(tables).to_pandas()

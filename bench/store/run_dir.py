@@ -1,0 +1,135 @@
+"""The run directory: naming, creation, and the rule that one directory holds one sweep.
+
+A run directory belongs to one *plan*: the set of cells (config after CLI overrides, seeds
+included). Re-running the same plan into it resumes: finished cells are kept. A different
+plan is refused unless ``--force``, which deletes the old records first, so records of two
+experiments can never end up mixed in one directory. A non-empty directory that is not a run
+directory is refused, ``--force`` or not: gradprobe deletes only files it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
+from gradprobe.bench.store.manifest import MANIFEST_FILE, read_manifest
+from gradprobe.bench.store.records import (
+    RECORDS_DIR,
+    cell_path,
+    file_rows,
+    read_timing,
+    readable_schema_version,
+)
+from gradprobe.bench.store.run_lock import CELL_TEMPORARIES, LOCK_FILE
+from gradprobe.bench.store.train_records import TRAIN_DIR
+from gradprobe.core.errors import UserError
+from gradprobe.core.hashing import short_hash
+
+# Where gradprobe writes cell files; --force and stale-temporary cleanup look only here.
+RECORD_FOLDERS = (RECORDS_DIR, f"{TRAIN_DIR}/loss", f"{TRAIN_DIR}/grads")
+
+
+def slug(text: str, default: str = "run") -> str:
+    """``text`` with only characters that are safe in file names everywhere."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or default
+
+
+def default_run_dir(config: ExperimentConfig, root: Path = Path("reports")) -> Path:
+    """``reports/<name>-<YYYYmmdd-HHMMSS>`` (suffixed when that already exists)."""
+    base = root / f"{slug(config.name)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def plan_id(cells: list[Cell]) -> str:
+    """Hash of the set of cells a run directory is for."""
+    return short_hash(sorted(c.cell_id for c in cells))
+
+
+def create_run_dir(run_dir: Path) -> None:
+    """Make ``<run>/records``; one-line UserError when the path cannot be a directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a directory; choose another --out")
+    if run_dir.is_dir():  # checked again under the lock; here so a refusal writes nothing
+        check_is_run_dir(run_dir)
+    try:
+        (run_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{run_dir}: cannot create run directory ({err.strerror}); check the "
+                        "path and its permissions") from None
+
+
+def check_is_run_dir(run_dir: Path) -> None:
+    """Refuse a non-empty directory without ``manifest.json``: it is not a run directory, so
+    gradprobe must neither mix its records in nor (with ``--force``) delete anything there.
+
+    Only what a run makes before its manifest (the lock file, an empty ``records/``) is
+    allowed, so a run killed at its very start can still be resumed."""
+    if (run_dir / MANIFEST_FILE).exists():
+        return
+    found = [p.name for p in run_dir.iterdir() if p.name not in (LOCK_FILE, RECORDS_DIR)]
+    if (run_dir / RECORDS_DIR).is_dir():
+        found += [f"{RECORDS_DIR}/{p.name}" for p in (run_dir / RECORDS_DIR).iterdir()]
+    if found:
+        shown = ", ".join(sorted(found)[:3]) + (", ..." if len(found) > 3 else "")
+        raise UserError(f"{run_dir}: holds files ({shown}) but no {MANIFEST_FILE}, so it is "
+                        "not a gradprobe run directory; choose another --out (--force only "
+                        "replaces a run directory's own records)")
+
+
+def remove_own_records(run_dir: Path) -> int:
+    """``--force``: delete the records gradprobe wrote (and their temporaries), nothing else;
+    a file of any other name stays, even inside ``records/``."""
+    removed = 0
+    for folder in RECORD_FOLDERS:
+        for pattern in ("cell-*.parquet", CELL_TEMPORARIES):
+            for path in (run_dir / folder).glob(pattern):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def claim_run_dir(run_dir: Path, cells: list[Cell], force: bool) -> None:
+    """Check that ``run_dir`` is empty or holds this plan (call under the run lock).
+
+    With ``force`` the old records (and training records) are removed so every cell is
+    redone."""
+    check_is_run_dir(run_dir)
+    if (run_dir / MANIFEST_FILE).exists():
+        old = read_manifest(run_dir)
+        if old.get("plan") != plan_id(cells) and not force:
+            raise UserError(f"{run_dir}: holds records of another sweep "
+                            f"({old['config'].get('source')}, {len(old.get('cells', []))} "
+                            "cells); choose another --out, or pass --force to replace them")
+    if force:
+        remove_own_records(run_dir)
+
+
+def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
+    """Cells whose records file is already in place.
+
+    Files are written atomically, so one that exists is complete, unless something outside
+    gradprobe damaged it, or a newer gradprobe wrote it: each is checked as ``analyze``
+    checks it, and one it would refuse is a one-line error naming it (never silently
+    counted as done, never silently deleted)."""
+    done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
+    for cell in done:
+        readable_schema_version(cell_path(run_dir, cell.cell_id))
+    return done
+
+
+def count_rows(run_dir: Path, cells: list[Cell]) -> int:
+    """Rows of the records of ``cells`` that are in ``run_dir``."""
+    paths = [cell_path(run_dir, c.cell_id) for c in cells]
+    return sum(file_rows(p) for p in paths if p.exists())
+
+
+def collect_timings(run_dir: Path, cells: list[Cell]) -> dict[str, dict[str, float]]:
+    """Per cell, the timing stored in its records file (so resumed cells keep theirs)."""
+    return {c.cell_id: read_timing(cell_path(run_dir, c.cell_id))
+            for c in finished_cells(run_dir, cells)}

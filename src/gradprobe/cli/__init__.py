@@ -1,0 +1,1 @@
+"""The command line: ``gradprobe VERB``, one module per verb in :mod:`gradprobe.cli.commands`."""

@@ -1,0 +1,3 @@
+"""The core every layer builds on: errors, atomic files, hashes, versioned documents.
+
+Nothing here imports torch, scipy, matplotlib or any other gradprobe package."""
