@@ -61,3 +61,22 @@ def test_history_cli_add_show_and_errors(smoke_analysis, tmp_path, capsys):
     assert "1 runs, no change point(s)" in out and (tmp_path / "h.html").is_file()
     assert main(["history", "--root", str(tmp_path / "none")]) == 2
     assert "no history yet" in capsys.readouterr().err
+
+
+def test_false_positive_rates_count_only_what_fails_the_gate():
+    """A/A rates follow the gate: a secondary metric's flagged ratio does not count, a
+    gate test's does (the calibrate tables once counted every test)."""
+    import numpy as np
+    import pandas as pd
+
+    from gradprobe.calibration import _flagged
+
+    tests = pd.DataFrame({
+        "test": ["ratio", "ratio", "zero_fraction"], "family": ["grad_l2", "gate", "gate"],
+        "gate": [False, True, True], "p_adjusted": [0.001, 0.5, 1.0],
+        "ci_low": [2.0, 0.9, np.nan], "ci_high": [3.0, 1.1, np.nan],
+        "base_nonfinite": [0, 0, 0], "run_nonfinite": [0, 0, 0],
+        "verdict": ["regressed", "inconclusive", "unchanged"]})
+    assert not _flagged(tests, 1.01, 0.05).any()
+    tests.loc[1, ["p_adjusted", "ci_low", "ci_high"]] = [0.001, 2.0, 3.0]
+    assert _flagged(tests, 1.01, 0.05).sum() == 1

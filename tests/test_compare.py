@@ -52,7 +52,8 @@ def test_residual_on_vs_off_pairs_cells_and_reports_the_difference(smoke_variant
     assert {d["key"] for d in result.config_differences} == {"model.residual"}
     assert "residual" in result.cells.ignored and len(result.cells.pairs) == 6
     first = result.tests[(result.tests["param"] == "layers.0.weight")
-                         & (result.tests["metric"] == "grad_mean_abs")]
+                         & (result.tests["metric"] == "grad_mean_abs")
+                         & (result.tests["test"] == "ratio")]
     assert (first["ci_low"] > 1).all() and (first["verdict"] == "regressed").all()
     assert first["ratio"].max() > 100  # the blog's effect: skips lift early gradients
 
@@ -181,7 +182,8 @@ def test_more_zero_seeds_are_tested_and_regress(smoke_run):
     hit = (records["cell_id"] == target) & (records["param"] == "layers.0.weight")
     records.loc[hit, ["grad_mean_abs", "grad_l2", "grad_max_abs"]] = 0.0
     result = compare(base, replace(base, records=records))
-    zero = result.tests[result.tests["test"] == "zero_fraction"]
+    zero = result.tests[(result.tests["test"] == "zero_fraction")
+                        & (result.tests["verdict"] != "unchanged")]
     assert len(zero) == 1
     row = zero.iloc[0]
     assert (row["base_zero"], row["run_zero"]) == (0, 16)
@@ -189,14 +191,31 @@ def test_more_zero_seeds_are_tested_and_regress(smoke_run):
     assert row["verdict"] == "regressed"
 
 
-def test_all_p_values_form_one_bh_family(smoke_run, smoke_variants):
+def test_bh_families_are_fixed_in_advance(smoke_run, smoke_variants):
+    """Regression (issue 14, item 15): zero-fraction tests entered the one family only
+    where zero counts differed, and grad_mean_abs, grad_l2 and grad_max_abs were adjusted
+    together as if independent. Now the gate family is the primary metric's ratio and
+    zero-fraction test of every matched parameter, whatever the data; every secondary
+    metric is its own family."""
     from scipy.stats import false_discovery_control
 
-    result = compare(smoke_run, smoke_variants["gain"])
-    p = result.tests["p_value"].to_numpy()
-    finite = np.isfinite(p)
-    assert np.allclose(result.tests["p_adjusted"].to_numpy()[finite],
-                       false_discovery_control(p[finite]))
+    from gradprobe.analysis.compare.comparison import PRIMARY_METRIC
+
+    results = [compare(smoke_run, smoke_variants["gain"]), compare(smoke_run, smoke_run)]
+    sizes = []
+    for result in results:
+        tests = result.tests
+        gate = tests[tests["family"] == "gate"]
+        assert set(gate["metric"]) == {PRIMARY_METRIC} and gate["gate"].all()
+        assert sorted(gate["test"].value_counts().tolist()) == [36, 36]  # 36 parameters
+        for _, family in tests.groupby("family"):
+            p = family["p_value"].fillna(1.0).to_numpy()
+            finite = family["p_value"].notna().to_numpy()
+            assert np.allclose(family["p_adjusted"].to_numpy()[finite],
+                               false_discovery_control(p)[finite])
+        sizes.append(tests["family"].value_counts().sort_index().tolist())
+        assert not tests.loc[tests["family"] != "gate", "gate"].any()
+    assert sizes[0] == sizes[1]  # the same families with and without a change
 
 
 def test_settings_from_run_config_and_flags(smoke_run, tmp_path):

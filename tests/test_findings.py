@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradprobe.analysis.analyze import Analysis
-from gradprobe.analysis.report.findings import early_layers, headline_effect
+from gradprobe.analysis.report.findings import early_layers, headline_effect, structural_zeros
 
 
 def summary_rows(geo: list[float], residual: bool = False) -> list[dict]:
@@ -73,3 +73,16 @@ def test_headline_sentence_without_any_finite_pair():
                                   "grad_mean_abs")
     assert "n/a times" not in sentence
     assert "no seed pair has a finite ratio to summarise; the ratio uses 0 seed pairs" in sentence
+
+
+def test_structurally_zero_parameters_are_named_in_the_findings():
+    """Issue 14, item 6: a gradient zero in exact arithmetic is labelled in the report."""
+    rows = summary_rows([1e-2, 3e-9])
+    for row, dead in zip(rows, (False, True), strict=True):
+        row.update(cell_id="c1", structural_zero=dead)
+    (sentence,) = structural_zeros(analysis_with(rows, []), "grad_mean_abs")
+    assert sentence.startswith("1 parameter series (layers.1.weight) in 1 configurations")
+    assert "rounding noise" in sentence
+    for row in rows:
+        row["structural_zero"] = False
+    assert structural_zeros(analysis_with(rows, []), "grad_mean_abs") == []

@@ -135,8 +135,9 @@ def test_t_interval_above_the_bootstrap_limit_agrees_with_bca():
     # 40 log-normal samples of exactly the limit: BCa bootstrap vs Student's t. Their
     # endpoints differ by a small fraction of the interval width, which justifies switching.
     data = -3 + 0.7 * rng(10).standard_normal((40, stats.BOOTSTRAP_MAX_SEEDS))
-    bca = stats.mean_ci(data, rng=rng(11), n_resamples=1999)
-    t = stats.mean_ci(data, rng=rng(11), max_bootstrap_seeds=stats.BOOTSTRAP_MAX_SEEDS - 1)
+    bca = stats.mean_ci(data, rng=rng(11), n_resamples=1999, method="BCa")
+    t = stats.mean_ci(data, rng=rng(11), method="BCa",
+                      max_bootstrap_seeds=stats.BOOTSTRAP_MAX_SEEDS - 1)
     width = bca.high - bca.low
     assert np.abs(t.low - bca.low).max() < 0.1 * width.min()
     assert np.abs(t.high - bca.high).max() < 0.1 * width.min()
@@ -182,3 +183,39 @@ def test_count_tests_hand_computed():
     # McNemar exact: 6 discordant pairs all one way, p = 2 / 2**6; none discordant, p = 1.
     assert stats.discordant_pvalues(np.array([0, 0]), np.array([6, 0])).tolist() == \
         pytest.approx([2 / 64, 1.0])
+
+
+@pytest.mark.parametrize("n", [6, 10, 16])
+def test_default_intervals_cover_95_percent_at_small_seed_counts(n):
+    """Regression (issue 14, item 13): BCa covered 87-93% at 6-16 seeds. Log-normal data,
+    10000 rows per count (Monte Carlo SE of a coverage 0.0022): one-sample and two-sample
+    (unequal spreads) intervals of the default method must cover within [0.94, 0.96]."""
+    gen = rng(100 + n)
+    logs = -4 + 0.8 * gen.standard_normal((10000, n))
+    one = stats.mean_ci(logs, rng=gen)
+    assert 0.94 <= np.mean((one.low <= -4) & (one.high >= -4)) <= 0.96
+    other = -4 + 1.2 * gen.standard_normal((10000, n))
+    two = stats.mean_difference_ci(logs, other, rng=gen)
+    assert 0.94 <= np.mean((two.low <= 0) & (two.high >= 0)) <= 0.96
+
+
+def test_two_sample_t_interval_is_welchs_and_constant_rows_collapse():
+    x = np.array([[1.0, 2.0, 4.0, 7.0], [3.0, 3.0, 3.0, 3.0]])
+    y = np.array([[0.5, 0.0, 2.0], [1.0, 1.0, 1.0]])
+    interval = stats.mean_difference_ci(x, y, rng=rng())
+    ci = sps.ttest_ind(x[0], y[0], equal_var=False).confidence_interval(0.95)
+    assert (interval.low[0], interval.high[0]) == pytest.approx((ci.low, ci.high))
+    assert interval.low[1] == interval.high[1] == 2.0
+
+
+def test_pvalues_never_underflow_to_zero():
+    """Regression (issue 14, item 14): at 2000 seeds the normal approximations of
+    Mann-Whitney and Wilcoxon, and the exact binomial test, returned p = 0 exactly. The
+    stored value is the bound P_FLOOR (the true p is smaller), never 0."""
+    x = np.arange(2000.0)[None]
+    p = np.concatenate([stats.mannwhitney_pvalues(x, x + 5000),
+                        stats.wilcoxon_pvalues(x + 1),
+                        stats.discordant_pvalues(np.array([0]), np.array([2000])),
+                        stats.count_change_pvalues(np.array([0]), 2000, np.array([2000]),
+                                                   2000)])
+    assert (p > 0).all() and (p == stats.P_FLOOR).all()

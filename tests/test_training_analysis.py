@@ -89,6 +89,18 @@ def test_sign_test_counts_who_gets_there_first():
     assert (tie["n_ties"], tie["p_value"], tie["significant"]) == (10, 1.0, False)
 
 
+def test_sign_test_p_value_is_never_zero_at_thousands_of_seeds():
+    """Regression (issue 14, item 14, a relative): the exact sign test of 1100 seeds that
+    all reach the target first on the residual side underflowed to p = 0."""
+    from gradprobe.analysis.stats.estimators import P_FLOOR
+
+    plain = np.tile([1.0, 0.9, 0.4], (1100, 1))
+    residual = np.tile([1.0, 0.4, 0.3], (1100, 1))
+    (row,) = reach_tests(build_runs(loss_frame({False: plain, True: residual})),
+                         [0.5]).to_dict("records")
+    assert row["n_residual_first"] == 1100 and row["p_value"] == P_FLOOR
+
+
 def test_final_loss_ratio_paired_by_seed():
     rng = np.random.default_rng(0)
     plain = np.exp(rng.normal(size=(12, 3)))

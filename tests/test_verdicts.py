@@ -44,12 +44,24 @@ def test_no_test_is_inconclusive():
     assert judge(0.01, np.nan, np.nan) == "inconclusive"
 
 
-def test_zero_fraction_verdicts():
+def test_zero_fraction_verdicts_unpaired():
     p = np.array([0.01, 0.01, 0.01, 0.2])
-    more = np.array([True, False, False, True])
+    direction = np.array([-1, 1, 1, -1])
     prefer = np.array([0, 0, 1, 0])
-    out = zero_verdicts(p, more, alpha=0.05, prefer=prefer)
+    out = zero_verdicts(p, direction, np.full(4, np.nan), alpha=0.05, prefer=prefer)
     assert out.tolist() == ["regressed", "regressed", "improved", "inconclusive"]
+
+
+def test_paired_zero_status_changes_are_verdicts_whatever_the_p_value():
+    """Regression (issue 14, item 5): 8 of 16 paired seeds turned exactly zero, McNemar
+    p = 0.0078, adjusted above alpha in a large family: the gate said inconclusive. Same
+    seeds and initial weights make any change of zero status a change of the computation."""
+    p = np.array([0.9, 0.9, 0.9, 1.0, 0.9])
+    direction = np.array([-1, 1, 0, 0, 1])
+    discordant = np.array([8, 1, 2, 0, 3])
+    prefer = np.array([0, 1, 1, 0, -1])
+    out = zero_verdicts(p, direction, discordant, alpha=0.05, prefer=prefer)
+    assert out.tolist() == ["regressed", "improved", "regressed", "unchanged", "regressed"]
 
 
 def test_new_nonfinite_values_always_regress():

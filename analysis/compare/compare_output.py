@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from gradprobe.analysis.compare.comparison import Comparison
+from gradprobe.analysis.compare.comparison import PRIMARY_METRIC, Comparison
 from gradprobe.bench.store.manifest import utc_now
 from gradprobe.bench.store.run_dir import COMPARE_JSON, COMPARE_MD
 from gradprobe.core.atomic_files import ensure_directory, write_json_atomic, write_text_atomic
@@ -30,16 +30,19 @@ COMPARE_VERSION = 1
 JSON_FILE, MARKDOWN_FILE = COMPARE_JSON, COMPARE_MD
 TEST_COLUMNS = ["cell_base", "cell_run", "param", "layer", "kind", "metric", "test", "pairing",
                 "n_base", "n_run", "n_used", "ratio", "ci_low", "ci_high", "base_zero",
-                "run_zero", "base_nonfinite", "run_nonfinite", "p_value", "p_adjusted",
-                "prefer", "verdict", "reason"]
-ORDER = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
+                "run_zero", "zero_discordant", "base_nonfinite", "run_nonfinite", "p_value",
+                "p_adjusted", "family", "gate", "prefer", "verdict", "reason"]
+ORDER = {"missing": 0, "regressed": 1, "improved": 2, "inconclusive": 3, "unchanged": 4,
+         "structurally zero": 5}
 
 
 def rule_text(comparison: Comparison) -> str:
     s = comparison.settings
     return (f"flagged when the Benjamini-Hochberg adjusted p < {s.alpha:g} and the whole "
             f"{s.confidence:.0%} CI of RUN/BASE lies outside [{1 / s.tolerance:.4g}, "
-            f"{s.tolerance:.4g}]")
+            f"{s.tolerance:.4g}]; the gate judges {PRIMARY_METRIC} (one family: its ratio and "
+            "zero-fraction tests per parameter), missing cells or parameters, and values "
+            "turning non-finite; other metrics are secondary")
 
 
 def to_json(comparison: Comparison) -> dict[str, Any]:
@@ -66,6 +69,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
                   "run_only": _records(c.cells.run_only)},
         "pairing": _records(pairing),
         "counts": c.counts(),
+        "gate_counts": c.counts(gate_only=True),
         "gate": "fail" if c.regressed else "pass",
         "tests": _records(tests),
     }
@@ -76,10 +80,12 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def ordered(tests: pd.DataFrame) -> pd.DataFrame:
-    """Regressed first, then improved, inconclusive, unchanged; by adjusted p within each."""
+    """Missing first, then regressed, improved, inconclusive, unchanged; gate tests before
+    secondary ones, by adjusted p within each."""
     key = tests["verdict"].map(ORDER)
-    return tests.assign(_order=key).sort_values(["_order", "p_adjusted"], kind="stable") \
-        .drop(columns="_order").reset_index(drop=True)
+    return tests.assign(_order=key, _gate=~tests["gate"].astype(bool)) \
+        .sort_values(["_order", "_gate", "p_adjusted"], kind="stable") \
+        .drop(columns=["_order", "_gate"]).reset_index(drop=True)
 
 
 def write_outputs(comparison: Comparison, out_dir: str | Path) -> list[Path]:
@@ -138,9 +144,11 @@ def summary_lines(comparison: Comparison) -> list[str]:
     for note, count in c.pairing["note"].value_counts().items():
         lines.append(f"pairing: {count} cells {note}")
     lines.append(f"rule: {rule_text(c)}")
-    counts = c.counts()
+    counts, gate = c.counts(), c.counts(gate_only=True)
     lines.append("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
-                 f" (of {len(c.tests)} tests)")
+                 f" (of {len(c.tests)} tests); gate tests: " +
+                 ", ".join(f"{n} {v}" for v, n in gate.items() if n) +
+                 f" (of {int(c.tests['gate'].sum())})")
     return lines
 
 
@@ -165,14 +173,19 @@ def table_rows(comparison: Comparison, *, everything: bool) -> list[list[str]]:
     """One formatted row per test worth showing (all with ``everything``)."""
     tests = ordered(comparison.tests)
     if not everything:
-        tests = tests[tests["verdict"] != "unchanged"]
+        tests = tests[~tests["verdict"].isin(["unchanged", "structurally zero"])]
     axes = comparison.cells.label_axes()
     rows = []
     for _, t in tests.iterrows():
-        effect = (f"{fmt_ratio(t['ratio'])} [{fmt_ratio(t['ci_low'])}, "
-                  f"{fmt_ratio(t['ci_high'])}]" if t["test"] == "ratio"
-                  else f"zeros {t['base_zero']}/{t['n_base']} -> {t['run_zero']}/{t['n_run']}")
-        rows.append([cell_label(t, axes), t["param"], t["metric"], effect,
+        if t["test"] == "ratio":
+            effect = (f"{fmt_ratio(t['ratio'])} [{fmt_ratio(t['ci_low'])}, "
+                      f"{fmt_ratio(t['ci_high'])}]")
+        elif t["test"] == "presence" or t["verdict"] == "structurally zero":
+            effect = t["reason"]
+        else:
+            effect = f"zeros {t['base_zero']}/{t['n_base']} -> {t['run_zero']}/{t['n_run']}"
+        metric = t["metric"] if t["gate"] else f"{t['metric']} (secondary)"
+        rows.append([cell_label(t, axes), t["param"], metric, effect,
                      fmt_p(t["p_adjusted"]), t["pairing"], t["verdict"]])
     return rows
 
@@ -199,10 +212,13 @@ def format_terminal(comparison: Comparison, *, limit: int = 40,
 
 
 def gate_line(comparison: Comparison) -> str:
-    n = comparison.counts()["regressed"]
-    if n:
-        return f"FAIL: {n} regressed (exit code 1)"
-    return "PASS: nothing regressed"
+    gate = comparison.counts(gate_only=True)
+    if comparison.regressed:
+        failed = " and ".join(f"{gate[v]} {v}" for v in ("regressed", "missing") if gate[v])
+        return f"FAIL: {failed} (exit code 1)"
+    secondary = comparison.counts()["regressed"]
+    note = f" (secondary metrics: {secondary} regressed, not gating)" if secondary else ""
+    return f"PASS: nothing regressed{note}"
 
 
 def format_markdown(comparison: Comparison, *, limit: int = 100) -> str:

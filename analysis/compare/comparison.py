@@ -14,21 +14,38 @@ one common seed starts elsewhere) the cell falls back to an unpaired comparison 
 the difference of mean logs with a two-sample bootstrap CI and the Mann-Whitney U test, and
 the output says so.
 
-*Zeros and non-finite values* have no logarithm and are left out of the ratio. A change in
-how many seeds are exactly zero (dead ReLUs) is tested on its own: exact McNemar on paired
-seeds, Fisher's exact test otherwise, for ``grad_mean_abs`` (zero for a seed exactly when the
-other gradient metrics are), ``act_rms`` and ``grad_act_rms``. Values that turn NaN or inf
-are always ``regressed`` (:func:`gradprobe.analysis.compare.verdicts.nonfinite_override`).
+*Zeros and non-finite values* have no logarithm and are left out of the ratio. How many
+seeds are exactly zero (dead ReLUs) is tested on its own, for every parameter whatever the
+counts: exact McNemar on paired seeds, Fisher's exact test otherwise, for ``grad_mean_abs``
+(zero for a seed exactly when the other gradient metrics are), ``act_rms`` and
+``grad_act_rms``; when paired, any seed whose zero status changed is a verdict
+(:func:`gradprobe.analysis.compare.verdicts.zero_verdicts`). Values that turn NaN or inf are always
+``regressed`` (:func:`gradprobe.analysis.compare.verdicts.nonfinite_override`) and fail the gate.
 
-*Multiple comparisons.* All p-values of a comparison form one family, adjusted with
-Benjamini-Hochberg (``scipy.stats.false_discovery_control``).
+*The gate and its family.* The gate judges one primary metric per parameter,
+:data:`PRIMARY_METRIC` (``grad_mean_abs``): its ratio test and its zero-fraction test for
+every matched (cell, parameter), a family fixed by the matched parameters alone, adjusted
+together with Benjamini-Hochberg (``scipy.stats.false_discovery_control``); a test with no
+p-value counts as p = 1, so the family size never depends on the data. The other metrics
+are secondary: tested and judged the same way, each metric its own family (``grad_l2`` and
+``grad_max_abs`` move with ``grad_mean_abs``, so adjusting them together as if independent
+would only dilute it), shown in the output, but they fail the gate only by turning
+non-finite. BASE cells and parameters without a counterpart in RUN are ``missing`` and fail
+the gate (:mod:`gradprobe.analysis.compare.presence`). Parameters whose gradient is zero in exact
+arithmetic
+on both sides (:mod:`gradprobe.analysis.stats.structural`) get the label ``structurally zero`` for
+their
+gradient metrics instead of tests: outside every family and the gate.
 
 Columns of :attr:`Comparison.tests`: ``cell_base``, ``cell_run``, the match-key axis columns,
 ``param``, ``layer``, ``kind``, ``metric``, ``test`` (``ratio`` or ``zero_fraction``),
 ``pairing`` (``paired``/``unpaired``), ``n_base``, ``n_run`` (seeds per side),
 ``n_used`` (seeds, or pairs, with a valid value on both sides), ``ratio``, ``ci_low``,
-``ci_high``, ``log10_ratio``, ``base_zero``, ``run_zero``, ``base_nonfinite``,
-``run_nonfinite``, ``p_value``, ``p_adjusted``, ``prefer``, ``verdict``, ``reason``.
+``ci_high``, ``log10_ratio``, ``base_zero``, ``run_zero``, ``zero_discordant`` (paired
+seeds whose zero status differs; NaN unpaired), ``base_nonfinite``, ``run_nonfinite``,
+``p_value``, ``p_adjusted``, ``family`` (``gate`` or the secondary metric's name), ``gate``
+(whether the row can fail the gate), ``prefer``, ``verdict``, ``reason``. ``test`` is
+``presence`` for the ``missing`` rows.
 """
 
 from __future__ import annotations
@@ -45,8 +62,10 @@ from gradprobe.analysis.compare.matching import (
     environment_differences,
     match_cells,
 )
+from gradprobe.analysis.compare.presence import missing_tests, unrecorded_cells
 from gradprobe.analysis.compare.sides import Side
 from gradprobe.analysis.compare.verdicts import (
+    FAILING,
     PREFER_SIGN,
     VERDICTS,
     nonfinite_override,
@@ -65,6 +84,11 @@ from gradprobe.analysis.stats.estimators import (
     wilcoxon_pvalues,
 )
 from gradprobe.analysis.stats.series import Series, build_series
+from gradprobe.analysis.stats.structural import (
+    ZERO_GRADIENT_METRICS,
+    structural_rows,
+    structurally_zero,
+)
 from gradprobe.bench.engine.metrics import LAYER_METRICS
 from gradprobe.bench.plan.sweep import COMPARE_METRICS
 from gradprobe.core.errors import UserError
@@ -82,6 +106,10 @@ DEFAULT_TOLERANCE = 1.01
 MIN_PAIRED_SEEDS = 6
 DEFAULT_COMPARE_RESAMPLES = 1999
 ZERO_TEST_METRICS = ("grad_mean_abs", "act_rms", "grad_act_rms")
+# The gate's metric: one per parameter, so that the gate's family is one ratio test and one
+# zero-fraction test per matched parameter (module docstring, docs/regression.md).
+PRIMARY_METRIC = "grad_mean_abs"
+GATE_FAMILY = "gate"
 
 
 @dataclass(frozen=True)
@@ -140,13 +168,17 @@ class Comparison:
     pairing: pd.DataFrame
     tests: pd.DataFrame
 
-    def counts(self) -> dict[str, int]:
-        found = self.tests["verdict"].value_counts()
+    def counts(self, gate_only: bool = False) -> dict[str, int]:
+        """Tests per verdict: all of them, or (``gate_only``) those that can fail the gate."""
+        tests = self.tests[self.tests["gate"]] if gate_only else self.tests
+        found = tests["verdict"].value_counts()
         return {v: int(found.get(v, 0)) for v in VERDICTS}
 
     @property
     def regressed(self) -> bool:
-        return self.counts()["regressed"] > 0
+        """Whether the gate fails: a gate test ``regressed`` or ``missing``."""
+        counts = self.counts(gate_only=True)
+        return any(counts[v] > 0 for v in FAILING)
 
 
 def compare_sides(base: Side, run: Side, settings: CompareSettings) -> Comparison:
@@ -161,13 +193,25 @@ def compare_sides(base: Side, run: Side, settings: CompareSettings) -> Compariso
     columns = (np.searchsorted(bs.seeds, common), np.searchsorted(rs.seeds, common))
     pairing = cell_pairing(bs, rs, cells, columns)
     rows = series_rows(bs, rs, cells).merge(pairing[["cell_base", "cell_run", "paired"]])
+    structural = (structurally_zero(bs)[rows["i_base"].to_numpy()]
+                  & structurally_zero(rs)[rows["i_run"].to_numpy()])
     rngs = np.random.default_rng(settings.seed).spawn(len(metrics))
     frames = []
     for metric, rng in zip(metrics, rngs, strict=True):
-        chosen = rows[rows["kind"] == "weight"] if metric in LAYER_METRICS else rows
+        keep = ~structural if metric in ZERO_GRADIENT_METRICS else np.ones(len(rows), bool)
+        if metric in LAYER_METRICS:
+            keep &= (rows["kind"] == "weight").to_numpy()
+        chosen = rows[keep]
         frames.extend(metric_tests(metric, bs, rs, chosen.reset_index(drop=True), columns,
                                    rng=rng, settings=settings))
     tests = judge(pd.concat([f for f in frames if len(f)], ignore_index=True), settings)
+    missing = missing_tests(bs.keys, rs.keys, cells.pairs, cells.key,
+                            unrecorded_cells(base.manifest, base.records), PRIMARY_METRIC)
+    dead = structural_rows(rows[structural].drop(columns=["i_base", "i_run", "paired"]),
+                           metrics)
+    extra = [f for f in (missing, dead) if len(f)]
+    if extra:
+        tests = pd.concat([tests, *extra], ignore_index=True)
     return Comparison(base.describe(), run.describe(), settings,
                       config_differences(base, run), environment_differences(base, run),
                       cells, pairing, tests)
@@ -248,11 +292,8 @@ def metric_tests(metric: str, bs: Series, rs: Series, rows: pd.DataFrame,
         ratio, zeros = _side_statistics(base, run, paired=is_paired, rng=rng,
                                         settings=settings)
         out.append(pd.concat([keys, ratio], axis=1).assign(test="ratio"))
-        if metric in ZERO_TEST_METRICS:
-            changed = zeros["changed"].to_numpy()
-            out.append(pd.concat([keys[changed].reset_index(drop=True),
-                                  zeros[changed].drop(columns="changed")
-                                  .reset_index(drop=True)], axis=1).assign(test="zero_fraction"))
+        if metric in ZERO_TEST_METRICS:  # for every row: the family is fixed in advance
+            out.append(pd.concat([keys, zeros], axis=1).assign(test="zero_fraction"))
     return out
 
 
@@ -268,12 +309,12 @@ def _side_statistics(base: np.ndarray, run: np.ndarray, *, paired: bool,
         diff = rlog - blog
         interval, p = mean_ci(diff, **options), wilcoxon_pvalues(diff)
         only_base, only_run = (bzero & ~rzero).sum(axis=1), (rzero & ~bzero).sum(axis=1)
-        zero_p, changed = discordant_pvalues(only_base, only_run), (only_base + only_run) > 0
+        zero_p, discordant = discordant_pvalues(only_base, only_run), only_base + only_run
     else:
         interval = mean_difference_ci(rlog, blog, **options)
         p = mannwhitney_pvalues(rlog, blog)
         zero_p = count_change_pvalues(bzero.sum(1), base.shape[1], rzero.sum(1), run.shape[1])
-        changed = bzero.sum(1) * run.shape[1] != rzero.sum(1) * base.shape[1]
+        discordant = np.full(len(base), np.nan)
     counts = {"n_base": base.shape[1], "n_run": run.shape[1], "base_zero": bzero.sum(1),
               "run_zero": rzero.sum(1), "base_nonfinite": bbad.sum(1),
               "run_nonfinite": rbad.sum(1)}
@@ -281,14 +322,18 @@ def _side_statistics(base: np.ndarray, run: np.ndarray, *, paired: bool,
                           "ratio": 10**interval.point, "ci_low": 10**interval.low,
                           "ci_high": 10**interval.high, "p_value": p})
     zeros = pd.DataFrame({**counts, "n_used": np.full(len(base), base.shape[1]),
-                          "p_value": zero_p, "changed": changed})
+                          "zero_discordant": np.asarray(discordant, dtype=np.float64),
+                          "p_value": zero_p})
     return ratio, zeros
 
 
 def judge(tests: pd.DataFrame, settings: CompareSettings) -> pd.DataFrame:
-    """Adjust every p-value as one family, then add ``prefer``, ``verdict``, ``reason``."""
+    """Adjust p-values per family (module docstring), then add ``family``, ``gate``,
+    ``prefer``, ``verdict``, ``reason``."""
     tests = tests.copy()
-    tests["p_adjusted"] = adjust_pvalues(tests["p_value"].to_numpy())
+    primary = (tests["metric"] == PRIMARY_METRIC).to_numpy()
+    tests["family"] = np.where(primary, GATE_FAMILY, tests["metric"])
+    tests["p_adjusted"] = family_adjusted(tests["p_value"], tests["family"])
     prefer = tests["metric"].map(settings.prefer_sign).to_numpy()
     tests["prefer"] = [dict(settings.prefer).get(m, "") for m in tests["metric"]]
     is_ratio = (tests["test"] == "ratio").to_numpy()
@@ -299,12 +344,27 @@ def judge(tests: pd.DataFrame, settings: CompareSettings) -> pd.DataFrame:
     verdict[is_ratio] = nonfinite_override(verdict[is_ratio],
                                            tests["base_nonfinite"][is_ratio],
                                            tests["run_nonfinite"][is_ratio])
-    more_zeros = (tests["run_zero"] * tests["n_base"] > tests["base_zero"] * tests["n_run"])
-    verdict[~is_ratio] = zero_verdicts(tests["p_adjusted"][~is_ratio], more_zeros[~is_ratio],
+    direction = np.sign(tests["base_zero"] * tests["n_run"] - tests["run_zero"] * tests["n_base"])
+    verdict[~is_ratio] = zero_verdicts(tests["p_adjusted"][~is_ratio], direction[~is_ratio],
+                                       tests["zero_discordant"][~is_ratio],
                                        alpha=settings.alpha, prefer=prefer[~is_ratio])
     tests["verdict"] = verdict
+    newly_nonfinite = (tests["base_nonfinite"] == 0) & (tests["run_nonfinite"] > 0)
+    tests["gate"] = primary | newly_nonfinite.to_numpy()
     tests["reason"] = [explain(row, settings) for row in tests.itertuples(index=False)]
     return tests
+
+
+def family_adjusted(pvalues: pd.Series, families: pd.Series) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values within each family. A test without a p-value
+    (too few seeds) enters its family as p = 1 and keeps a NaN adjusted p-value, so a
+    family's size is its number of tests, whatever the data."""
+    p = pvalues.to_numpy(dtype=np.float64)
+    out = np.full(len(p), np.nan)
+    for family in pd.unique(families):
+        members = (families == family).to_numpy()
+        out[members] = adjust_pvalues(np.where(np.isnan(p[members]), 1.0, p[members]))
+    return np.where(np.isnan(p), np.nan, out)
 
 
 def explain(row, settings: CompareSettings) -> str:
@@ -313,6 +373,9 @@ def explain(row, settings: CompareSettings) -> str:
     if row.test == "zero_fraction":
         counts = (f"exactly zero in {row.base_zero}/{row.n_base} BASE seeds vs "
                   f"{row.run_zero}/{row.n_run} RUN seeds")
+        if np.isfinite(row.zero_discordant):
+            return (f"{counts}; zero status changed in {row.zero_discordant:.0f} of the "
+                    "paired seeds (same initial weights: no seed noise)")
         return f"{counts}, {p}" + ("" if row.p_adjusted < settings.alpha
                                    else ": not significant")
     if row.run_nonfinite and not row.base_nonfinite:

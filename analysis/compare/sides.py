@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradprobe.analysis.compare.presence import check_stray_files
 from gradprobe.bench.plan.sweep import ExperimentConfig
 from gradprobe.bench.store.manifest import Manifest, read_manifest
 from gradprobe.bench.store.records import read_records
@@ -122,6 +123,7 @@ def load_side(path: str | Path, label: str) -> Side:
         verify_baseline_files(path, meta)
     kind = "baseline" if meta is not None else "run"
     manifest = read_manifest(path)
+    check_stray_files(path, manifest, meta)
     if manifest.status != "complete":
         raise UserError(f"{path}: the run is not complete (status {manifest.status!r}); "
                         f"finish it with `gradprobe run CONFIG --out {path}`")

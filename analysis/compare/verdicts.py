@@ -11,15 +11,22 @@ A change is *flagged* only when both gates open (criterion.rs, ``compare_to_thre
 A flagged change is ``regressed`` unless the config prefers its direction for that metric
 (``improved``). Not flagged: ``unchanged`` when the whole interval lies inside the band (the
 data show that any change is smaller than the tolerance), ``inconclusive`` otherwise (the
-interval is too wide to tell, or no test was possible). Only ``regressed`` fails the gate.
+interval is too wide to tell, or no test was possible). ``missing``: a BASE cell or
+parameter has no counterpart in RUN (nothing to test, and a gate that passed on it would
+pass on an empty run). ``regressed`` and ``missing`` fail the gate.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gradprobe.analysis.stats.structural import STRUCTURAL
+
 REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE = "regressed", "improved", "unchanged", "inconclusive"
-VERDICTS = (REGRESSED, IMPROVED, UNCHANGED, INCONCLUSIVE)
+MISSING = "missing"
+# STRUCTURAL is not the verdict of a test: it labels what is left out of them.
+VERDICTS = (REGRESSED, MISSING, IMPROVED, UNCHANGED, INCONCLUSIVE, STRUCTURAL)
+FAILING = (REGRESSED, MISSING)  # verdicts that fail the gate
 PREFER_SIGN = {"higher": 1, "lower": -1}
 
 
@@ -36,18 +43,28 @@ def ratio_verdicts(p_adjusted: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarr
     return _assign(flagged, up, inside, np.asarray(prefer))
 
 
-def zero_verdicts(p_adjusted: np.ndarray, more_zeros: np.ndarray, *, alpha: float,
-                  prefer: np.ndarray) -> np.ndarray:
+def zero_verdicts(p_adjusted: np.ndarray, direction: np.ndarray, discordant: np.ndarray, *,
+                  alpha: float, prefer: np.ndarray) -> np.ndarray:
     """Verdict per test of a change in the fraction of seeds whose value is exactly zero.
 
-    A count has no rounding noise, so only the significance gate applies. More zeros move
-    the metric down (a zero is the bottom of the magnitude scale); fewer move it up. Not
-    significant is ``inconclusive``: no equivalence band exists for a proportion.
+    ``direction``: +1 where RUN has the smaller fraction of zeros (the metric moves up: a
+    zero is the bottom of the magnitude scale), -1 the larger, 0 the same. ``discordant``:
+    paired seeds whose zero status differs, NaN for unpaired tests.
+
+    Paired (same seeds, same initial weights and input): a seed that turns exactly zero, or
+    stops being zero, is a change of the computation, not seed noise, so any discordant seed
+    is flagged whatever the p-value, and none is ``unchanged``. Unpaired: the seeds differ,
+    so only the significance gate applies (a count has no rounding noise to band); not
+    significant is ``inconclusive``. A flagged change with as many zeros on both sides
+    (seeds swapped status) is ``regressed`` whatever the preference.
     """
     p = np.asarray(p_adjusted, dtype=np.float64)
-    flagged = np.isfinite(p) & (p < alpha)
-    up = ~np.asarray(more_zeros, dtype=bool)
-    return _assign(flagged, up, np.zeros(len(p), dtype=bool), np.asarray(prefer))
+    discordant = np.asarray(discordant, dtype=np.float64)
+    paired = np.isfinite(discordant)
+    flagged = np.where(paired, discordant > 0, np.isfinite(p) & (p < alpha))
+    direction = np.asarray(direction)
+    prefer = np.where(direction == 0, 0, np.asarray(prefer))
+    return _assign(flagged, direction > 0, paired & (discordant == 0), prefer)
 
 
 def _assign(flagged: np.ndarray, up: np.ndarray, inside: np.ndarray,

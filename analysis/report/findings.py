@@ -149,6 +149,24 @@ def dead_seeds(analysis: Analysis, metric: str) -> list[str]:
             f"{int(worst['n_seeds'])} seeds zero, {int(worst['n_nonfinite'])} non-finite."]
 
 
+def structural_zeros(analysis: Analysis, metric: str) -> list[str]:
+    """Parameters whose gradient is zero in exact arithmetic
+    (:mod:`gradprobe.analysis.stats.structural`):
+    their gradient statistics describe rounding noise, and the report must say so."""
+    summary = analysis.summary
+    if "structural_zero" not in summary:  # an analysis made before the flag existed
+        return []
+    rows = summary[(summary["metric"] == metric) & summary["structural_zero"].astype(bool)]
+    if rows.empty:
+        return []
+    params = ", ".join(sorted(rows["param"].unique())[:5])
+    more = ", ..." if rows["param"].nunique() > 5 else ""
+    return [f"{len(rows)} parameter series ({params}{more}) in {rows['cell_id'].nunique()} "
+            f"configurations are structurally zero: their gradient is zero in exact "
+            f"arithmetic, and the recorded {metric} (at most 1024 eps of the rounding scale) "
+            f"is rounding noise, not gradient flow."]
+
+
 def overall_effects(analysis: Analysis, metric: str) -> list[str]:
     """How often the residual/plain difference is significant across the sweep."""
     effects = analysis.effects
@@ -172,4 +190,5 @@ def findings(analysis: Analysis, selection: dict, metric: str) -> list[str]:
             *early_layers(analysis, selection, metric),
             *depth_slopes(analysis, selection, metric),
             *overall_effects(analysis, metric),
-            *dead_seeds(analysis, metric)]
+            *dead_seeds(analysis, metric),
+            *structural_zeros(analysis, metric)]

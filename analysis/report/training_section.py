@@ -137,7 +137,7 @@ def training_context(analysis: Analysis, targets) -> dict[str, Any]:
         _figure(analysis, "train-loss", "Training loss, plain vs residual", loss_figure,
                 "Training loss against optimizer step, plain and residual, one panel per "
                 "configuration, log axis", curves,
-                _caption("Full-batch training loss (geometric mean over seeds, 95% BCa band); "
+                _caption("Full-batch training loss (geometric mean over seeds, 95% t band); "
                          "dotted lines are the target losses of the table below.",
                          loss_panels)),
         _figure(analysis, "train-grads", "First-layer gradient during training", grad_figure,

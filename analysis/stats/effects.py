@@ -3,7 +3,7 @@
 Plain and residual cells of one seed start from the same weights and input (a paired
 design: same ``init_fingerprint``), so the effect of the skip connections is measured per
 seed as ``log10(residual) - log10(plain)``. Its mean over seeds is the log of the
-geometric-mean ratio; its bootstrap CI and a Wilcoxon signed-rank test (no normality
+geometric-mean ratio; its t CI and a Wilcoxon signed-rank test (no normality
 assumption) say how sure that is. P-values are adjusted over the whole family of effects
 with Benjamini-Hochberg.
 

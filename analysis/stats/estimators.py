@@ -26,11 +26,24 @@ DEFAULT_RESAMPLES = 4999
 CONFIDENCE = 0.95
 # Resampled values per bootstrap batch (32 MB of float64): small batches stay in cache.
 _BATCH_VALUES = 4_000_000
-# Above this many seeds a row's interval is Student's t on its log values. The bootstrap
-# costs rows x resamples x seeds and its advantage, BCa's skewness correction, vanishes as
-# the mean of log values becomes normal (CLT); measured agreement of the two at 500 seeds of
-# log-normal data is checked in tests/test_stats.py.
+# Above this many seeds a row's interval is Student's t on its log values even when a
+# bootstrap method is asked for. The bootstrap costs rows x resamples x seeds and its
+# advantage, BCa's skewness correction, vanishes as the mean of log values becomes normal
+# (CLT); measured agreement of the two at 500 seeds of log-normal data is checked in
+# tests/test_stats.py.
 BOOTSTRAP_MAX_SEEDS = 500
+# Default interval method: Student's t on log values (one sample; Welch's unequal-variance
+# t for two samples). BCa has no small-sample correction: at 6-16 seeds its 95% intervals
+# covered 86-93% (it reflects a plug-in variance with z instead of t quantiles, about 30%
+# too narrow at 6 seeds: the "narrowness bias" of Hesterberg 2015, The American
+# Statistician 69(4)). Measured coverage of both, on log-normal data and on real records, is
+# the table of `gradprobe calibrate CONFIG --coverage` (analysis/coverage.py,
+# docs/regression.md).
+DEFAULT_METHOD = "t"
+# The smallest positive normal float64. A p-value that underflows to 0 (a normal
+# approximation far in its tail, or an exact test with thousands of seeds) is stored as this
+# upper bound instead: the true p is smaller, and 0 would claim certainty.
+P_FLOOR = float(np.finfo(np.float64).tiny)
 
 
 def log10_or_nan(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,17 +70,25 @@ class Interval:
     n: np.ndarray  # valid seeds per row
 
 
+def floor_pvalues(pvalues) -> np.ndarray:
+    """``pvalues`` as float64 with exact zeros replaced by :data:`P_FLOOR` (NaN stays)."""
+    pvalues = np.asarray(pvalues, dtype=np.float64)
+    return np.where(pvalues == 0, P_FLOOR, pvalues)
+
+
 def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
             n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
-            method: str = "BCa", max_bootstrap_seeds: int = BOOTSTRAP_MAX_SEEDS) -> Interval:
-    """Mean of each row's valid values with a bootstrap CI (``scipy.stats.bootstrap``).
+            method: str = DEFAULT_METHOD,
+            max_bootstrap_seeds: int = BOOTSTRAP_MAX_SEEDS) -> Interval:
+    """Mean of each row's valid values with a CI: Student's t (``method="t"``, the default,
+    ``scipy.stats.t``) or a bootstrap (``"BCa"``, ``"percentile"``, ``"basic"``:
+    ``scipy.stats.bootstrap``; ``rng`` and ``n_resamples`` are used only then).
 
     Takes ``values`` ``(num_groups x num_seeds)`` with NaN for excluded seeds. Rows with fewer
     than 2 valid values get a NaN interval; rows whose valid values are all equal get the
-    degenerate interval ``[v, v]`` (the bootstrap distribution is a single point). Rows are
-    bootstrapped together, vectorised, one call per distinct count of valid values. Rows
-    with more than ``max_bootstrap_seeds`` valid values get Student's t interval instead
-    (see :data:`BOOTSTRAP_MAX_SEEDS`).
+    degenerate interval ``[v, v]``. Rows are handled together, vectorised, one call per
+    distinct count of valid values. Rows with more than ``max_bootstrap_seeds`` valid values
+    get Student's t interval whatever the method (see :data:`BOOTSTRAP_MAX_SEEDS`).
     """
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     valid = ~np.isnan(values)
@@ -90,7 +111,7 @@ def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
         varying = rows[~constant]
         if not len(varying):
             continue
-        if count > max_bootstrap_seeds:
+        if method == "t" or count > max_bootstrap_seeds:
             lo, hi = _t_interval(data[~constant], confidence)
         else:
             lo, hi = _bootstrap_mean(data[~constant], rng, n_resamples, confidence, method)
@@ -156,7 +177,7 @@ def wilcoxon_pvalues(differences: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)
             p[i] = stats.wilcoxon(nonzero, alternative="two-sided").pvalue
-    return p
+    return floor_pvalues(p)
 
 
 def _rank_infinities(row: np.ndarray) -> np.ndarray:
@@ -208,14 +229,16 @@ def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.nda
 
 def mean_difference_ci(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
                        n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
-                       method: str = "BCa") -> Interval:
-    """``mean(x) - mean(y)`` per row with a two-sample bootstrap CI (independent samples).
+                       method: str = DEFAULT_METHOD) -> Interval:
+    """``mean(x) - mean(y)`` per row with a CI for independent samples: Welch's t
+    (``method="t"``, the default: ``scipy.stats.ttest_ind(equal_var=False)``, Welch 1947) or
+    a two-sample bootstrap (``scipy.stats.bootstrap``, ``paired=False``, which resamples each
+    sample separately; ``rng`` and ``n_resamples`` are used only then).
 
     Takes ``x`` ``(num_groups x n_x)`` and ``y`` ``(num_groups x n_y)``, NaN for excluded
-    seeds. ``scipy.stats.bootstrap`` resamples each sample separately (``paired=False``),
-    vectorised over rows that share their counts of valid values. Rows with fewer than 2
-    valid values on either side get a NaN interval (and a NaN point without any value);
-    ``n`` is the smaller of the two valid counts.
+    seeds; vectorised over rows that share their counts of valid values. Rows with fewer than
+    2 valid values on either side get a NaN interval (and a NaN point without any value);
+    rows constant on both sides get ``[d, d]``. ``n`` is the smaller of the two valid counts.
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
@@ -231,9 +254,28 @@ def mean_difference_ci(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator
         point[rows] = _difference_of_means(a, b)
         if cx < 2 or cy < 2:
             continue
-        lo, hi = _bootstrap_difference(a, b, rng, n_resamples, confidence, method)
+        if method == "t":
+            lo, hi = _welch_interval(a, b, confidence)
+        else:
+            lo, hi = _bootstrap_difference(a, b, rng, n_resamples, confidence, method)
         low[rows], high[rows] = lo, hi
     return Interval(point, low, high, np.minimum(nx, ny))
+
+
+def _welch_interval(a: np.ndarray, b: np.ndarray,
+                    confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Welch's t interval of ``mean(a) - mean(b)`` per row; ``[d, d]`` where both rows are
+    constant up to float rounding (no variance to estimate, as in :func:`mean_ci`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        ci = stats.ttest_ind(a, b, axis=1, equal_var=False).confidence_interval(confidence)
+    low = np.array(ci.low, dtype=np.float64, ndmin=1)
+    high = np.array(ci.high, dtype=np.float64, ndmin=1)
+    scale = np.maximum(1.0, np.maximum(np.abs(a).max(axis=1), np.abs(b).max(axis=1)))
+    constant = np.maximum(np.ptp(a, axis=1), np.ptp(b, axis=1)) <= 1e-12 * scale
+    point = _difference_of_means(a, b)
+    low[constant], high[constant] = point[constant], point[constant]
+    return low, high
 
 
 def _bootstrap_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
@@ -270,7 +312,7 @@ def mannwhitney_pvalues(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         a, b = a[~np.isnan(a)], b[~np.isnan(b)]
         if len(a) and len(b):
             p[i] = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
-    return p
+    return floor_pvalues(p)
 
 
 def count_change_pvalues(base_hits: np.ndarray, base_n: np.ndarray, run_hits: np.ndarray,
@@ -286,7 +328,7 @@ def count_change_pvalues(base_hits: np.ndarray, base_n: np.ndarray, run_hits: np
     for i, (bh, bn, rh, rn) in enumerate(zip(*arrays, strict=True)):
         if bn and rn:
             p[i] = stats.fisher_exact([[bh, bn - bh], [rh, rn - rh]]).pvalue
-    return p
+    return floor_pvalues(p)
 
 
 def discordant_pvalues(only_base: np.ndarray, only_run: np.ndarray) -> np.ndarray:
@@ -297,4 +339,4 @@ def discordant_pvalues(only_base: np.ndarray, only_run: np.ndarray) -> np.ndarra
     for i, (b, r) in enumerate(zip(only_base, only_run, strict=True)):
         if b + r:
             p[i] = stats.binomtest(int(r), int(b + r), 0.5).pvalue
-    return p
+    return floor_pvalues(p)

@@ -6,8 +6,14 @@ One output row per (cell, parameter, metric). Columns of :func:`describe`:
   ``n_layers``, ``metric``
 * counts: ``n_seeds`` (seeds in the records), ``n_used`` (finite, non-zero: the log
   statistics use these), ``n_zero`` (exactly 0), ``n_nonfinite`` (NaN or inf)
-* ``geo_mean``, ``ci_low``, ``ci_high``: 10 ** (mean of log10 values) and its 95% BCa
-  bootstrap interval; ``log10_mean``, ``log10_sd`` (spread across seeds on log scale)
+* ``geo_mean``, ``ci_low``, ``ci_high``: 10 ** (mean of log10 values) and its 95% interval
+  (Student's t on the log values, :data:`gradprobe.analysis.stats.estimators.DEFAULT_METHOD`);
+  ``log10_mean``,
+  ``log10_sd`` (spread across seeds on log scale)
+* ``structural_zero``: the parameter's gradient is zero in exact arithmetic and what the
+  records hold is rounding noise (:mod:`gradprobe.analysis.stats.structural`); its gradient
+  statistics
+  describe that noise, not gradient flow
 * ``median``, ``q25``, ``q75``: quantiles of the raw values over all seeds (zeros included)
 """
 
@@ -20,6 +26,7 @@ import pandas as pd
 
 from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES, log10_or_nan, mean_ci
 from gradprobe.analysis.stats.series import Series
+from gradprobe.analysis.stats.structural import structurally_zero
 
 
 def describe(series: Series, *, rng: np.random.Generator,
@@ -27,6 +34,7 @@ def describe(series: Series, *, rng: np.random.Generator,
              ) -> pd.DataFrame:
     """Statistics for every series and metric (columns in the module docstring)."""
     frames = []
+    structural = structurally_zero(series)
     for metric, values in series.values.items():
         logs, is_zero, is_nonfinite = log10_or_nan(values)
         present = series.present
@@ -48,5 +56,6 @@ def describe(series: Series, *, rng: np.random.Generator,
         frame["log10_mean"] = interval.point
         frame["log10_sd"] = sd
         frame["median"], frame["q25"], frame["q75"] = quantiles[1], quantiles[0], quantiles[2]
+        frame["structural_zero"] = structural
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

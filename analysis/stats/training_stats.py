@@ -6,7 +6,7 @@ setup) pair; its losses form a ``(seeds x steps + 1)`` matrix. The seed is the u
 replication throughout, as in :mod:`gradprobe.analysis.stats.summary`.
 
 * :func:`loss_curves`: per run and step (the logged steps, thinned to at most
-  :data:`CURVE_POINTS`), the geometric mean of the loss over seeds with its 95% BCa bootstrap
+  :data:`CURVE_POINTS`), the geometric mean of the loss over seeds with its 95% Student t
   CI (:func:`gradprobe.analysis.stats.estimators.mean_ci` on log10 values, vectorised over all
   rows). Seeds whose
   loss is non-finite (diverged) or exactly 0 have no logarithm: ``n_nonfinite`` counts them,
@@ -25,7 +25,7 @@ replication throughout, as in :mod:`gradprobe.analysis.stats.summary`.
   two-sided exact sign test (``scipy.stats.binomtest``) on the untied pairs, valid under
   censoring because the order is known whenever at least one of the pair reached X.
 * :func:`final_loss_effects`: residual/plain ratio of the final loss, paired by seed as in
-  :mod:`gradprobe.analysis.stats.effects` (BCa CI of the mean log ratio, Wilcoxon signed-rank test).
+  :mod:`gradprobe.analysis.stats.effects` (t CI of the mean log ratio, Wilcoxon signed-rank test).
 
 P-values are Benjamini-Hochberg adjusted within each table (each is its own family).
 """
@@ -44,6 +44,7 @@ from gradprobe.analysis.stats.estimators import (
     CONFIDENCE,
     DEFAULT_RESAMPLES,
     adjust_pvalues,
+    floor_pvalues,
     log10_or_nan,
     mean_ci,
     wilcoxon_pvalues,
@@ -233,7 +234,8 @@ def reach_tests(runs: Runs, thresholds, alpha: float = ALPHA) -> pd.DataFrame:
             tr = first_reach(residual[both], threshold)
             res_first, plain_first = int((tr < tp).sum()), int((tp < tr).sum())
             untied = res_first + plain_first
-            p = stats.binomtest(res_first, untied).pvalue if untied else 1.0
+            p = float(floor_pvalues(stats.binomtest(res_first, untied).pvalue)) if untied \
+                else 1.0  # an exact p below float64's range is stored as a bound, never 0
             rows.append({**base, "target_loss": threshold, "n_pairs": int(both.sum()),
                          "n_residual_first": res_first, "n_plain_first": plain_first,
                          "n_ties": int(both.sum()) - untied, "p_value": p,

@@ -71,7 +71,7 @@ def _finite_row_means(logs: np.ndarray) -> np.ndarray:
 def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METRICS,
                  n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE
                  ) -> pd.DataFrame:
-    """Per-layer slope of log10(metric) against depth, with a bootstrap CI over seeds."""
+    """Per-layer slope of log10(metric) against depth, with a t CI over seeds."""
     if "depth" not in series.keys.columns:
         return pd.DataFrame()
     rows, slopes, intercepts = [], [], []

@@ -36,7 +36,12 @@ import pandas as pd
 
 from gradprobe.analysis.compare.comparison import DEFAULT_ALPHA, CompareSettings, compare_sides
 from gradprobe.analysis.compare.sides import Side, load_side
-from gradprobe.analysis.compare.verdicts import REGRESSED, ratio_verdicts
+from gradprobe.analysis.compare.verdicts import (
+    FAILING,
+    REGRESSED,
+    nonfinite_override,
+    ratio_verdicts,
+)
 from gradprobe.bench.execute.runner import run_sweep
 from gradprobe.bench.plan.loader import config_with_overrides
 from gradprobe.bench.plan.sweep import COMPARE_METRICS, ExperimentConfig
@@ -202,11 +207,15 @@ def false_positive_rates(aa: list[pd.DataFrame], settings: CalibrationSettings) 
 
 
 def _flagged(tests: pd.DataFrame, tolerance: float, alpha: float) -> np.ndarray:
-    ratio = tests[tests["test"] == "ratio"]
+    """Gate tests (the gate's family, and values turning non-finite) that would fail the
+    gate at ``tolerance``; secondary metrics do not fail it (analysis.compare)."""
+    tests = tests[tests["gate"].astype(bool)]
+    ratio = tests[(tests["test"] == "ratio") & tests["family"].notna()]
     verdict = ratio_verdicts(ratio["p_adjusted"], ratio["ci_low"], ratio["ci_high"],
                              alpha=alpha, tolerance=tolerance, prefer=np.zeros(len(ratio)))
-    zeros = tests[tests["test"] != "ratio"]["verdict"].to_numpy()
-    return np.concatenate([verdict == REGRESSED, zeros == REGRESSED])
+    verdict = nonfinite_override(verdict, ratio["base_nonfinite"], ratio["run_nonfinite"])
+    others = tests[(tests["test"] != "ratio") | tests["family"].isna()]["verdict"].to_numpy()
+    return np.concatenate([verdict == REGRESSED, np.isin(others, FAILING)])
 
 
 def suggest_tolerance(false_positives: pd.DataFrame, floor_log10: float,
@@ -230,10 +239,11 @@ def unpaired_power(pairs: list[tuple[Side, Side]], compare: CompareSettings,
         for a, b in pairs:
             records = b.records.copy()
             records[list(GRADIENT_METRICS)] *= effect
-            tests = compare_sides(a, replace(b, records=records), compare).tests
+            result = compare_sides(a, replace(b, records=records), compare)
+            tests = result.tests
             ratio = tests[(tests["test"] == "ratio") & tests["metric"].isin(GRADIENT_METRICS)]
             rates.append(float((ratio["verdict"] == REGRESSED).mean()))
-            gates.append(bool((tests["verdict"] == REGRESSED).any()))
+            gates.append(result.regressed)
         rows.append({"effect": effect, "test_rate": float(np.mean(rates)),
                      "gate_rate": float(np.mean(gates))})
     return pd.DataFrame(rows)
@@ -250,10 +260,10 @@ def paired_power(config: ExperimentConfig, base: Side, n: int, root: Path,
         model = replace(config.model, init_gain=config.model.init_gain * gain)
         changed = replace(config_with_overrides(config, seeds=n), model=model)
         run = _run(changed, root / f"gain-{gain}")
-        tests = compare_sides(base, run, compare).tests
-        ratio = tests[tests["test"] == "ratio"]
+        result = compare_sides(base, run, compare)
+        ratio = result.tests[result.tests["test"] == "ratio"]
         rows.append({"gain": gain, "test_rate": float((ratio["verdict"] == REGRESSED).mean()),
-                     "gate": bool((tests["verdict"] == REGRESSED).any())})
+                     "gate": result.regressed})
     return pd.DataFrame(rows)
 
 

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                          "or [compare] alpha of RUN's config)")
     compare.add_argument("--tolerance", type=float, help="ratio band [1/t, t] that counts "
                          "as no change (default from calibration, or [compare] tolerance)")
-    compare.add_argument("--resamples", type=int, help="bootstrap resamples (default 1999)")
+    compare.add_argument("--resamples", type=int, help="bootstrap resamples (default 1999; only "
+                         "bootstrap interval methods use them, the default t intervals none)")
     compare.add_argument("--bootstrap-seed", type=int, default=0)
     compare.add_argument("--out", type=Path, help="where compare.json and compare.md go "
                          "(default: RUN when it is a run directory)")
