@@ -110,8 +110,7 @@ def test_same_records_through_the_whole_pipeline(tmp_path):
 
 
 @pytest.mark.parametrize("factory,kwargs,exact_counts", [
-    ("gradprobe.bench.models.conv_resnet:conv_resnet", {"residual": True, "norm": "batchnorm"},
-    True),
+    ("gradprobe.bench.models.conv_resnet:conv_resnet", {"residual": True, "norm": "batchnorm"}, True),
     ("gradprobe.bench.models.conv_resnet:conv_resnet", {"residual": False}, True),
     # LayerNorm gradients have entries that are zero only by cancellation: whether they
     # round to exactly 0.0 depends on summation order, so counts are not compared.
@@ -213,3 +212,22 @@ def test_a_stored_config_parses_without_importing_the_factory():
     # importable: only load_config (before a run) imports and tries the factory.
     config = parse_config('name = "x"\n[model]\nfactory = "no_such_module_xyz:f"\n')
     assert config.cells()[0].model.factory == "no_such_module_xyz:f"
+
+
+def test_vmap_that_gets_the_loss_wrong_falls_back_to_the_loop():
+    """Regression: vmap ran Hugging Face GPT-2 without an error but with wrong attention
+    masks, and its records were silently wrong; the chunk's first seed is now checked
+    against the module's own forward."""
+    cell = Cell(ModelConfig(factory="factory_models:vmap_sensitive", width=4),
+                DataConfig(batch_size=2), "cpu", "float64", (0, 1, 2))
+    done = measure_factory(cell)
+    assert done.batching == "loop" and done.reason.startswith("VmapMismatch: vmap's loss")
+    from factory_models import VmapSensitive
+
+    for row, seed in enumerate(cell.seeds):
+        torch.manual_seed(seed)
+        net = VmapSensitive(4)
+        x = torch.rand(2, 4)
+        net = net.double()
+        loss = net(x.double()).square().mean()
+        assert done.result.loss[row] == pytest.approx(loss.item(), rel=1e-12)

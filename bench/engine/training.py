@@ -230,7 +230,14 @@ def seeds_per_chunk(cell: Cell, train: TrainConfig, max_memory: int) -> int:
 
 
 def train_cell(cell: Cell, *, max_memory: int = DEFAULT_MAX_MEMORY) -> list[TrainResult]:
-    """Train ``cell`` under each of its ``trains``, chunk by chunk of seeds."""
+    """Train ``cell`` under each of its ``trains``, chunk by chunk of seeds (a factory
+    model: seed by seed, :mod:`gradprobe.bench.engine.factory_training`)."""
+    if cell.model.factory:
+        from gradprobe.bench.engine.factory_training import (
+            train_factory_cell,  # it imports this module
+        )
+
+        return train_factory_cell(cell)
     results = []
     for train in cell.trains:
         chunk = seeds_per_chunk(cell, train, max_memory)

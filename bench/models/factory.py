@@ -12,8 +12,12 @@ moved to its device.
 Input: the module's attribute ``input_shape`` (one example, no batch dimension; default
 ``(width,)``). The batch ``(batch_size, *input_shape)`` is drawn right after construction
 from the same global stream (``torch.rand`` or ``torch.randn`` as ``[data] input`` says;
-fixed rows only when ``input_shape == (width,)``), exactly as for the built-in MLP.
-Output: ``forward(x)`` returns a tensor; the loss is the MSE against ``[data] target``.
+fixed rows only when ``input_shape == (width,)``), exactly as for the built-in MLP; or,
+with ``[data] factory``, the batch that function returns (token ids, keyword arguments,
+targets: :mod:`gradprobe.bench.models.batches`).
+Output: ``forward(x)`` returns a tensor, the loss is the MSE against ``[data] target``; or
+as ``[data] loss`` says (cross-entropy, the model's own loss:
+:mod:`gradprobe.bench.models.batches`).
 
 Each parameter is recorded under its ``named_parameters()`` name; ``layer`` is the index of
 the module that owns it among the modules that own parameters directly (in
@@ -37,12 +41,15 @@ import torch
 from torch import nn
 
 from gradprobe.bench.init.initialization import ParamSpec, fingerprint
+from gradprobe.bench.models import batches
+from gradprobe.bench.models.batches import Batch
 from gradprobe.bench.models.reference import reference_input
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.core.errors import ConfigError
 
 REQUIRED = ("width", "depth", "seed")
+DATA_REQUIRED = ("seed", "batch_size")
 # Keys the call always passes, or that describe how gradprobe (not the model) works.
 _NOT_PASSED = ("width", "depth", "factory", "init_rng")
 _DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
@@ -57,6 +64,17 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     """Import ``"package.module:function"``; ConfigError naming ``[model] factory`` if the
     module cannot be imported, lacks the function, or the function cannot take
     ``width``, ``depth`` and ``seed`` keyword arguments."""
+    return _resolve(spec, "model.factory", REQUIRED)
+
+
+@functools.cache
+def resolve_data_factory(spec: str) -> Callable:
+    """The ``[data] factory`` function (:mod:`gradprobe.bench.models.batches`), checked like
+    :func:`resolve_factory` for the keyword arguments ``seed`` and ``batch_size``."""
+    return _resolve(spec, "data.factory", DATA_REQUIRED)
+
+
+def _resolve(spec: str, key: str, required: tuple[str, ...]) -> Callable:
     module_name, _, attribute = spec.partition(":")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())  # a console script does not look in the working dir
@@ -65,18 +83,23 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     except Exception as err:  # ImportError, or anything the module raises while importing
         hint = ("; is it installed, on PYTHONPATH or in the current directory?"
                 if isinstance(err, ModuleNotFoundError) else "")
-        raise _error(spec, f"cannot import {module_name} ({type(err).__name__}: "
-                     f"{first_line(err)}){hint}") from None
+        raise ConfigError(key, f"cannot import {module_name} ({type(err).__name__}: "
+                          f"{first_line(err)}){hint}", spec) from None
     function = getattr(module, attribute, None)
     if function is None:
-        raise _error(spec, f"module {module_name} has no attribute {attribute}")
+        raise ConfigError(key, f"module {module_name} has no attribute {attribute}", spec)
     if not callable(function):
-        raise _error(spec, f"{attribute} is a {type(function).__name__}, not a function")
-    missing = [name for name in REQUIRED if not _accepts(function, name)]
+        raise ConfigError(key, f"{attribute} is a {type(function).__name__}, not a function",
+                          spec)
+    missing = [name for name in required if not accepts(function, name)]
     if missing:
-        raise _error(spec, f"{attribute} must accept keyword arguments width, depth and seed "
-                     f"(missing: {', '.join(missing)})")
+        raise ConfigError(key, f"{attribute} must accept keyword arguments "
+                          f"{_and(required)} (missing: {', '.join(missing)})", spec)
     return function
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def first_line(err: BaseException) -> str:
@@ -92,7 +115,7 @@ def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
         return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
 
 
-def _accepts(function: Callable, name: str) -> bool:
+def accepts(function: Callable, name: str) -> bool:
     params = _parameters(function)
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
@@ -125,8 +148,9 @@ def input_shape(module: nn.Module, model: ModelConfig) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, torch.Tensor]:
-    """``torch.manual_seed(seed)``, the factory call, then the input draw (float32, CPU)."""
+def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, Batch]:
+    """``torch.manual_seed(seed)``, the factory call, then the batch: the ``[data] factory``
+    call (:mod:`gradprobe.bench.models.batches`) or the input draw (float32, CPU)."""
     kwargs = factory_kwargs(model, seed)
     torch.manual_seed(seed)
     try:
@@ -138,6 +162,8 @@ def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, t
                      f"{type(err).__name__}: {first_line(err)}") from None
     if not isinstance(module, nn.Module):
         raise _error(model.factory, f"returned {type(module).__name__}, not a torch.nn.Module")
+    if data.data_factory:
+        return module, batches.draw(model, data, module, seed)
     shape = input_shape(module, model)
     if isinstance(data.input, str):
         x = (torch.rand if data.input == "uniform" else torch.randn)(data.batch_size, *shape)
@@ -146,7 +172,7 @@ def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, t
                      f"the module's is {shape}")
     else:
         x = reference_input(data, model.width)
-    return module, x
+    return module, Batch(x)
 
 
 def _show(kwargs: dict) -> str:
@@ -174,14 +200,15 @@ def owner_modules(module: nn.Module) -> list[nn.Module]:
     return list(owners.values())
 
 
-def fingerprints(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor]) -> list[str]:
+def fingerprints(modules: Sequence[nn.Module], inputs: Sequence[Batch]) -> list[str]:
     """Per seed, :func:`gradprobe.bench.init.initialization.fingerprint` of the float32 parameters
     in
-    ``named_parameters()`` order, then the input: for the blog's MLP built this way it is
-    the same digest as the engine's."""
+    ``named_parameters()`` order, then the batch's tensors (:meth:`Batch.tensors`): for the
+    blog's MLP built this way it is the same digest as the engine's."""
     rows = [np.concatenate([*(p.detach().float().reshape(-1).numpy()
-                              for p in m.parameters()), x.float().reshape(-1).numpy()])
-            for m, x in zip(modules, inputs, strict=True)]
+                              for p in m.parameters()),
+                            *(t.detach().float().reshape(-1).numpy() for t in b.tensors())])
+            for m, b in zip(modules, inputs, strict=True)]
     return fingerprint(np.stack(rows))
 
 
@@ -195,20 +222,54 @@ def check_factories(cells: Sequence) -> None:
         if not cell.model.factory or key in seen:
             continue
         seen.add(key)
-        module, x = build(cell.model, cell.data, cell.seeds[0])
+        module, batch = build(cell.model, cell.data, cell.seeds[0])
         if not any(True for _ in module.parameters()):
             raise _error(cell.model.factory, "the module has no parameters to measure")
         dtype = DTYPES[cell.dtype]
+        batch = batch.to(torch.device("cpu"), dtype)
         try:
             with torch.no_grad():
-                out = module.to(dtype)(x.to(dtype))
+                out = batches.call(module.to(dtype), batch.inputs)
         except Exception as err:
-            raise _error(cell.model.factory, f"forward on an input of shape "
-                         f"{tuple(x.shape)} failed ({_where(cell)}): {type(err).__name__}: "
-                         f"{first_line(err)}") from None
-        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-            raise _error(cell.model.factory, f"forward must return a floating-point tensor, "
-                         f"not {type(out).__name__} ({_where(cell)})")
+            raise _error(cell.model.factory, f"forward on {_describe(batch)} failed "
+                         f"({_where(cell)}): {type(err).__name__}: {first_line(err)}") from None
+        try:
+            batches.loss(out, batch.targets, cell.data)
+        except Exception as err:
+            raise ConfigError("data.loss", f"{first_line(err)} ({_where(cell)})",
+                              cell.data.loss) from None
+        if cell.trains:
+            _check_training_task(cell, module)
+
+
+def _check_training_task(cell, module: nn.Module) -> None:
+    """The first seed's training batch runs through the model and the loss: a ConfigError
+    naming ``[train] samples`` otherwise (e.g. a module that does not take the teacher
+    task's ``(samples, width)`` inputs)."""
+    from gradprobe.bench.engine.factory_training import draw_factory_task
+
+    train = cell.trains[0]
+    task = draw_factory_task(cell, train, module, cell.seeds[0])
+    task = task.to(torch.device("cpu"), DTYPES[cell.dtype])
+    try:
+        with torch.no_grad():
+            batches.loss(batches.call(module, task.inputs), task.targets, cell.data)
+    except Exception as err:
+        what = ("the [data] factory's batch" if cell.data.data_factory else
+                f"the teacher task (inputs ({train.samples}, {cell.model.width}), targets "
+                f"({train.samples}, {cell.model.out_features}))")
+        raise ConfigError("train.samples", f"training on {what} fails ({_where(cell)}): "
+                          f"{type(err).__name__}: {first_line(err)}", train.samples) from None
+
+
+def _describe(batch: Batch) -> str:
+    """``an input of shape (1, 4)``, or the shapes of a tuple/dict of inputs."""
+    if isinstance(batch.inputs, torch.Tensor):
+        return f"an input of shape {tuple(batch.inputs.shape)}"
+    items = (batch.inputs.items() if isinstance(batch.inputs, dict)
+             else enumerate(batch.inputs))
+    return "inputs " + ", ".join(f"{k}: {tuple(v.shape)}" for k, v in items
+                                 if isinstance(v, torch.Tensor))
 
 
 def _where(cell) -> str:

@@ -34,8 +34,12 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from gradprobe.analysis.compare.compare_output import MARKDOWN_FILE, compare_dirs,
-    format_terminal, to_json
+    from gradprobe.analysis.compare.compare_output import (
+        MARKDOWN_FILE,
+        compare_dirs,
+        format_terminal,
+        to_json,
+    )
 
     comparison, written = compare_dirs(args.base, args.run, alpha=args.alpha,
                                        tolerance=args.tolerance, n_resamples=args.resamples,
