@@ -11,11 +11,12 @@ from importlib.metadata import version
 
 import pandas as pd
 import pytest
+import torch
 from support import REPO, SMOKE
 from torch import nn
 
 import gradprobe
-from gradprobe.api import load, set_model_key
+from gradprobe.api import load, set_config_key
 from gradprobe.cli.main import main
 from gradprobe.core.errors import UserError
 
@@ -57,7 +58,7 @@ def test_every_form_of_config_gives_the_same_cells(tmp_path):
 def test_a_model_callable_gives_the_records_of_the_same_function_by_import_string(tmp_path):
     """The callable route measures exactly what ``[model] factory`` measures."""
     by_callable = gradprobe.run(SMALL, model=tanh_net, out=tmp_path / "a", progress=False)
-    text = set_model_key(SMALL, "factory", "test_api:tanh_net")
+    text = set_config_key(SMALL, "model", "factory", "test_api:tanh_net")
     by_string = gradprobe.run(text, out=tmp_path / "b", progress=False)
     columns = ["depth", "residual", "seed", "param", "grad_mean_abs", "grad_l2", "act_rms",
                "init_fingerprint"]
@@ -70,6 +71,37 @@ def test_a_model_callable_gives_the_records_of_the_same_function_by_import_strin
     assert entry["qualname"] == "tanh_net" and entry["file"].endswith("test_api.py")
     assert len(entry["source_sha256"]) == 64
     assert by_callable.manifest.config.text.count(spec) == 1  # re-read by later stages
+
+
+def signed_batch(*, seed: int, batch_size: int, width: int, **kwargs) -> torch.Tensor:
+    """A batch function defined in this test file: inputs of mixed sign."""
+    return torch.randn(batch_size, width) * 3.0
+
+
+def test_a_batch_callable_gives_the_records_of_the_same_function_by_import_string(tmp_path):
+    by_callable = gradprobe.run(SMALL, model=tanh_net, batch=signed_batch,
+                                out=tmp_path / "a", progress=False)
+    text = set_config_key(SMALL, "model", "factory", "test_api:tanh_net")
+    text = set_config_key(text, "data", "factory", "test_api:signed_batch")
+    by_string = gradprobe.run(text, out=tmp_path / "b", progress=False)
+    columns = ["residual", "seed", "param", "grad_mean_abs", "act_rms", "init_fingerprint"]
+    a = by_callable.records()[columns].sort_values(["residual", "seed", "param"])
+    b = by_string.records()[columns].sort_values(["residual", "seed", "param"])
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    plain = gradprobe.run(SMALL, model=tanh_net, out=tmp_path / "c", progress=False)
+    assert not plain.records()["grad_mean_abs"].equals(by_callable.records()["grad_mean_abs"])
+    specs = set(by_callable.manifest.factories)
+    assert any(s.startswith("test_api:signed_batch#") for s in specs), specs
+
+
+def test_set_config_key_replaces_adds_or_appends():
+    assert set_config_key('name = "x"\n', "data", "factory", "m:f") == \
+        'name = "x"\n\n[data]\nfactory = "m:f"\n'
+    text = 'name = "x"\n[model]\nwidth = 4\nfactory = "a:b"\n[sweep]\nseeds = 2\n'
+    assert set_config_key(text, "model", "factory", "m:f") == \
+        'name = "x"\n[model]\nwidth = 4\nfactory = "m:f"\n[sweep]\nseeds = 2\n'
+    assert set_config_key(text, "sweep", "factory", "m:f").endswith(
+        '[sweep]\nfactory = "m:f"\nseeds = 2\n')
 
 
 def test_a_changed_function_is_another_plan_not_a_resume(tmp_path):
@@ -171,11 +203,11 @@ def test_the_wheel_installs_one_package_named_gradprobe(tmp_path):
 
 def test_a_registered_callable_resolves_to_itself_and_elsewhere_says_how_to_fix():
     from gradprobe.bench.models.callables import register
-    from gradprobe.bench.models.factory import resolve_factory
+    from gradprobe.bench.models.user_code import resolve_factory
 
     spec = register(tanh_net)
     assert resolve_factory(spec) is tanh_net
-    with pytest.raises(UserError, match=r"gradprobe.run\(model=...\) in another Python"):
-        resolve_factory(spec.replace("#", "#0") [:-1])
+    with pytest.raises(UserError, match=r"passed to gradprobe\.run in another Python process"):
+        resolve_factory(spec.replace("#", "#0")[:-1])
     with pytest.raises(UserError, match="__main__ is the program that runs gradprobe"):
         resolve_factory("__main__:no_such_net")

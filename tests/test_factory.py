@@ -16,7 +16,7 @@ from gradprobe.bench.engine import generic
 from gradprobe.bench.engine.batched import measure_group
 from gradprobe.bench.engine.generic import measure_factory
 from gradprobe.bench.engine.metrics import METRICS
-from gradprobe.bench.execute.runner import run_sweep
+from gradprobe.bench.execute.runner import plan_cells, run_sweep
 from gradprobe.bench.models.reference import build_reference
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.bench.plan.loader import load_config, parse_config
@@ -203,7 +203,7 @@ def test_falls_back_to_a_loop_and_says_why(tmp_path):
 def test_bad_factories_are_one_line_config_errors(tmp_path, model_lines, message):
     path = write_config(tmp_path, f'name = "x"\n[model]\nwidth = 4\n{model_lines}\n')
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        plan_cells(load_config(path))  # planning a sweep imports and tries its factories
     text = str(caught.value)
     assert text.startswith(f"{path}: [model] ")
     assert message in text and "\n" not in text
@@ -211,7 +211,7 @@ def test_bad_factories_are_one_line_config_errors(tmp_path, model_lines, message
 
 def test_a_stored_config_parses_without_importing_the_factory():
     # Reports re-read the config from the manifest, perhaps where the model is not
-    # importable: only load_config (before a run) imports and tries the factory.
+    # importable: only planning a sweep (plan_cells) imports and tries the factory.
     config = parse_config('name = "x"\n[model]\nfactory = "no_such_module_xyz:f"\n')
     assert config.cells()[0].model.factory == "no_such_module_xyz:f"
 
@@ -241,3 +241,22 @@ def test_models_named_as_before_the_package_move_still_load_and_match(tmp_path):
     result = gradprobe.compare(old, run, n_resamples=199, write=False)
     assert result.passed and result.detail.cells.base_only.empty
     assert result.counts()["unchanged"] == len(result.verdicts) > 0
+
+
+def test_vmap_that_gets_the_loss_wrong_falls_back_to_the_loop():
+    """Regression: vmap ran Hugging Face GPT-2 without an error but with wrong attention
+    masks, and its records were silently wrong; the chunk's first seed is now checked
+    against the module's own forward."""
+    cell = Cell(ModelConfig(factory="factory_models:vmap_sensitive", width=4),
+                DataConfig(batch_size=2), "cpu", "float64", (0, 1, 2))
+    done = measure_factory(cell)
+    assert done.batching == "loop" and done.reason.startswith("VmapMismatch: vmap's loss")
+    from factory_models import VmapSensitive
+
+    for row, seed in enumerate(cell.seeds):
+        torch.manual_seed(seed)
+        net = VmapSensitive(4)
+        x = torch.rand(2, 4)
+        net = net.double()
+        loss = net(x.double()).square().mean()
+        assert done.result.loss[row] == pytest.approx(loss.item(), rel=1e-12)

@@ -91,8 +91,10 @@ def test_sweep_axes_expand_as_cartesian_product():
     (BASE + '[train]\nsamples = 1\n[sweep]\nnorm = ["none", "batchnorm"]\n[data]\n'
      "batch_size = 2\n", '[train] samples = 1: batchnorm normalises over the batch and needs '
                          'train.samples > 1 (in the sweep cell norm = "batchnorm")'),
-    (BASE + 'factory = "gradprobe.bench.models.mlp:blog_mlp"\n[train]\n',
-     '[model] factory = "gradprobe.bench.models.mlp:blog_mlp": [train] is not available'),
+    (BASE + '[data]\nfactory = "factory_models:next_tokens"\n',
+     '[data] factory = "factory_models:next_tokens": needs a [model] factory'),
+    (BASE + '[data]\nfactory = "not a spec"\n',
+     '[data] factory = "not a spec": must look like "package.module:function"'),
     (BASE + "[report]\ntarget_loss = 0\n", "[report] target_loss = 0: must be > 0"),
     (BASE + '[report]\ntarget_loss = ["low"]\n', '[report] target_loss = "low": must be a '
                                                  'number'),
@@ -114,7 +116,8 @@ def test_malformed_toml(tmp_path):
 
 
 def test_missing_file_lists_presets():
-    presets = r"presets: conv_resnet, default, full, large, seed, smoke, transformer"
+    presets = (r"presets: bert, conv_resnet, default, full, gpt2, large, resnet, seed, smoke, "
+               r"transformer")
     with pytest.raises(UserError, match=rf"no such config file .*{presets}"):
         load_config("nope/missing.toml")
 

@@ -136,3 +136,27 @@ def test_process_executor_writes_the_same_training_records(train_run, tmp_path):
         keys = ["cell_id", "seed", "step"] + (["param"] if kind == "grads" else [])
         pd.testing.assert_frame_equal(ours.sort_values(keys).reset_index(drop=True),
                                       local.sort_values(keys).reset_index(drop=True))
+
+
+def test_version_1_files_read_with_the_data_factory_default(tmp_path):
+    """Regression: schema 2 added data_factory; a version 1 file (without it) must still be
+    read, with the default "", next to newer files."""
+    from gradprobe.bench.engine.training import train_cell
+    from gradprobe.bench.init.initialization import mlp_param_specs
+    from gradprobe.bench.plan.config import DataConfig, ModelConfig, TrainConfig
+    from gradprobe.bench.plan.sweep import Cell
+
+    train = TrainConfig(steps=2, samples=3, log_every=1)
+    cell = Cell(ModelConfig(depth=3, width=4), DataConfig(), "cpu", "float64", (0, 1),
+                (train,))
+    train_records.write_training(tmp_path, cell, mlp_param_specs(cell.model),
+                                 train_cell(cell))
+    for kind in train_records.KINDS:
+        path = train_records.train_path(tmp_path, kind, cell.cell_id)
+        table = pq.read_table(path)
+        meta = {**table.schema.metadata, train_records.META_VERSION: b"1"}
+        old = table.drop_columns(["data_factory"]).replace_schema_metadata(meta)
+        pq.write_table(old, path)
+        frame = train_records.read_training(tmp_path, kind)
+        assert list(frame.columns) == table.column_names
+        assert set(frame["data_factory"]) == {""}

@@ -230,7 +230,8 @@ def seeds_per_chunk(cell: Cell, train: TrainConfig, max_memory: int) -> int:
 
 
 def train_cell(cell: Cell, *, max_memory: int = DEFAULT_MAX_MEMORY) -> list[TrainResult]:
-    """Train ``cell`` under each of its ``trains``, chunk by chunk of seeds."""
+    """Train the MLP ``cell`` under each of its ``trains``, chunk by chunk of seeds (factory
+    models train seed by seed, :mod:`gradprobe.bench.engine.factory_training`)."""
     results = []
     for train in cell.trains:
         chunk = seeds_per_chunk(cell, train, max_memory)

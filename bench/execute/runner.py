@@ -20,9 +20,9 @@ import torch
 
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
 from gradprobe.bench.execute.executors import Executor, open_executor
+from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
 from gradprobe.bench.execute.tasks import run_group, task_payload
-from gradprobe.bench.models.factory import check_factories
 from gradprobe.bench.plan.devices import device_available
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
 from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, utc_now
@@ -60,7 +60,7 @@ def plan_cells(config: ExperimentConfig) -> tuple[list[Cell], list[dict[str, Any
     ``on_missing_device = "skip"``: then its cells are skipped and each skip is returned as
     ``{"device", "reason", "cells"}`` for the manifest and the report. Every
     ``[model] factory`` is imported and tried here, so a bad one fails before anything is
-    written (:func:`gradprobe.bench.models.factory.check_factories`).
+    written (:func:`gradprobe.bench.execute.preflight.check_factories`).
     """
     all_cells = config.cells()
     try:

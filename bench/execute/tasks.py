@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY, measure_group
+from gradprobe.bench.engine.factory_training import train_factory_cell
 from gradprobe.bench.engine.generic import measure_factory
 from gradprobe.bench.engine.training import train_cell
 from gradprobe.bench.init.initialization import mlp_param_specs
@@ -91,6 +92,7 @@ def _measure(todo: list[Cell], max_memory: int, on_chunk) -> dict[str, tuple]:
 
 def _train(cell: Cell, specs, run_dir: Path, max_memory: int) -> float:
     """Train ``cell`` under each of its training setups and write its training records."""
-    results = train_cell(cell, max_memory=max_memory)
+    results = (train_factory_cell(cell) if cell.model.factory  # seed by seed
+               else train_cell(cell, max_memory=max_memory))
     write_training(run_dir, cell, specs, results)
     return sum(r.seconds for r in results)

@@ -12,8 +12,12 @@ moved to its device.
 Input: the module's attribute ``input_shape`` (one example, no batch dimension; default
 ``(width,)``). The batch ``(batch_size, *input_shape)`` is drawn right after construction
 from the same global stream (``torch.rand`` or ``torch.randn`` as ``[data] input`` says;
-fixed rows only when ``input_shape == (width,)``), exactly as for the built-in MLP.
-Output: ``forward(x)`` returns a tensor; the loss is the MSE against ``[data] target``.
+fixed rows only when ``input_shape == (width,)``), exactly as for the built-in MLP; or,
+with ``[data] factory``, the batch that function returns (token ids, keyword arguments,
+targets: :mod:`gradprobe.bench.models.batches`).
+Output: ``forward(x)`` returns a tensor, the loss is the MSE against ``[data] target``; or
+as ``[data] loss`` says (cross-entropy, the model's own loss:
+:mod:`gradprobe.bench.models.batches`).
 
 Each parameter is recorded under its ``named_parameters()`` name; ``layer`` is the index of
 the module that owns it among the modules that own parameters directly (in
@@ -24,12 +28,7 @@ in the directory gradprobe runs from.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import inspect
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, fields
 
 import numpy as np
@@ -37,88 +36,23 @@ import torch
 from torch import nn
 
 from gradprobe.bench.init.initialization import ParamSpec, fingerprint
-from gradprobe.bench.models.callables import is_registered_spec, registered
+from gradprobe.bench.models import batches
+from gradprobe.bench.models.batches import Batch
 from gradprobe.bench.models.reference import reference_input
+from gradprobe.bench.models.user_code import factory_error as _error
+from gradprobe.bench.models.user_code import first_line, parameters_of, resolve_factory
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
-from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.core.errors import ConfigError
 
-REQUIRED = ("width", "depth", "seed")
 # Keys the call always passes, or that describe how gradprobe (not the model) works.
 _NOT_PASSED = ("width", "depth", "factory", "init_rng")
 _DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
 
 
-def _error(spec: str, problem: str) -> ConfigError:
-    return ConfigError("model.factory", problem, spec)
-
-
-@functools.cache
-def resolve_factory(spec: str) -> Callable[..., nn.Module]:
-    """Import ``"package.module:function"``; ConfigError naming ``[model] factory`` if the
-    module cannot be imported, lacks the function, or the function cannot take
-    ``width``, ``depth`` and ``seed`` keyword arguments."""
-    if is_registered_spec(spec):
-        function = registered(spec)
-        if function is None:
-            raise _error(spec, "names a function passed to gradprobe.run(model=...) in "
-                         "another Python process; it cannot be imported from here: call "
-                         "gradprobe.run from Python again, or give an importable "
-                         "\"package.module:function\"")
-        return _checked(spec, function, spec.partition(":")[2])
-    module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # a console script does not look in the working dir
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # ImportError, or anything the module raises while importing
-        hint = ("; is it installed, on PYTHONPATH or in the current directory?"
-                if isinstance(err, ModuleNotFoundError) else "")
-        raise _error(spec, f"cannot import {module_name} ({type(err).__name__}: "
-                     f"{first_line(err)}){hint}") from None
-    function = getattr(module, attribute, None)
-    if function is None and module_name == "__main__":
-        raise _error(spec, f"__main__ has no attribute {attribute}: __main__ is the program "
-                     "that runs gradprobe (its command line, when run from a terminal); pass "
-                     "the function from Python, gradprobe.run(config, model=fn), or move it "
-                     "into an importable module")
-    if function is None:
-        raise _error(spec, f"module {module_name} has no attribute {attribute}")
-    return _checked(spec, function, attribute)
-
-
-def _checked(spec: str, function, attribute: str) -> Callable[..., nn.Module]:
-    if not callable(function):
-        raise _error(spec, f"{attribute} is a {type(function).__name__}, not a function")
-    missing = [name for name in REQUIRED if not _accepts(function, name)]
-    if missing:
-        raise _error(spec, f"{attribute} must accept keyword arguments width, depth and seed "
-                     f"(missing: {', '.join(missing)})")
-    return function
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message, at most 300 characters."""
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
-
-
-def _parameters(function: Callable) -> dict[str, inspect.Parameter]:
-    try:
-        return dict(inspect.signature(function).parameters)
-    except (TypeError, ValueError):  # builtins without a signature: assume **kwargs
-        return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
-
-
-def _accepts(function: Callable, name: str) -> bool:
-    params = _parameters(function)
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def factory_kwargs(model: ModelConfig, seed: int) -> dict:
     """The keyword arguments of the factory call for ``seed``."""
     function = resolve_factory(model.factory)
-    named = _parameters(function)
+    named = parameters_of(function)
     takes_all = any(p.kind is p.VAR_KEYWORD for p in named.values())
     kwargs = {"width": model.width, "depth": model.depth, "seed": seed}
     for key, value in asdict(model).items():
@@ -143,8 +77,9 @@ def input_shape(module: nn.Module, model: ModelConfig) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, torch.Tensor]:
-    """``torch.manual_seed(seed)``, the factory call, then the input draw (float32, CPU)."""
+def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, Batch]:
+    """``torch.manual_seed(seed)``, the factory call, then the batch: the ``[data] factory``
+    call (:mod:`gradprobe.bench.models.batches`) or the input draw (float32, CPU)."""
     kwargs = factory_kwargs(model, seed)
     torch.manual_seed(seed)
     try:
@@ -156,6 +91,8 @@ def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, t
                      f"{type(err).__name__}: {first_line(err)}") from None
     if not isinstance(module, nn.Module):
         raise _error(model.factory, f"returned {type(module).__name__}, not a torch.nn.Module")
+    if data.data_factory:
+        return module, batches.draw(model, data, module, seed)
     shape = input_shape(module, model)
     if isinstance(data.input, str):
         x = (torch.rand if data.input == "uniform" else torch.randn)(data.batch_size, *shape)
@@ -164,7 +101,7 @@ def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, t
                      f"the module's is {shape}")
     else:
         x = reference_input(data, model.width)
-    return module, x
+    return module, Batch(x)
 
 
 def _show(kwargs: dict) -> str:
@@ -192,42 +129,15 @@ def owner_modules(module: nn.Module) -> list[nn.Module]:
     return list(owners.values())
 
 
-def fingerprints(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor]) -> list[str]:
+def fingerprints(modules: Sequence[nn.Module], inputs: Sequence[Batch]) -> list[str]:
     """Per seed, :func:`gradprobe.bench.init.initialization.fingerprint` of the float32 parameters
     in
-    ``named_parameters()`` order, then the input: for the blog's MLP built this way it is
-    the same digest as the engine's."""
+    ``named_parameters()`` order, then the batch's tensors (:meth:`Batch.tensors`): for the
+    blog's MLP built this way it is the same digest as the engine's."""
     rows = [np.concatenate([*(p.detach().float().reshape(-1).numpy()
-                              for p in m.parameters()), x.float().reshape(-1).numpy()])
-            for m, x in zip(modules, inputs, strict=True)]
+                              for p in m.parameters()),
+                            *(t.detach().float().reshape(-1).numpy() for t in b.tensors())])
+            for m, b in zip(modules, inputs, strict=True)]
     return fingerprint(np.stack(rows))
 
 
-def check_factories(cells: Sequence) -> None:
-    """Build and run each distinct factory model once (first seed, no gradient), so that an
-    unimportable module, a wrong return type or a failing forward is a one-line ConfigError
-    before anything runs."""
-    seen = set()
-    for cell in cells:
-        key = (cell.model, cell.data, cell.dtype)
-        if not cell.model.factory or key in seen:
-            continue
-        seen.add(key)
-        module, x = build(cell.model, cell.data, cell.seeds[0])
-        if not any(True for _ in module.parameters()):
-            raise _error(cell.model.factory, "the module has no parameters to measure")
-        dtype = DTYPES[cell.dtype]
-        try:
-            with torch.no_grad():
-                out = module.to(dtype)(x.to(dtype))
-        except Exception as err:
-            raise _error(cell.model.factory, f"forward on an input of shape "
-                         f"{tuple(x.shape)} failed ({_where(cell)}): {type(err).__name__}: "
-                         f"{first_line(err)}") from None
-        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-            raise _error(cell.model.factory, f"forward must return a floating-point tensor, "
-                         f"not {type(out).__name__} ({_where(cell)})")
-
-
-def _where(cell) -> str:
-    return f"width {cell.model.width}, depth {cell.model.depth}, dtype {cell.dtype}"

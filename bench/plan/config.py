@@ -24,7 +24,9 @@ NAMED_SCALES = ("1/sqrt(depth)", "1/depth")
 NORMS = ("none", "layernorm", "batchnorm")
 NORM_POSITIONS = ("pre", "post")
 RANDOM_INPUTS = ("uniform", "normal")
-LOSSES = ("mse",)
+# mse against [data] target (or the data factory's targets); cross_entropy against the data
+# factory's class targets; model: the loss the model returns (gradprobe.bench.models.batches)
+LOSSES = ("mse", "cross_entropy", "model")
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -149,12 +151,12 @@ def current_factory_name(spec: str) -> str:
     return f"gradprobe.{spec}" if spec.startswith(LEGACY_MODELS) else spec
 
 
-def _check_factory_spec(value: Any) -> None:
+def _check_factory_spec(value: Any, key: str = "model.factory") -> None:
     """``""`` or ``"package.module:function"`` (importability is checked by the loader)."""
     if not isinstance(value, str):
-        raise ConfigError("model.factory", 'must be a string "package.module:function"', value)
+        raise ConfigError(key, 'must be a string "package.module:function"', value)
     if value and not _FACTORY_SPEC.fullmatch(value):
-        raise ConfigError("model.factory", 'must look like "package.module:function"', value)
+        raise ConfigError(key, 'must look like "package.module:function"', value)
 
 
 def _check_scale(value: Any) -> str:
@@ -177,7 +179,12 @@ class DataConfig:
     batch_size: int = 1
     input: str | FixedInput = "uniform"  # "uniform" (torch.rand), "normal" (torch.randn), rows
     target: float = 0.0  # constant regression target
+    # mse | cross_entropy | model (factory models only; gradprobe.bench.models.batches)
     loss: str = "mse"
+    # TOML [data] factory: "package.module:function" returning the batch
+    # (gradprobe.bench.models.batches);
+    # "" = draw the input as ``input`` says. Named data_factory in records and sweeps.
+    data_factory: str = ""
 
     def __post_init__(self) -> None:
         check_int("data.batch_size", self.batch_size, minimum=1)
@@ -191,6 +198,7 @@ class DataConfig:
             )
         object.__setattr__(self, "target", check_float("data.target", self.target))
         check_choice("data.loss", self.loss, LOSSES)
+        _check_factory_spec(self.data_factory, "data.factory")
 
     @property
     def input_label(self) -> str:
@@ -217,6 +225,16 @@ def _check_input(key: str, value: Any) -> str | FixedInput:
 
 def check_compatible(model: ModelConfig, data: DataConfig) -> None:
     """Cross-section checks that neither dataclass can make alone."""
+    if data.data_factory and not model.factory:
+        raise ConfigError("data.factory", "needs a [model] factory (the built-in MLP draws "
+                          "its own input); set [model] factory or remove [data] factory",
+                          data.data_factory)
+    if data.loss != "mse" and not model.factory:
+        raise ConfigError("data.loss", 'needs a [model] factory (the built-in MLP has loss = '
+                          '"mse" only)', data.loss)
+    if data.data_factory and not isinstance(data.input, str):
+        raise ConfigError("data.input", "fixed rows and [data] factory both say what the "
+                          "input is; remove one", has_value=False)
     if model.norm == "batchnorm" and data.batch_size < 2:
         raise ConfigError("model.norm", "batchnorm normalises over the batch and needs "
                           f"data.batch_size > 1 (it is {data.batch_size})", model.norm)
@@ -282,9 +300,17 @@ def check_trainable(model: ModelConfig, data: DataConfig, train: TrainConfig) ->
     if model.norm == "batchnorm" and train.samples < 2:
         raise ConfigError("train.samples", "batchnorm normalises over the batch and needs "
                           "train.samples > 1", train.samples)
-    if model.factory:
-        raise ConfigError("model.factory", "[train] is not available for factory models yet; "
-                          "remove [train] or the factory", model.factory)
+    if not model.factory:
+        return
+    # With a [data] factory its batch is the task (gradprobe.bench.engine.factory_training).
+    if data.data_factory:
+        for key in ("teacher_depth", "teacher_width"):
+            if getattr(train, key) != getattr(TrainConfig, key):
+                raise ConfigError(f"train.{key}", "means nothing with a [data] factory (its "
+                                  "batch is the training task); remove it", getattr(train, key))
+    elif data.loss != "mse":
+        raise ConfigError("data.loss", "[train] without a [data] factory learns the MLP "
+                          'teacher\'s targets and needs loss = "mse"', data.loss)
 
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))

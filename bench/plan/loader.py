@@ -30,6 +30,8 @@ SWEEP_KEYS = ("seeds", "device", "dtype", "tf32", "on_missing_device", "max_memo
 SWEEP_SETTINGS = ("tf32", "on_missing_device")
 REPORT_KEYS = ("headline", "metric", "target_loss")
 COMPARE_KEYS = ("prefer", "alpha", "tolerance")
+# The [data] keys as written in TOML: the field data_factory is spelled "factory" there.
+DATA_TOML_KEYS = tuple("factory" if k == "data_factory" else k for k in DATA_KEYS)
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -85,7 +87,7 @@ def parse_config(text: str, *, source: str = "<string>") -> ExperimentConfig:
 def _build(raw: dict[str, Any], source: str, text: str) -> ExperimentConfig:
     _check_keys("", raw, TOP_KEYS)
     model = ModelConfig(**_section(raw, "model", MODEL_KEYS))
-    data = DataConfig(**_data_section(_section(raw, "data", DATA_KEYS)))
+    data = DataConfig(**_data_section(_section(raw, "data", DATA_TOML_KEYS)))
     sweep = _sweep(_section(raw, "sweep", None))
     report = _report(_section(raw, "report", REPORT_KEYS))
     compare = _compare(_section(raw, "compare", COMPARE_KEYS))
@@ -117,6 +119,10 @@ def _section(raw: dict[str, Any], name: str, known: tuple[str, ...] | None) -> d
 
 
 def _data_section(table: dict[str, Any]) -> dict[str, Any]:
+    # [data] factory is the field data_factory ([model] factory has the column "factory").
+    if "factory" in table:
+        table = {**{k: v for k, v in table.items() if k != "factory"},
+                 "data_factory": table["factory"]}
     # A fixed input implies its batch size; an explicit batch_size must then agree with it.
     rows = table.get("input")
     if isinstance(rows, list) and "batch_size" not in table:

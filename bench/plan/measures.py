@@ -22,4 +22,4 @@ COUNT_METRICS = ("grad_nonfinite", "grad_zero")
 LAYER_METRICS = ("act_rms", "grad_act_rms")
 
 # Version of the records files (gradprobe.bench.store.records, docs/records.md).
-RECORDS_SCHEMA_VERSION = 4
+RECORDS_SCHEMA_VERSION = 5

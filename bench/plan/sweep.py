@@ -35,7 +35,7 @@ MAX_SEED = 2**63 - 1
 # draw. Cells that agree on these share their initial state seed by seed (a paired design)
 # and are generated once. norm and rezero add parameters (constants, no draws).
 INIT_KEYS = ("depth", "width", "out_features", "bias", "init", "init_rng", "batch_size",
-             "input", "norm", "rezero", "factory")
+             "input", "norm", "rezero", "factory", "data_factory")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@
   ``sha256`` (of the text), ``seeds`` (the seed list after CLI overrides), ``overrides``
 * ``cells``: list of ``{"cell_id", "axes", "n_seeds"}`` in sweep order
 * ``sweep_axes``: the record columns that vary across cells
-* ``factories``: per ``[model] factory`` (or model passed from Python), ``module``,
-  ``qualname``, ``file``, ``source_sha256`` and ``from_python``
+* ``factories``: per ``[model]``/``[data] factory`` (or function passed from Python),
+  ``module``, ``qualname``, ``file``, ``source_sha256`` and ``from_python``
 * ``environment``: see :func:`environment`
 * ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``,
   ``executor`` (its name, kept for older readers)
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from gradprobe.bench.models.callables import provenance
-from gradprobe.bench.models.factory import resolve_factory
+from gradprobe.bench.models.user_code import resolve_data_factory, resolve_factory
 from gradprobe.bench.plan.loader import parse_config
 from gradprobe.bench.store.records import SCHEMA_VERSION
 from gradprobe.core.documents import read_versioned_json
@@ -120,10 +120,13 @@ def environment() -> dict[str, Any]:
 
 
 def factory_provenance(cells) -> dict[str, dict[str, Any]]:
-    """Per ``[model] factory`` of the cells: where its code came from and the hash of its
-    source (:func:`gradprobe.bench.models.callables.provenance`)."""
-    specs = sorted({c.model.factory for c in cells if c.model.factory})
-    return {spec: provenance(spec, resolve_factory(spec)) for spec in specs}
+    """Per ``[model] factory`` and ``[data] factory`` of the cells: where its code came
+    from and the hash of its source (:func:`gradprobe.bench.models.callables.provenance`)."""
+    models = {c.model.factory for c in cells if c.model.factory}
+    data = {c.data.data_factory for c in cells if c.data.data_factory}
+    found = {spec: provenance(spec, resolve_factory(spec)) for spec in sorted(models)}
+    found.update({spec: provenance(spec, resolve_data_factory(spec)) for spec in sorted(data)})
+    return found
 
 
 def new_manifest(config, cells, overrides: dict[str, Any]) -> dict[str, Any]:

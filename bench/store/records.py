@@ -31,7 +31,8 @@ Versions: 1 had no ``init_rng`` column; 2 adds it; 3 adds ``residual_form``,
 ``residual_scale``, ``rezero``, ``norm``, ``norm_position``; 4 adds ``factory`` (``""`` for
 the built-in MLP; for a factory model ``param`` is the ``named_parameters()`` name, ``layer``
 the index of the owning module and ``kind`` the name within it, see
-:mod:`gradprobe.bench.models.factory`).
+:mod:`gradprobe.bench.models.factory`); 5
+adds ``data_factory`` (``[data] factory``, ``""`` when gradprobe draws the input).
 Older files are migrated on read by :func:`migrate`: a config key added later gets its
 default, which by construction reproduces what older code did.
 """

@@ -21,7 +21,8 @@ key, ``device``, ``dtype``), every ``[train]`` key (``steps``, ``optimizer``, ``
 
 Each file's metadata holds ``gradprobe.train_schema_version`` and ``gradprobe.cell``. The
 cell's records file is written after both, so a cell whose records exist is fully done.
-Version 1 is the first; readers refuse newer versions.
+Version 1 is the first; 2 adds the records' ``data_factory`` column (version 1 files are
+read with its default ``""``); readers refuse newer versions.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ import pyarrow.parquet as pq
 from gradprobe.bench.engine.metrics import COUNT_METRICS, METRICS
 from gradprobe.bench.engine.training import TrainResult
 from gradprobe.bench.init.initialization import ParamSpec
-from gradprobe.bench.plan.config import TrainConfig
+from gradprobe.bench.plan.config import DataConfig, ModelConfig, TrainConfig
 from gradprobe.bench.plan.sweep import Cell
 from gradprobe.bench.store.records import ARROW_TYPES, AXIS_FIELDS, META_CELL
 from gradprobe.core.atomic_files import write_atomic
 from gradprobe.core.documents import read_versioned_parquet
 
-TRAIN_SCHEMA_VERSION = 1
+TRAIN_SCHEMA_VERSION = 2
 TRAIN_DIR = "train"
 KINDS = ("loss", "grads")
 META_VERSION = b"gradprobe.train_schema_version"
@@ -127,11 +128,22 @@ def write_training(run_dir: Path, cell: Cell, specs: list[ParamSpec],
 
 
 def _read_one(path: Path, columns: list[str] | None) -> pa.Table:
-    table, _ = read_versioned_parquet(
+    table, version = read_versioned_parquet(
         path, key=META_VERSION, current=TRAIN_SCHEMA_VERSION, what="training schema",
         fix="delete it and its records file, then re-run the sweep into the same directory",
         columns=columns)
-    return table
+    return table if version == TRAIN_SCHEMA_VERSION else _migrate(table, columns)
+
+
+def _migrate(table: pa.Table, columns: list[str] | None) -> pa.Table:
+    """An older table with the columns added since filled with their config defaults."""
+    schema = LOSS_SCHEMA if "loss_value" in table.column_names else GRADS_SCHEMA
+    defaults = {f.name: f.default for dc in (ModelConfig, DataConfig) for f in fields(dc)}
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.repeat(pa.scalar(defaults[field.name],
+                                                                   field.type), len(table)))
+    return table.select(columns if columns is not None else schema.names)
 
 
 def read_training(run_dir: str | Path, kind: str, *, cells: list[str] | None = None,

@@ -144,35 +144,45 @@ def load(config: ConfigLike) -> ExperimentConfig:
     return parse_config(config, source="<string>")
 
 
-def with_model(config: ExperimentConfig, model: Callable) -> ExperimentConfig:
-    """``config`` with ``[model] factory`` set to the callable ``model`` (registered in
-    this process; the manifest records its qualified name and source hash). The config
-    text is edited too, since the manifest keeps the text and later stages re-read it."""
-    if "factory" in config.sweep_axes():
-        raise UserError("model=: this config sweeps [sweep] factory; remove that axis to "
-                        "measure one model passed from Python")
-    spec = register(model, what="model")
-    text = set_model_key(config.text, "factory", spec)
+def with_callables(config: ExperimentConfig, *, model: Callable | None = None,
+                   batch: Callable | None = None) -> ExperimentConfig:
+    """``config`` with ``[model] factory`` set to the callable ``model`` and ``[data]
+    factory`` to ``batch`` (registered in this process; the manifest records their
+    qualified names and source hashes). The config text is edited too, since the manifest
+    keeps the text and later stages re-read it."""
+    text = config.text
+    for section, function in (("model", model), ("data", batch)):
+        if function is None:
+            continue
+        axis = "factory" if section == "model" else "data_factory"
+        if axis in config.sweep_axes():
+            raise UserError(f"{'model' if section == 'model' else 'batch'}=: this config "
+                            f"sweeps [{section}] factory; remove that axis to use a function "
+                            "passed from Python")
+        spec = register(function, what="model" if section == "model" else "batch")
+        text = set_config_key(text, section, "factory", spec)
     return parse_config(text, source=config.source)
 
 
-def set_model_key(text: str, key: str, value: str) -> str:
-    """TOML ``text`` with ``[model] key = "value"`` set (replaced, or added to the section,
-    or in a new ``[model]`` section)."""
+def set_config_key(text: str, section: str, key: str, value: str) -> str:
+    """TOML ``text`` with ``[section] key = "value"`` set (replaced, or added to the
+    section, or in a new section at the end)."""
     line = f'{key} = "{value}"'
-    section = re.search(r"(?m)^\[model\][^\n]*\n", text)
-    if section is None:
-        return f"{text.rstrip()}\n\n[model]\n{line}\n"
-    end = re.search(r"(?m)^\[", text[section.end():])
-    stop = section.end() + (end.start() if end else len(text) - section.end())
-    body = text[section.end():stop]
+    header = re.search(rf"(?m)^\[{re.escape(section)}\][^\n]*\n", text)
+    if header is None:
+        return f"{text.rstrip()}\n\n[{section}]\n{line}\n"
+    start = header.end()
+    end = re.search(r"(?m)^\[", text[start:])
+    stop = start + (end.start() if end else len(text) - start)
+    body = text[start:stop]
     existing = re.compile(rf"(?m)^{re.escape(key)}\s*=.*$")
-    body = existing.sub(line, body) if existing.search(body) else f"{line}\n{body}"
-    return text[:section.end()] + body + text[stop:]
+    body = existing.sub(lambda _: line, body) if existing.search(body) else f"{line}\n{body}"
+    return text[:start] + body + text[stop:]
 
 
 def run(config: ConfigLike, *, seeds: int | None = None, out: str | Path | None = None,
-        model: Callable | None = None, device: str | Sequence[str] | None = None,
+        model: Callable | None = None, batch: Callable | None = None,
+        device: str | Sequence[str] | None = None,
         progress: bool = True, max_memory: int | None = None, force: bool = False,
         executor: str = "local", workers: int | None = None, scheduler: str | None = None,
         on_start: Callable[[Path, int, int], Any] | None = None) -> Run:
@@ -182,22 +192,26 @@ def run(config: ConfigLike, *, seeds: int | None = None, out: str | Path | None 
     ``seeds``: use seeds ``0..seeds-1``. ``out``: the run directory (default
     ``reports/<name>-<time>``; an existing one of the same plan is resumed). ``model``: a
     callable ``(width=, depth=, seed=, **kwargs) -> nn.Module`` used instead of
-    ``[model] factory``. ``device``: ``"cpu"``, ``"cuda"`` or several, instead of the
+    ``[model] factory``. ``batch``: a callable ``(seed=, batch_size=, **kwargs)`` returning
+    the model's inputs (a tensor, tuple or dict, or a
+    :class:`~gradprobe.bench.models.batches.Batch` with targets), used instead of
+    ``[data] factory``. ``device``: ``"cpu"``, ``"cuda"`` or several, instead of the
     config's. ``max_memory``: bytes per chunk of seeds. ``force``: redo every cell.
     ``executor``: ``local`` (default), ``processes`` (``workers``) or ``dask``
     (``scheduler``); a ``model`` callable lives in this process, so it needs ``local`` or
     ``processes`` (forked workers inherit it). ``on_start(run_dir, cells, cells_done)`` is
     called once every check has passed."""
     experiment = load(config)
-    if model is not None:
-        experiment = with_model(experiment, model)
+    if model is not None or batch is not None:
+        experiment = with_callables(experiment, model=model, batch=batch)
     devices = [device] if isinstance(device, str) else list(device) if device else None
     experiment = config_with_overrides(experiment, seeds=seeds, devices=devices)
     check_devices(experiment)
     overrides = {k: v for k, v in (("seeds", seeds), ("device", devices)) if v}
     run_dir = Path(out) if out is not None else default_run_dir(experiment)
-    if model is not None and executor == "dask":
-        raise UserError("model=: a callable passed from Python cannot reach Dask workers; "
+    if (model is not None or batch is not None) and executor == "dask":
+        raise UserError("model=/batch=: a callable passed from Python cannot reach Dask "
+                        "workers; "
                         "use executor='local' or 'processes', or an importable "
                         "[model] factory")
     result = run_sweep(experiment, out=run_dir, progress=progress, overrides=overrides,
