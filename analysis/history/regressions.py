@@ -18,7 +18,9 @@ from urllib.parse import quote
 from gradprobe.analysis.compare.compare_output import read_comparison
 from gradprobe.analysis.report.headline import fmt_ci, fmt_p
 from gradprobe.analysis.report.pages import render_page
+from gradprobe.bench.store.manifest import read_manifest
 from gradprobe.bench.store.run_dir import COMPARE_JSON
+from gradprobe.core.errors import UserError
 
 FLAGGED = ("regressed", "improved")
 
@@ -30,6 +32,15 @@ def side_name(side: dict) -> str:
     return Path(path).name if path else str(side.get("label", "?"))
 
 
+def base_commit(side: dict) -> str:
+    """The measured commit of a comparison side that is not a published run: from its
+    manifest where its path still holds one (compare.json records gradprobe's commit)."""
+    try:
+        return read_manifest(side["path"]).measured_commit or "unknown"
+    except (UserError, KeyError, TypeError):
+        return side.get("git_commit") or "unknown"
+
+
 def _href(name: str, known: set[str], prefix: str) -> str | None:
     return f"{prefix}runs/{quote(name)}/index.html" if name in known else None
 
@@ -39,6 +50,7 @@ def flagged_rows(runs, *, prefix: str = "") -> list[dict]:
     first, regressions before improvements within a run. ``prefix`` leads every link
     (``../`` from a page one folder deep)."""
     known = {r.name for r in runs}
+    commits = {r.name: r.commit for r in runs}
     rows = []
     for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
         data = read_comparison(run.path / COMPARE_JSON)
@@ -62,7 +74,7 @@ def flagged_rows(runs, *, prefix: str = "") -> list[dict]:
                 else "n/a",
                 "commit": (run.commit or "unknown")[:10], "run": run.name,
                 "run_href": report, "base": side_name(base),
-                "base_commit": (base.get("git_commit") or "unknown")[:10],
+                "base_commit": (commits.get(side_name(base)) or base_commit(base))[:10],
                 "base_href": _href(side_name(base), known, prefix),
                 "comparison_href": f"{report}#comparison" if report else None})
     return rows
