@@ -111,7 +111,7 @@ def make(*, width, depth, seed, **kwargs):
 '''
 
 
-def git(repo: Path, *args: str, date: str | None = None) -> str:
+def git(repo: Path, *args: str, date: str | None = None, check: bool = True) -> str:
     """``git -C repo args`` with a fixed identity (and commit date, when given)."""
     import os
     import subprocess
@@ -121,7 +121,7 @@ def git(repo: Path, *args: str, date: str | None = None) -> str:
     if date:
         env |= {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
     done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          env=env, check=True)
+                          env=env, check=check)
     return done.stdout.strip()
 
 
