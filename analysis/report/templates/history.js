@@ -91,7 +91,7 @@
     xs.forEach(function (x, i) {
       if (i % every) return;
       const run = data.runs[x];
-      chart.appendChild(el("text", { x: px(x), y: M.top + ph + 12, "font-size": 10, "text-anchor": "end",
+      chart.appendChild(el("text", { x: px(x), y: M.top + ph + 12, "font-size": 10, "text-anchor": "end", class: "tick-x",
         transform: "rotate(-45 " + px(x) + " " + (M.top + ph + 12) + ")" }, run.commit.slice(0, 8)));
     });
     chart.appendChild(el("text", { x: M.left + pw / 2, y: H - 4, "text-anchor": "middle", "font-size": 12 },
