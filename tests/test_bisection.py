@@ -43,3 +43,18 @@ def test_bisect_refusals(scratch_history, capsys, argv, message):
     assert err.count("\n") == 1 and message in err
     assert text.endswith("# my uncommitted edit\n") == ("uncommitted" in message)
     assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+
+
+def test_stash_sets_uncommitted_changes_aside(tmp_path):
+    from support import scratch_repo
+
+    from gradprobe.bisection import _stash
+
+    repo = tmp_path / "repo"
+    scratch_repo(repo, commits=1)
+    assert _stash(repo, False) is False  # clean: nothing to do
+    (repo / "scratchnet.py").write_text("# edited\n", encoding="utf-8")
+    assert _stash(repo, True) is True
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    git(repo, "stash", "pop")
+    assert (repo / "scratchnet.py").read_text(encoding="utf-8") == "# edited\n"
