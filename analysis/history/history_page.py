@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradprobe.analysis.history.run_history import trends
+from gradprobe.analysis.history.changepoints import detect_steps
+from gradprobe.analysis.history.run_history import series_order
 from gradprobe.analysis.report.figures import METRIC_LABELS
 from gradprobe.analysis.report.pages import json_script, render_page
-from gradprobe.analysis.stats.series import varying_axes
+from gradprobe.analysis.stats.series import axis_columns, varying_axes
 from gradprobe.core.atomic_files import ensure_directory, write_text_atomic
 
 SCRIPTS = ("history.js",)
@@ -32,7 +33,7 @@ DIGITS = 4
 VARIANTS = {True: "residual", False: "plain"}
 
 
-def _round(values: pd.Series) -> list[float | None]:
+def _round(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(f"{v:.{DIGITS}g}") for v in values]
 
 
@@ -55,23 +56,35 @@ def page_data(history: pd.DataFrame, *, tolerance: float,
               run_names: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
     """The page's JSON (``runs``; ``series`` with ``config``, ``cell``, ``variant``,
     ``param``, ``metric``, ``x`` (run positions), ``y``, ``lo``, ``hi``, ``steps``) and
-    the change points as table rows."""
+    the change points as table rows.
+
+    Series are contiguous slices of the rows sorted by :func:`series_order` (a site's
+    history has thousands; a DataFrame per series would take most of a publish)."""
     runs = page_runs(history, run_names)
-    position = {r: i for i, r in enumerate(runs["run_id"])}
+    position = pd.Series(range(len(runs)), index=runs["run_id"])
+    rows = history[history["log10_mean"].notna()]
+    keys = ["config_name", *axis_columns(rows), "param", "metric"]
+    rows = series_order(rows, keys).reset_index(drop=True)
     # A cell is named by the axes that vary within its config (residual is the variant).
-    named = {config: [c for c in varying_axes(rows) if c != "residual"]
-             for config, rows in history.groupby("config_name")}
+    named = {config: [c for c in varying_axes(part) if c != "residual"]
+             for config, part in rows.groupby("config_name")}
+    x = position[rows["run_id"]].to_numpy()
+    y, lo, hi = (rows[c].to_numpy(dtype=np.float64) for c in ("geo_mean", "ci_low", "ci_high"))
+    levels = rows["log10_mean"].to_numpy(dtype=np.float64)
+    groups = rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    bounds = [0, *np.flatnonzero(np.diff(groups)) + 1, len(rows)]
+    heads = rows[keys].iloc[bounds[:-1]].to_dict(orient="records")
     series, changes = [], []
-    for trend in trends(history, metrics=None, params=None, tolerance=tolerance):
-        key, rows = trend.key, trend.runs
-        cell = " ".join(f"{k}={key[k]}" for k in named[key["config_name"]])
-        x = [position[r] for r in rows["run_id"]]
-        steps = [{"before": x[s.index - 1], "after": x[s.index], "ratio": s.ratio}
-                 for s in trend.steps]
-        item = {"config": str(key["config_name"]), "cell": cell or "(one cell)",
+    for start, end, key in zip(bounds[:-1], bounds[1:], heads, strict=True):
+        xs = x[start:end].tolist()
+        steps = [{"before": xs[s.index - 1], "after": xs[s.index], "ratio": s.ratio}
+                 for s in detect_steps(levels[start:end], tolerance=tolerance)]
+        item = {"config": str(key["config_name"]),
+                "cell": " ".join(f"{k}={key[k]}" for k in named[key["config_name"]])
+                or "(one cell)",
                 "variant": VARIANTS.get(key.get("residual"), ""), "param": str(key["param"]),
-                "metric": str(key["metric"]), "x": x, "y": _round(rows["geo_mean"]),
-                "lo": _round(rows["ci_low"]), "hi": _round(rows["ci_high"]), "steps": steps}
+                "metric": str(key["metric"]), "x": xs, "y": _round(y[start:end]),
+                "lo": _round(lo[start:end]), "hi": _round(hi[start:end]), "steps": steps}
         series.append(item)
         changes += [{**item, "ratio": f"{s['ratio']:.4g}", "before": runs.iloc[s["before"]],
                      "after": runs.iloc[s["after"]]} for s in steps]

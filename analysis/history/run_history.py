@@ -42,6 +42,10 @@ META_VERSION = b"gradprobe.history_version"
 RUN_COLUMNS = ["run_id", "run_date", "git_commit", "commit_date", "branch", "git_dirty",
                "gradprobe_commit", "gradprobe_version", "torch_version", "config_name",
                "config_sha256", "seeds"]
+# The columns a Trend's runs keep (besides its key columns).
+TREND_COLUMNS = ["run_id", "run_date", "git_commit", "commit_date", "git_dirty",
+                 "torch_version", "config_name", "layer", "headline", "geo_mean", "ci_low",
+                 "ci_high", "log10_mean"]
 VALUE_COLUMNS = ["n_seeds", "n_used", "n_zero", "n_nonfinite", "geo_mean", "ci_low",
                  "ci_high", "log10_mean"]
 
@@ -191,10 +195,15 @@ def trends(history: pd.DataFrame, *, metrics=("grad_mean_abs",), params=("layers
     rows = select_rows(history, metrics=metrics, params=params, where=where, config=config)
     keys = ["config_name", *[c for c in AXIS_COLUMNS if c in rows], "param", "metric"]
     varying = [c for c in keys if rows[c].nunique() > 1] or ["param", "metric"]
+    # Only what a trend shows, NaN levels dropped once: a site's history has thousands of
+    # series, and copying every column for each costs most of the time.
+    rows = rows[rows["log10_mean"].notna()]
+    rows = rows[list(dict.fromkeys([*keys, *TREND_COLUMNS]))].astype(
+        {c: object for c in ("run_id", "git_commit", "commit_date", "run_date")})
     out = []
     for values, part in series_order(rows, keys).groupby(keys, sort=False, dropna=False):
         named = dict(zip(keys, values, strict=True))
-        part = part[part["log10_mean"].notna()].reset_index(drop=True)
+        part = part.reset_index(drop=True)
         label = " ".join(f"{k}={named[k]}" for k in varying)
         out.append(Trend(label, named, part, detect_steps(part["log10_mean"].to_numpy(),
                                                           tolerance=tolerance)))
