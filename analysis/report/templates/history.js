@@ -56,7 +56,7 @@
       });
     }
     if (out.length > 8) return out.filter(function (v) { return Math.abs(Math.log10(v) % 1) < 1e-9; });
-    if (out.length < 2) return [lo, hi];
+    if (out.length < 2) return out.concat([lo, hi]);  // label the ends of a narrow range
     return out;
   }
 
