@@ -152,7 +152,8 @@ def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
     out = tmp_path / "site"
     assert main(["publish", "--reports", str(reports_dir), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert captured.out.strip() == f"published 2 runs -> {out / 'index.html'}"
+    assert captured.out.strip() == (f"published 2 runs, regressions/index.html -> "
+                                    f"{out / 'index.html'}")
     assert captured.err == ""
     assert (out / "runs" / "smoke-run" / "index.html").is_file()
     assert main(["publish", "--reports", str(tmp_path / "nothing"), "--out",
