@@ -65,7 +65,8 @@ def flagged_rows(runs, *, prefix: str = "") -> list[dict]:
         for test in tests:
             rows.append({
                 "date": run.started_at[:16].replace("T", " "), "config": run.config,
-                "cell": ", ".join(f"{a} {test[a]}" for a in label_axes if a in test),
+                "cell": ", ".join(f"{a} {test[a]}" for a in label_axes if a in test)
+                or "(one cell)",
                 "param": test.get("param"), "metric": test.get("metric"),
                 "verdict": test["verdict"],
                 "ratio": fmt_ci(test["ratio"], test["ci_low"], test["ci_high"])
