@@ -140,3 +140,36 @@ def train_run(tmp_path_factory) -> Path:
               progress=False)
     analyze_run(run_dir, settings=AnalysisSettings(n_resamples=499))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def scratch_history(tmp_path_factory):
+    """A user's repository (``support.scratch_repo``: 6 commits, the model's init scale
+    changes at commit 4) and ``make bench`` run at each commit into ``reports/``: returns
+    ``(repo, commits, reports)``. Run in-process, so the factory module is re-imported
+    from each checkout by hand (a fresh process per commit would do it by itself)."""
+    import sys
+
+    from support import git, scratch_repo
+
+    from gradprobe.bench.models.factory import resolve_factory
+    from gradprobe.pipeline import bench_pipeline
+
+    root = tmp_path_factory.mktemp("scratch")
+    repo, reports = root / "repo", root / "reports"
+    shas = scratch_repo(repo)
+    sys.path.insert(0, str(repo))
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        for sha in shas:
+            git(repo, "checkout", "--quiet", sha)
+            sys.modules.pop("scratchnet", None)
+            resolve_factory.cache_clear()
+            bench_pipeline(config_path=repo / "scratch.toml", root=reports, progress=False)
+    finally:
+        git(repo, "checkout", "--quiet", "main")
+        sys.path.remove(str(repo))
+        sys.modules.pop("scratchnet", None)
+        resolve_factory.cache_clear()
+        sys.dont_write_bytecode = writes_bytecode
+    return repo, shas, reports

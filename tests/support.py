@@ -75,3 +75,69 @@ target_loss = [0.5, 0.2]
 """
 
 
+
+
+SCRATCH_CONFIG = """name = "scratch"
+description = "A user's own model measured at each commit of its repository."
+[model]
+factory = "scratchnet:make"
+[sweep]
+seeds = 6
+depth = [3]
+width = [8]
+[report]
+headline = { depth = 3, width = 8 }
+"""
+
+SCRATCH_MODEL = '''"""A user's model: an MLP whose initial weights are scaled by SCALE."""
+import torch
+from torch import nn
+
+SCALE = {scale}  # revision {revision}
+
+
+def make(*, width, depth, seed, **kwargs):
+    sizes = [width] * depth + [1]
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out, bias=False))
+        if i < depth - 1:
+            layers.append(nn.ReLU())
+    net = nn.Sequential(*layers)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.mul_(SCALE)
+    return net
+'''
+
+
+def git(repo: Path, *args: str, date: str | None = None, check: bool = True) -> str:
+    """``git -C repo args`` with a fixed identity (and commit date, when given)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    if date:
+        env |= {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env=env, check=check)
+    return done.stdout.strip()
+
+
+def scratch_repo(repo: Path, *, commits: int = 6, change_at: int = 4) -> list[str]:
+    """A git repository holding ``scratchnet.py`` (a factory model) and ``scratch.toml``,
+    committed ``commits`` times a day apart; the initial weights scale by 1.5 from commit
+    ``change_at`` (1-based) on. Returns the commit hashes, oldest first."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet", "--initial-branch", "main")
+    (repo / "scratch.toml").write_text(SCRATCH_CONFIG, encoding="utf-8")
+    shas = []
+    for i in range(1, commits + 1):
+        scale = "1.5" if i >= change_at else "1.0"
+        (repo / "scratchnet.py").write_text(SCRATCH_MODEL.format(scale=scale, revision=i),
+                                            encoding="utf-8")
+        git(repo, "add", "scratchnet.py", "scratch.toml")
+        git(repo, "commit", "--quiet", "-m", f"commit {i}", date=f"2026-01-0{i}T12:00:00Z")
+        shas.append(git(repo, "rev-parse", "HEAD"))
+    return shas

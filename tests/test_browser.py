@@ -276,3 +276,52 @@ def test_published_site_works_offline_and_links_to_every_report(browser, reports
     assert all(url.endswith("/index.html") and "/runs/" in url for url, _ in visited.values())
     assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
     assert log.external() == []
+
+
+SERIES_SHOWN = """() => ({points: document.querySelectorAll('#chart circle').length,
+  lines: Array.from(document.querySelectorAll('#chart polyline'), l => l.getAttribute('stroke')),
+  dashed: document.querySelectorAll('#chart line[stroke-dasharray]').length,
+  ticks: Array.from(document.querySelectorAll('#chart text.tick-x'), t => t.textContent)})"""
+
+
+def test_every_history_series_is_reachable_from_the_index(browser, scratch_history, tmp_path):
+    """From the site's index, by clicks only: the history page, every config, cell,
+    parameter and metric in its selector drawn over the commits; the regressions page and
+    the comparison it links to."""
+    from gradprobe.analysis.history.site import publish
+
+    _, shas, reports = scratch_history
+    result = publish(reports=reports, out=tmp_path / "site")
+    with open_page(browser, (result.out / "index.html").as_uri()) as (page, log):
+        page.get_by_role("link", name="History and change points").first.click()
+        page.wait_for_load_state("load")
+        first = page.evaluate(SERIES_SHOWN)
+        seen = set()
+        options = "o => o.map(x => x.value)"
+        for config in page.eval_on_selector_all("#pick-config option", options):
+            page.select_option("#pick-config", config)
+            for cell in page.eval_on_selector_all("#pick-cell option", options):
+                page.select_option("#pick-cell", cell)
+                for param in page.eval_on_selector_all("#pick-param option", options):
+                    page.select_option("#pick-param", param)
+                    for metric in page.eval_on_selector_all("#pick-metric option", options):
+                        page.select_option("#pick-metric", metric)
+                        shown = page.evaluate(SERIES_SHOWN)
+                        assert shown["points"] == len(shas), (config, cell, param, metric)
+                        assert f"metric={metric}" in page.url
+                        seen.add((config, cell, param, metric))
+        page.get_by_role("link", name="Regressions").first.click()
+        page.wait_for_load_state("load")
+        flagged = page.locator("#regressions-table tbody tr").count()
+        page.get_by_role("link", name="comparison").first.click()
+        page.wait_for_load_state("load")
+        landed = page.url
+    data = re.search(r'id="history-data">(.*?)</script>',
+                     (result.out / "history" / "index.html").read_text(encoding="utf-8"), re.S)
+    series = __import__("json").loads(data.group(1))["series"]
+    assert seen == {(s["config"], s["cell"], s["param"], s["metric"]) for s in series}
+    assert first["ticks"] == [sha[:8] for sha in shas] and first["dashed"] == 1
+    assert first["lines"] == ["#0072B2"]  # the scratch model is a plain network
+    assert flagged >= 1 and landed.endswith(f"/runs/{result.runs[2].name}/index.html#comparison")
+    assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
+    assert log.external() == []

@@ -46,7 +46,7 @@ def test_bench_writes_run_report_and_latest(tmp_path):
     done = gradprobe("bench", SMOKE, "--root", tmp_path / "reports", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "layers.0.weight" in done.stdout and "residual/plain" in done.stdout
-    latest = tmp_path / "reports" / "latest" / "index.html"
+    latest = tmp_path / "reports" / "latest" / "smoke" / "index.html"
     assert latest.is_file()
     (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.name.startswith("smoke-")]
     assert (run_dir / "index.html").read_bytes() == latest.read_bytes()
@@ -152,7 +152,8 @@ def test_publish_builds_the_site(reports_dir, tmp_path, capsys):
     out = tmp_path / "site"
     assert main(["publish", "--reports", str(reports_dir), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert captured.out.strip() == f"published 2 runs -> {out / 'index.html'}"
+    assert captured.out.strip() == (f"published 2 runs, regressions/index.html -> "
+                                    f"{out / 'index.html'}")
     assert captured.err == ""
     assert (out / "runs" / "smoke-run" / "index.html").is_file()
     assert main(["publish", "--reports", str(tmp_path / "nothing"), "--out",
@@ -168,7 +169,8 @@ def test_bench_with_training_reports_it(tmp_path):
     path = write_config(tmp_path, TRAIN_SMOKE.replace("seeds = 10", "seeds = 6"), "t.toml")
     done = gradprobe("bench", path, "--root", tmp_path / "reports", "--no-progress")
     assert done.returncode == 0, done.stderr
-    html = (tmp_path / "reports" / "latest" / "index.html").read_text(encoding="utf-8")
+    html = (tmp_path / "reports" / "latest" / "train-smoke" / "index.html").read_text(
+        encoding="utf-8")
     assert "Steps to reach a target loss" in html and 'id="figure-train-loss"' in html
     (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.name.startswith("train")]
     loss = pd.read_parquet(run_dir / "train" / "loss")

@@ -76,15 +76,91 @@ def test_trend_reports_the_planted_step(smoke_analysis, tmp_path):
         assert trend.runs["git_commit"][step.index].startswith("03")
 
 
-def test_history_page_renders(smoke_analysis, tmp_path):
+def page_json(html: str) -> dict:
+    import json
+
+    (text,) = re.findall(r'<script type="application/json" id="history-data">(.*?)</script>',
+                         html, flags=re.S)
+    return json.loads(text)
+
+
+def test_history_page_offers_every_series_headline_first(smoke_analysis, tmp_path):
+    """Bug: the page drew the first 24 of 100 series (not the headline cell) against the
+    run index, told a static page's reader to use --where, and drew residual in plain's
+    colour."""
     from gradprobe.analysis.history.history_page import write_history_page
 
     history = synthetic_history(smoke_analysis, tmp_path / "h", [1, 1, 2, 2])
-    items = trends(history, where={"depth": "3"}, tolerance=1.01)
-    html = write_history_page(tmp_path / "h.html", items).read_text(encoding="utf-8")
-    assert html.count("<svg") == 1 and "Change points" in html
-    assert "02aaaaaaaa" in html  # the commit that starts the new level
+    html = write_history_page(tmp_path / "h.html", history, tolerance=1.01).read_text(
+        encoding="utf-8")
+    data = page_json(html)
+    keys = ["depth", "width", "residual", "param", "metric"]
+    assert len(data["series"]) == len(smoke_analysis.summary.drop_duplicates(keys))
+    first = data["series"][0]
+    assert (first["cell"], first["param"], first["metric"]) == (
+        "depth=3 width=8", "layers.0.weight", "grad_mean_abs")  # smoke.toml's headline
+    assert {s["variant"] for s in data["series"]} == {"plain", "residual"}
+    assert [r["commit"][:2] for r in data["runs"]] == ["00", "01", "02", "03"]
+    assert "--where" not in html and "run (oldest first)" not in html
+    # Every series stepped x2 at the third run: listed with the commits on each side.
+    assert all(s["steps"] == [{"before": 1, "after": 2, "ratio": pytest.approx(2)}]
+               for s in data["series"] if s["metric"] == "grad_mean_abs")
+    assert "<code>01aaaaaaaa</code>" in html and "<code>02aaaaaaaa</code>" in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+def test_history_is_in_commit_date_order(smoke_analysis, tmp_path):
+    base = history_rows(smoke_analysis.run_dir)
+    # "backfill" ran later, but measured an older commit (12:00+01:00 is 11:00 UTC).
+    for name, started, committed in [("nightly", "2026-03-01T00:00:00+00:00",
+                                      "2026-02-01T11:30:00Z"),
+                                     ("backfill", "2026-03-02T00:00:00+00:00",
+                                      "2026-02-01T12:00:00+01:00")]:
+        write_rows(base.assign(run_id=name, run_date=started, commit_date=committed),
+                   root=tmp_path)
+    order = read_history(tmp_path).drop_duplicates("run_id")["run_id"]
+    assert list(order) == ["backfill", "nightly"]
+
+
+def test_history_files_of_version_1_are_migrated(smoke_analysis, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = history_rows(smoke_analysis.run_dir).drop(
+        columns=["commit_date", "branch", "gradprobe_commit", "headline"])
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    pq.write_table(table.replace_schema_metadata({b"gradprobe.history_version": b"1"}),
+                   tmp_path / "run-old.parquet")
+    history = read_history(tmp_path)
+    assert history["commit_date"].isna().all() and not history["headline"].any()
+    assert (history["gradprobe_commit"] == history["git_commit"]).all()
+
+
+def test_history_rows_mark_the_headline(smoke_analysis):
+    rows = history_rows(smoke_analysis.run_dir)
+    marked = rows[rows["headline"]]
+    assert set(marked["depth"]) == {3} and set(marked["width"]) == {8}
+    assert set(marked["metric"]) == {"grad_mean_abs"} and set(marked["residual"]) == {
+        False, True}
+
+
+def test_history_command_says_what_it_shows(smoke_analysis, tmp_path, capsys):
+    import json
+
+    from gradprobe.cli.main import main
+
+    synthetic_history(smoke_analysis, tmp_path / "h", [1, 1, 2, 2])
+    assert main(["history", "--root", str(tmp_path / "h"), "--where", "depth=3"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("metric grad_mean_abs, parameter layers.0.weight: 4 series over "
+                     "4 runs in commit order")
+    assert main(["history", "--root", str(tmp_path / "h"), "--where", "depth=3",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["shown"] == first and len(data["series"]) == 4
+    (change,) = data["series"][0]["change_points"]
+    assert change["commit_before"].startswith("01") and change["commit_after"].startswith(
+        "02")
 
 
 def test_bad_history_inputs(tmp_path, smoke_analysis):

@@ -47,3 +47,36 @@ def test_manifest_missing_a_key_is_a_one_line_error_naming_it(smoke_run, tmp_pat
     message = str(err.value)
     assert "\n" not in message and str(tmp_path / "manifest.json") in message
     assert f"manifest key {key} is missing" in message
+
+
+def test_code_state_is_the_factory_repository(tmp_path, monkeypatch):
+    """Bug: the manifest recorded gradprobe's own commit, not the measured code's."""
+    from support import git, scratch_repo
+
+    from gradprobe.bench.store.manifest import code_state
+
+    shas = scratch_repo(tmp_path / "repo", commits=2)
+    factories = {"scratchnet:make": {"file": str(tmp_path / "repo" / "scratchnet.py")}}
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    state = code_state(factories, cwd=outside)
+    assert state == {"commit": shas[-1], "commit_date": "2026-01-02T12:00:00Z".replace(
+        "Z", "+00:00"), "branch": "main", "dirty": False, "source": "factory scratchnet:make"}
+    (tmp_path / "repo" / "untracked.txt").write_text("reports are not code")
+    assert code_state(factories, cwd=outside)["dirty"] is False
+    (tmp_path / "repo" / "scratchnet.py").write_text("# edited\n")
+    assert code_state(factories, cwd=outside)["dirty"] is True
+    git(tmp_path / "repo", "checkout", "--quiet", "--", "scratchnet.py")
+    git(tmp_path / "repo", "checkout", "--quiet", shas[0])
+    assert code_state(factories, cwd=outside)["branch"] is None  # detached (git bisect)
+    # No factory: the working directory's repository; outside git: nulls.
+    assert code_state({}, cwd=tmp_path / "repo")["commit"] == shas[0]
+    assert code_state({}, cwd=outside) == {"commit": None, "commit_date": None,
+                                           "branch": None, "dirty": None,
+                                           "source": "working directory"}
+
+
+def test_run_manifest_records_the_code_state(smoke_run):
+    manifest = read_manifest(smoke_run)
+    assert manifest.code["source"] == "working directory"
+    assert set(manifest.code) == {"commit", "commit_date", "branch", "dirty", "source"}

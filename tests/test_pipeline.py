@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
-from support import SMOKE
+import pytest
+from support import REPO, SMOKE
 
 from gradprobe.cli.main import main
-from gradprobe.pipeline import previous_run
+from gradprobe.core.errors import UserError
+from gradprobe.pipeline import baseline_path, latest_name, previous_of, previous_run
 
 
 def test_second_bench_is_compared_and_both_enter_the_history(tmp_path, capsys):
@@ -38,6 +40,32 @@ def test_second_bench_is_compared_and_both_enter_the_history(tmp_path, capsys):
     index = (site / "index.html").read_text(encoding="utf-8")
     assert '<th scope="col">comparison</th>' in index and "<td>pass (" in index
 
+    # compare --previous RUN: the run of the same config before it, beside it.
+    assert main(["compare", "--previous", str(second), "--out", str(tmp_path / "c")]) == 0
+    assert f"BASE {first}" in capsys.readouterr().out
+    assert previous_of(second) == first
+    with pytest.raises(UserError, match=r"--previous .*no complete run of config 'smoke' "
+                       "started before it"):
+        previous_of(first)
+
+
+def test_compare_shortcut_errors(tmp_path, capsys):
+    assert main(["compare", "--baseline", "nope", str(tmp_path), "--baselines",
+                 str(REPO / "reports" / "baselines")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--baseline nope: no baseline" in err
+    assert "saved ones: smoke" in err
+    assert main(["compare", "--previous", str(tmp_path), str(tmp_path)]) == 2
+    assert "give BASE RUN, or RUN alone with --baseline NAME or --previous (got 2 paths)" in (
+        capsys.readouterr().err)
+    assert baseline_path("smoke", REPO / "reports" / "baselines").name == "smoke"
+
+
+def test_latest_report_is_kept_per_config():
+    """Bug: reports/latest/index.html was shared: a transformer run replaced default's."""
+    assert latest_name("default") == "default" and latest_name("transformer") == "transformer"
+    assert latest_name("../a b/c") == "_a_b_c" and latest_name("..") == "_"
+
 
 def test_previous_run_ignores_other_configs_and_unfinished_runs(tmp_path):
     def fake_run(name: str, config: str, status: str, started: str) -> None:
@@ -57,3 +85,28 @@ def test_previous_run_ignores_other_configs_and_unfinished_runs(tmp_path):
     assert previous_run(tmp_path, "default", exclude=tmp_path / "x") == tmp_path / "b"
     assert previous_run(tmp_path, "default", exclude=tmp_path / "b") == tmp_path / "a"
     assert previous_run(tmp_path / "absent", "default", exclude=tmp_path) is None
+
+
+def test_change_at_commit_4_is_a_change_point_and_a_regression(scratch_history, tmp_path):
+    """Done-when of the history issue: runs at each of 6 commits of a user's repository
+    whose model's init changes at commit 4, then publish: the history has a change point
+    between commits 3 and 4, and the regressions page lists commit 4."""
+    import re
+
+    _, shas, reports = scratch_history
+    site = tmp_path / "site"
+    assert main(["publish", "--reports", str(reports), "--out", str(site)]) == 0
+    history = (site / "history" / "index.html").read_text(encoding="utf-8")
+    (data,) = re.findall(r'id="history-data">(.*?)</script>', history, flags=re.S)
+    data = json.loads(data)
+    assert [r["commit"] for r in data["runs"]] == shas  # in commit order
+    first = data["series"][0]
+    assert (first["param"], first["metric"]) == ("0.weight", "grad_mean_abs")
+    (step,) = first["steps"]
+    assert (step["before"], step["after"]) == (2, 3) and step["ratio"] > 1.5
+    regressions = (site / "regressions" / "index.html").read_text(encoding="utf-8")
+    flagged = set(re.findall(r"<code>([0-9a-f]{10})</code></a><br>", regressions))
+    assert shas[3][:10] in flagged and shas[2][:10] in regressions
+    assert not flagged - {shas[3][:10], shas[2][:10]}
+    assert "#comparison" in regressions
+    assert (reports / "latest" / "scratch" / "index.html").is_file()

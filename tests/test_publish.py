@@ -56,12 +56,16 @@ def published(reports_dir, tmp_path_factory) -> site.PublishResult:
 def test_site_holds_every_run_and_its_report(published, reports_dir):
     out = published.out
     assert {r.name for r in published.runs} == {"smoke-run", HOSTILE_DIR}
-    assert published.skipped == [] and published.pages == []
+    assert published.skipped == [] and published.pages == ["regressions/index.html"]
     for name in ("index.html", "runs.csv", ".nojekyll", site.MARKER):
         assert (out / name).is_file(), name
     for run in published.runs:
-        copied = out / "runs" / run.name / "index.html"
-        assert copied.read_bytes() == (reports_dir / run.name / "index.html").read_bytes()
+        copied = (out / "runs" / run.name / "index.html").read_text(encoding="utf-8")
+        own = (reports_dir / run.name / "index.html").read_text(encoding="utf-8")
+        # The run's own report with links back to the site (bug: run pages had none).
+        nav = ('<a href="../../index.html">All runs</a><a href="../../regressions/'
+               'index.html">Regressions</a>')
+        assert copied == own.replace(site.REPORT_NAV, site.REPORT_NAV + nav, 1) != own
         assert (out / "runs" / run.name / "manifest.json").is_file()
     assert not (out / "runs" / "latest").exists()
     assert not list(out.parent.glob(".site.*"))  # no build or old directories left behind
@@ -173,21 +177,26 @@ def test_history_page_and_latest_comparison_plug_in(reports_dir, tmp_path):
     append_run(root / "smoke-run", root=root / "history")
     path = root / "smoke-run" / "compare.json"
     comparison = json.loads(path.read_text())
-    comparison["base"]["label"] = "<i>main</i>"
+    assert comparison["base"]["label"] == "BASE"
+    comparison["base"]["path"] = "reports/baselines/<b>main"
     comparison["tests"][0].update(verdict="regressed", param="<script>alert(1)</script>")
     comparison["gate"] = "fail"
     path.write_text(json.dumps(comparison))
     result = site.publish(reports=root, out=tmp_path / "site")
-    assert result.pages == ["history/index.html"]
+    assert result.pages == ["history/index.html", "regressions/index.html"]
     html = (result.out / "index.html").read_text(encoding="utf-8")
     assert 'href="history/index.html"' in html and 'id="latest-comparison"' in html
-    assert "fail (" in html and "&lt;i&gt;main&lt;/i&gt;" in html
+    # Bug: the index said "against baseline BASE" (compare's label), not its name.
+    assert "fail (" in html and "baseline <strong>&lt;b&gt;main</strong>" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and html.count("<script>") == 1
-    assert (result.out / "runs" / "smoke-run" / "compare.json").is_file()
+    # compare.json (megabytes for a large sweep) stays in the run directory.
+    assert not (result.out / "runs" / "smoke-run" / "compare.json").exists()
     history = (result.out / "history" / "index.html").read_text(encoding="utf-8")
-    assert "<svg" in history and "residual=True" in history  # one series per cell
+    assert '<svg id="chart"' in history and '"variant":"residual"' in history
     assert_links_resolve(result.out / "index.html")
     assert_links_resolve(result.out / "history" / "index.html")
+    assert_links_resolve(result.out / "regressions" / "index.html")
+    assert_links_resolve(result.out / "runs" / "smoke-run" / "index.html")
     assert result.runs[0].verdict.startswith("fail")
 
 

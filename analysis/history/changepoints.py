@@ -51,7 +51,9 @@ def penalty(y: np.ndarray, tolerance: float) -> float:
 def detect_steps(y: np.ndarray, *, tolerance: float) -> list[Step]:
     """Steps in ``y`` ``(num_runs,)`` log10 values in run order; NaN entries not allowed."""
     y = np.asarray(y, dtype=np.float64)
-    if len(y) < 2 * MIN_SEGMENT:
+    # No two segment medians can differ by more than the range: nothing to fit (most
+    # series of a site's history, so publishing stays quick).
+    if len(y) < 2 * MIN_SEGMENT or np.ptp(y) <= np.log10(tolerance):
         return []
     ends = ruptures.Pelt(model="l1", min_size=MIN_SEGMENT, jump=1).fit(y).predict(
         pen=penalty(y, tolerance))

@@ -1,71 +1,112 @@
-"""``gradprobe history --html FILE``: the trends as one self-contained HTML page.
+"""The history page (``gradprobe history --html FILE``, ``site/history/index.html``): every
+series of the history over commits, as asv's graphs.
 
-One small panel per series (geometric mean over seeds with its 95% CI against the run
-index, log axis), dashed lines where a change point starts a new level; a table of the
-runs (date, commit, versions) and one of the change points. Inline SVG, no network.
+A selector of config, cell, parameter and metric picks one series; the page draws it over
+the commits (short hash on the axis, date and run on hover), plain and residual in the
+report's colours, with 95% CIs and dashed lines at change points. The headline cell,
+metric and parameter are selected first. Every series is in the page (no cap), and the
+selection is the URL fragment (``#config=..&cell=..&param=..&metric=..``), so each series
+has a link. Tables list every change point with the commits on each side, and the runs.
+
+The graph is drawn in the browser (``templates/history.js``) from the page's JSON data,
+since a static page cannot ask matplotlib for the series a reader picks; values are kept
+to 4 significant digits, which bounds what each run adds (full precision stays in
+``reports/history/``).
 """
 
 from __future__ import annotations
 
-import math
-import textwrap
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-from markupsafe import Markup
+import pandas as pd
 
-from gradprobe.analysis.history.run_history import Trend
+from gradprobe.analysis.history.changepoints import detect_steps
+from gradprobe.analysis.history.run_history import series_order
 from gradprobe.analysis.report.figures import METRIC_LABELS
-from gradprobe.analysis.report.pages import render_page
-from gradprobe.analysis.report.plot_style import to_svg
+from gradprobe.analysis.report.pages import json_script, render_page
+from gradprobe.analysis.stats.series import axis_columns, varying_axes
 from gradprobe.core.atomic_files import ensure_directory, write_text_atomic
 
-MAX_PANELS = 24  # beyond this the page is unreadable; narrow the selection instead
-STEP_COLOR, LINE_COLOR = "#D55E00", "#0072B2"
+SCRIPTS = ("history.js",)
+DIGITS = 4
+VARIANTS = {True: "residual", False: "plain"}
 
 
-def trend_figure(items: list[Trend]) -> plt.Figure:
-    """Panels of geo mean with CI over runs, change points marked."""
-    shown = items[:MAX_PANELS]
-    columns = min(3, len(shown))
-    rows = math.ceil(len(shown) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.4 * rows),
-                             squeeze=False)
-    for ax, trend in zip(axes.flat, shown, strict=False):
-        runs = trend.runs
-        x = np.arange(len(runs))
-        y = runs["geo_mean"].to_numpy()
-        error = np.vstack([y - runs["ci_low"].to_numpy(), runs["ci_high"].to_numpy() - y])
-        ax.errorbar(x, y, yerr=error, marker="o", ms=3, lw=1, capsize=2, color=LINE_COLOR)
-        for step in trend.steps:
-            ax.axvline(step.index - 0.5, ls="--", lw=1, color=STEP_COLOR)
-        ax.set_yscale("log")
-        ax.set_title("\n".join(textwrap.wrap(trend.label, 40)), fontsize=7)
-        ax.set_xlabel("run (oldest first)")
-        metric = trend.runs["metric"].iloc[0] if len(trend.runs) else ""
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=7)
-    for ax in list(axes.flat)[len(shown):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig
+def _round(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(f"{v:.{DIGITS}g}") for v in values]
 
 
-def render_history(items: list[Trend]) -> str:
-    """The page as an HTML string."""
-    runs = items[0].runs if items else None
-    steps = [{"series": t.label, "run": s.index, "commit": str(t.runs["git_commit"][s.index]),
-              "torch": t.runs["torch_version"][s.index], "ratio": f"{s.ratio:.4g}"}
-             for t in items for s in t.steps]
-    svg = to_svg(trend_figure(items), "history") if items else ""
-    svg = svg.replace("<svg ", '<svg role="img" aria-label="Trend of each selected series '
-                      'over runs, change points dashed" ', 1)
-    return render_page("history.html.j2",
-        n_series=len(items), shown=min(len(items), MAX_PANELS), svg=Markup(svg),
-        steps=steps, runs=[] if runs is None else runs.to_dict(orient="records"))
+def page_runs(history: pd.DataFrame, run_names: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per run in commit order: ``run_id``, ``commit`` (full hash or
+    ``unknown``), ``date`` (commit date, else run date; ``YYYY-MM-DD``), ``dirty``,
+    ``config``, ``name`` (the run directory's name where known, else the run id)."""
+    runs = history.drop_duplicates("run_id")
+    names = run_names or {}
+    return pd.DataFrame({
+        "run_id": runs["run_id"],
+        "commit": runs["git_commit"].fillna("unknown").astype(str),
+        "date": runs["commit_date"].fillna(runs["run_date"]).astype(str).str[:10],
+        "dirty": runs["git_dirty"].fillna(False).astype(bool),
+        "config": runs["config_name"],
+        "name": [names.get(r, r) for r in runs["run_id"]]}).reset_index(drop=True)
 
 
-def write_history_page(path: str | Path, items: list[Trend]) -> Path:
+def page_data(history: pd.DataFrame, *, tolerance: float,
+              run_names: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+    """The page's JSON (``runs``; ``series`` with ``config``, ``cell``, ``variant``,
+    ``param``, ``metric``, ``x`` (run positions), ``y``, ``lo``, ``hi``, ``steps``) and
+    the change points as table rows.
+
+    Series are contiguous slices of the rows sorted by :func:`series_order` (a site's
+    history has thousands; a DataFrame per series would take most of a publish)."""
+    runs = page_runs(history, run_names)
+    position = pd.Series(range(len(runs)), index=runs["run_id"])
+    rows = history[history["log10_mean"].notna()]
+    keys = ["config_name", *axis_columns(rows), "param", "metric"]
+    rows = series_order(rows, keys).reset_index(drop=True)
+    # A cell is named by the axes that vary within its config (residual is the variant).
+    named = {config: [c for c in varying_axes(part) if c != "residual"]
+             for config, part in rows.groupby("config_name")}
+    x = position[rows["run_id"]].to_numpy()
+    y, lo, hi = (rows[c].to_numpy(dtype=np.float64) for c in ("geo_mean", "ci_low", "ci_high"))
+    levels = rows["log10_mean"].to_numpy(dtype=np.float64)
+    groups = rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    bounds = [0, *np.flatnonzero(np.diff(groups)) + 1, len(rows)]
+    heads = rows[keys].iloc[bounds[:-1]].to_dict(orient="records")
+    series, changes = [], []
+    for start, end, key in zip(bounds[:-1], bounds[1:], heads, strict=True):
+        xs = x[start:end].tolist()
+        steps = [{"before": xs[s.index - 1], "after": xs[s.index], "ratio": s.ratio}
+                 for s in detect_steps(levels[start:end], tolerance=tolerance)]
+        item = {"config": str(key["config_name"]),
+                "cell": " ".join(f"{k}={key[k]}" for k in named[key["config_name"]])
+                or "(one cell)",
+                "variant": VARIANTS.get(key.get("residual"), ""), "param": str(key["param"]),
+                "metric": str(key["metric"]), "x": xs, "y": _round(y[start:end]),
+                "lo": _round(lo[start:end]), "hi": _round(hi[start:end]), "steps": steps}
+        series.append(item)
+        changes += [{**item, "ratio": f"{s['ratio']:.4g}", "before": runs.iloc[s["before"]],
+                     "after": runs.iloc[s["after"]]} for s in steps]
+    data = {"runs": runs[["commit", "date", "dirty", "name"]].to_dict(orient="records"),
+            "series": series, "metric_labels": dict(METRIC_LABELS)}
+    return data, changes
+
+
+def render_history(history: pd.DataFrame, *, tolerance: float,
+                   run_names: dict[str, str] | None = None,
+                   links: dict[str, str] | None = None) -> str:
+    """The page as an HTML string. ``history``: rows as :func:`read_history` returns them
+    (any subset); ``links``: navigation, title to relative URL (the site's index and
+    regressions page)."""
+    data, changes = page_data(history, tolerance=tolerance, run_names=run_names)
+    return render_page("history.html.j2", scripts=SCRIPTS, data=json_script(data),
+                       n_series=len(data["series"]), changes=changes,
+                       runs=page_runs(history, run_names).to_dict(orient="records"),
+                       links=links or {})
+
+
+def write_history_page(path: str | Path, history: pd.DataFrame, *, tolerance: float) -> Path:
     path = Path(path)
     ensure_directory(path.parent)
-    return write_text_atomic(path, render_history(items))
+    return write_text_atomic(path, render_history(history, tolerance=tolerance))

@@ -6,10 +6,15 @@
     site/runs.csv                 the same table as CSV
     site/runs/<run>/index.html    the run's report (self-contained, as `gradprobe report`)
     site/runs/<run>/manifest.json its manifest, for provenance
-    site/runs/<run>/compare.json  its comparison with a baseline, when it has one
-    site/<page>                   pages contributed by PAGE_HOOKS (history/index.html)
+    site/<page>                   pages contributed by PAGE_HOOKS (history/index.html,
+                                  regressions/index.html)
     site/.nojekyll                GitHub Pages: serve the files as they are
     site/.gradprobe-site          marks the directory as a gradprobe site
+
+A run's ``compare.json`` (megabytes for a large sweep) stays in its run directory: the
+site shows its verdicts in the run's report, the index and the regressions page, so what a
+run adds to the site is its report and manifest. The copied reports get links back to the
+index, the history and the regressions page.
 
 Every link is relative, every page self-contained, so the directory works from ``file://``,
 ``python -m http.server`` or GitHub Pages. The site is built in a hidden sibling directory
@@ -37,6 +42,7 @@ from markupsafe import Markup, escape
 
 from gradprobe.analysis.analyze import load_analysis
 from gradprobe.analysis.compare.compare_output import read_comparison as read_compare_json
+from gradprobe.analysis.history.regressions import side_name
 from gradprobe.analysis.report.headline import fmt_ci, fmt_p
 from gradprobe.analysis.report.pages import csv_data_uri, render_page, sort_value
 from gradprobe.analysis.report.report_page import headline_for, write_report
@@ -48,6 +54,7 @@ from gradprobe.core.errors import UserError
 MARKER = ".gradprobe-site"
 COMPARE_FILE = COMPARE_JSON
 HISTORY_DIR = "history"
+REGRESSIONS_DIR = "regressions"
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class RunEntry:
     path: Path
     config: str
     started_at: str  # ISO 8601, UTC
-    commit: str | None
+    commit: str | None  # the measured code's commit (the manifest's ``code``)
     dirty: bool
     torch: str
     devices: str
@@ -146,8 +153,8 @@ def run_entry(path: Path) -> RunEntry:
     has_ratio = row is not None and "ratio" in row
     return RunEntry(
         name=path.name, path=path, config=manifest.config.name,
-        started_at=manifest.started_at, commit=env["git"].get("commit"),
-        dirty=bool(env["git"].get("dirty")), torch=env["torch"],
+        started_at=manifest.started_at, commit=manifest.measured_commit,
+        dirty=bool((manifest.code or manifest.git).get("dirty")), torch=env["torch"],
         devices=devices_text(manifest), seeds=len(manifest.config.seeds),
         cells=len(manifest.cells), headline=f"{headline.metric}, {headline.where}",
         ratio=(row["ratio"], row["ratio_low"], row["ratio_high"]) if has_ratio else None,
@@ -205,7 +212,7 @@ def comparison_summary(data: dict) -> dict:
     tests.sort(key=lambda t: order.get(str(t.get("verdict")), 3))
     rows = [{k: t[k] for k in _TEST_COLUMNS if k in t} for t in tests]
     base = data.get("base") or {}
-    return {"baseline": base.get("label", "?"),
+    return {"baseline": side_name(base),
             "verdict": f"{data.get('gate', 'unknown')} ({shown})" if shown
             else str(data.get("gate", "unknown")),
             "verdicts": rows}
@@ -223,9 +230,17 @@ def latest_comparison(context: SiteContext) -> SiteSection | None:
                                      if not isinstance(v, dict | list)))
         body = render_page("_comparison.html.j2", run=run, comparison=comparison,
                            rows=rows, columns=columns,
-                           json_href=f"runs/{quote(run.name)}/{COMPARE_FILE}")
+                           json_href=f"{run.href}#comparison")
         return SiteSection("latest-comparison", "Latest comparison", Markup(body))
     return None
+
+
+def site_links(prefix: str, context: SiteContext) -> dict[str, str]:
+    """Navigation between the site's pages, relative to a page ``prefix`` (``../``) deep."""
+    links = {"All runs": f"{prefix}index.html"}
+    if any((context.reports / HISTORY_DIR).glob("run-*.parquet")):
+        links["History"] = f"{prefix}{HISTORY_DIR}/index.html"
+    return {**links, "Regressions": f"{prefix}{REGRESSIONS_DIR}/index.html"}
 
 
 def history_page(context: SiteContext) -> SitePage | None:
@@ -233,17 +248,27 @@ def history_page(context: SiteContext) -> SitePage | None:
     ``gradprobe history add`` appends) when it holds any run."""
     from gradprobe.analysis.compare.comparison import DEFAULT_TOLERANCE
     from gradprobe.analysis.history.history_page import render_history
-    from gradprobe.analysis.history.run_history import read_history, trends
+    from gradprobe.analysis.history.run_history import read_history, run_id
 
     root = context.reports / HISTORY_DIR
     if not any(root.glob("run-*.parquet")):
         return None
-    items = trends(read_history(root), tolerance=DEFAULT_TOLERANCE)
-    return SitePage(f"{HISTORY_DIR}/index.html", "History and change points",
-                    render_history(items))
+    names = {run_id(read_manifest(r.path)): r.name for r in context.runs}
+    html = render_history(read_history(root), tolerance=DEFAULT_TOLERANCE, run_names=names,
+                          links=site_links("../", context))
+    return SitePage(f"{HISTORY_DIR}/index.html", "History and change points", html)
 
 
-PAGE_HOOKS: list[Callable[[SiteContext], SitePage | None]] = [history_page]
+def regressions_page(context: SiteContext) -> SitePage:
+    """Every change the gate flagged in the published runs' comparisons, newest first."""
+    from gradprobe.analysis.history.regressions import render_regressions
+
+    return SitePage(f"{REGRESSIONS_DIR}/index.html", "Regressions",
+                    render_regressions(context.runs, links=site_links("../", context)))
+
+
+PAGE_HOOKS: list[Callable[[SiteContext], SitePage | None]] = [history_page,
+                                                               regressions_page]
 SECTION_HOOKS: list[Callable[[SiteContext], SiteSection | None]] = [latest_comparison]
 
 
@@ -281,21 +306,30 @@ def render_index(runs: list[RunEntry], pages: list[SitePage], sections: list[Sit
                        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def _copy_run(run: RunEntry, into: Path) -> None:
-    """The run's report, manifest and comparison into ``into`` (``site/runs/<run>``).
+def _copy_run(run: RunEntry, into: Path, pages: list[SitePage]) -> None:
+    """The run's report and manifest into ``into`` (``site/runs/<run>``), the report with
+    links to the index and ``pages``.
 
     The report is the run directory's own, unless it is missing or shows another analysis
     than the current one (re-analysed since): then it is rendered afresh into the site, and
     the run directory is left as it is."""
     into.mkdir(parents=True)
     report = run.path / "index.html"
-    if report_is_current(report, run.analysed_at):
-        _copy(report, into / "index.html")
-    else:
-        write_report(run.path, out=into / "index.html", analysis=load_analysis(run.path))
-    for name in (MANIFEST_FILE, COMPARE_FILE):
-        if (run.path / name).is_file():
-            _copy(run.path / name, into / name)
+    if not report_is_current(report, run.analysed_at):
+        report = write_report(run.path, out=into / "index.html",
+                              analysis=load_analysis(run.path))
+    html = report.read_text(encoding="utf-8")
+    links = {"All runs": "../../index.html",
+             **{p.title: f"../../{p.path}" for p in pages}}
+    nav = "".join(f'<a href="{escape(href)}">{escape(title)}</a>'
+                  for title, href in links.items())
+    write_text_atomic(into / "index.html", html.replace(REPORT_NAV, REPORT_NAV + nav, 1))
+    if (run.path / MANIFEST_FILE).is_file():
+        _copy(run.path / MANIFEST_FILE, into / MANIFEST_FILE)
+
+
+# The report's table of contents (report.html.j2): the site's links go first in it.
+REPORT_NAV = '<nav class="toc" aria-label="Sections">'
 
 
 def report_is_current(report: Path, analysed_at: str) -> bool:
@@ -316,9 +350,9 @@ def build_site(reports: Path, into: Path) -> PublishResult:
     """Write the whole site into the empty directory ``into``."""
     runs, skipped = find_runs(reports)
     context = SiteContext(reports, tuple(runs))
-    for run in runs:
-        _copy_run(run, into / "runs" / run.name)
     pages = [p for hook in PAGE_HOOKS if (p := hook(context)) is not None]
+    for run in runs:
+        _copy_run(run, into / "runs" / run.name, pages)
     for page in pages:
         (into / page.path).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(into / page.path, page.html)

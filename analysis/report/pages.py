@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import numbers
 from dataclasses import dataclass
@@ -44,20 +45,34 @@ def environment() -> jinja2.Environment:
 
 
 @cache
-def page_assets() -> PageAssets:
+def page_assets(scripts: tuple[str, ...] = ("tables.js",)) -> PageAssets:
+    """The style, and the ``scripts`` (template files) joined into the one inline script
+    the CSP admits."""
     style = (TEMPLATES / "page.css").read_text(encoding="utf-8")
-    script = (TEMPLATES / "tables.js").read_text(encoding="utf-8")
+    script = "\n".join((TEMPLATES / name).read_text(encoding="utf-8") for name in scripts)
     if "</" in script:  # would end the <script> element early
-        raise ValueError("tables.js must not contain '</'")
+        raise ValueError(f"{', '.join(scripts)} must not contain '</'")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
     return PageAssets(Markup(style), Markup(script), csp)
 
 
-def render_page(template: str, **context) -> str:
-    """Render ``templates/<template>`` with the shared ``assets`` in its context."""
-    return environment().get_template(template).render(assets=page_assets(), **context)
+def render_page(template: str, *, scripts: tuple[str, ...] = ("tables.js",),
+                **context) -> str:
+    """Render ``templates/<template>`` with the shared ``assets`` (style, ``scripts``, CSP)
+    in its context."""
+    return environment().get_template(template).render(assets=page_assets(scripts),
+                                                        **context)
+
+
+def json_script(data: Any) -> Markup:
+    """``data`` as JSON for a ``<script type="application/json">`` element: every ``<``,
+    ``>`` and ``&`` escaped so that no string in it can end the element (the browser never
+    runs it; the page script parses it)."""
+    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e")
+                  .replace("&", "\\u0026"))
 
 
 def sort_value(value: Any) -> str:

@@ -9,7 +9,11 @@
 * ``sweep_axes``: the record columns that vary across cells
 * ``factories``: per ``[model]``/``[data] factory`` (or function passed from Python),
   ``module``, ``qualname``, ``file``, ``source_sha256`` and ``from_python``
-* ``environment``: see :func:`environment`
+* ``environment``: see :func:`environment` (its ``git`` is gradprobe's own checkout)
+* ``code``: the git state of the measured code (:func:`code_state`): ``commit``,
+  ``commit_date`` (committer date, ISO 8601), ``branch`` (null when detached), ``dirty``
+  (tracked files modified; untracked files such as ``reports/`` do not count) and
+  ``source`` (``factory <spec>`` or ``working directory``); every value null outside git
 * ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``,
   ``executor`` (its name, kept for older readers)
 * ``executor``: ``name`` (``local``, ``processes`` or ``dask``), ``workers`` (worker
@@ -61,19 +65,49 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _git(root: Path, *args: str) -> str | None:
+    """``git -C root args`` stdout stripped, or None when git or the repository is absent."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                              text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
 def git_state(root: Path = _SOURCE_ROOT) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the gradprobe source tree."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
-                                  text=True, timeout=10, check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain") if commit else None
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain") if commit else None
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def repository_state(root: Path) -> dict[str, Any]:
+    """Commit, committer date, branch (None when detached) and dirty flag of the git
+    repository holding ``root``; every value None when it is in none."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if not commit:
+        return {"commit": None, "commit_date": None, "branch": None, "dirty": None}
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    # Untracked files are left out: the reports a run writes into the user's checkout
+    # would otherwise mark every run dirty.
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "commit_date": _git(root, "log", "-1", "--format=%cI", commit),
+            "branch": None if branch in (None, "HEAD") else branch,
+            "dirty": bool(status) if status is not None else None}
+
+
+def code_state(factories: Mapping[str, Mapping[str, Any]],
+               cwd: Path | None = None) -> dict[str, Any]:
+    """The git state of the measured code: the repository of the first factory (in spec
+    order) whose source file is in one, else that of the working directory ``cwd``."""
+    for spec, entry in sorted(factories.items()):
+        file = entry.get("file")
+        if file and Path(file).is_file():
+            state = repository_state(Path(file).resolve().parent)
+            if state["commit"]:
+                return {**state, "source": f"factory {spec}"}
+    return {**repository_state(cwd or Path.cwd()), "source": "working directory"}
 
 
 def cpu_name() -> str:
@@ -146,7 +180,8 @@ def new_manifest(config, cells, overrides: dict[str, Any]) -> dict[str, Any]:
         "cells": [{"cell_id": c.cell_id, "axes": c.axes(), "n_seeds": len(c.seeds)}
                   for c in cells],
         "sweep_axes": config.sweep_axes(),
-        "factories": factory_provenance(cells),
+        "factories": (factories := factory_provenance(cells)),
+        "code": code_state(factories),
         "environment": environment(),
         "started_at": utc_now(),
         "finished_at": None,
@@ -203,6 +238,7 @@ class Manifest:
     batching: Mapping[str, Mapping[str, Any]]
     peak_memory: Mapping[str, Any]
     factories: Mapping[str, Mapping[str, Any]]
+    code: Mapping[str, Any]
     document: Mapping[str, Any] = field(repr=False)
 
     @cached_property
@@ -221,7 +257,13 @@ class Manifest:
 
     @property
     def git(self) -> Mapping[str, Any]:
+        """gradprobe's own checkout: ``commit`` and ``dirty``."""
         return self.environment.get("git") or {}
+
+    @property
+    def measured_commit(self) -> str | None:
+        """The measured code's commit; gradprobe's for manifests written before ``code``."""
+        return self.code.get("commit") if self.code else self.git.get("commit")
 
     @property
     def cell_ids(self) -> list[str]:
@@ -266,7 +308,7 @@ class Manifest:
             timings=document.get("timings") or {}, batching=document.get("batching") or {},
             peak_memory=document.get("peak_memory") or {},
             factories=document.get("factories") or {},
-            document=document)
+            code=document.get("code") or {}, document=document)
 
 
 def read_manifest(run_dir: str | Path) -> Manifest:

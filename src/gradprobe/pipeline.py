@@ -9,6 +9,7 @@ regression; ``make check-regression`` (``gradprobe compare``) is the gate.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def bench_pipeline(*, config_path: str | Path = "default", root: Path = Path("re
     """Run ``config_path`` into ``root/<name>-<time>``, analyse it, compare it with the
     newest earlier complete run of the same config under ``root`` (``compare.json`` in the
     run directory), write the report, append the run to ``root/history/`` and copy the
-    report to ``root/latest/index.html``."""
+    report to ``root/latest/<config name>/index.html`` (one per config: a run of another
+    config does not replace it)."""
     from gradprobe.analysis.compare.compare_output import compare_dirs
     from gradprobe.analysis.history.run_history import append_run
 
@@ -53,11 +55,17 @@ def bench_pipeline(*, config_path: str | Path = "default", root: Path = Path("re
     verdicts = compare_dirs(previous, run_dir)[0].counts() if previous else None
     report = write_report(run_dir, analysis=analysis)
     history, _ = append_run(run_dir, root=root / HISTORY)
-    latest = root / "latest" / "index.html"
+    latest = root / "latest" / latest_name(config.name) / "index.html"
     ensure_directory(latest.parent)
     copy_file_atomic(report, latest)
     return BenchResult(run_dir, report, latest, headline_for(analysis).text, previous,
                        verdicts, history)
+
+
+def latest_name(config_name: str) -> str:
+    """The folder of ``config_name`` under ``latest/``: one path segment, whatever the
+    name holds."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", config_name).strip(".") or "_"
 
 
 def previous_run(root: Path, name: str, *, exclude: Path) -> Path | None:
@@ -74,3 +82,36 @@ def previous_run(root: Path, name: str, *, exclude: Path) -> Path | None:
                 and manifest.config.name == name):
             found.append((manifest.started_at, run_dir))
     return max(found)[1] if found else None
+
+
+def previous_of(run_dir: str | Path) -> Path:
+    """``gradprobe compare --previous RUN``: the most recently started complete run of
+    RUN's config, beside RUN (in its parent directory), that started before RUN."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    found = []
+    for path in run_dir.parent.glob(f"*/{MANIFEST_FILE}"):
+        try:
+            other = read_manifest(path.parent)
+        except UserError:
+            continue
+        if (path.parent.resolve() != run_dir.resolve() and other.status == "complete"
+                and other.config.name == manifest.config.name
+                and other.started_at < manifest.started_at):
+            found.append((other.started_at, path.parent))
+    if not found:
+        raise UserError(f"--previous {run_dir}: no complete run of config "
+                        f"{manifest.config.name!r} started before it in {run_dir.parent}; "
+                        "name the base directory instead")
+    return max(found)[1]
+
+
+def baseline_path(name: str, root: str | Path = Path("reports") / "baselines") -> Path:
+    """``gradprobe compare --baseline NAME``: the saved baseline ``root/NAME``."""
+    path = Path(root) / name
+    if not (path / MANIFEST_FILE).is_file():
+        saved = sorted(p.parent.name for p in Path(root).glob(f"*/{MANIFEST_FILE}"))
+        raise UserError(f"--baseline {name}: no baseline {path}; saved ones: "
+                        f"{', '.join(saved) or 'none'} (save one with `gradprobe baseline "
+                        "save RUN_DIR --name NAME`)")
+    return path

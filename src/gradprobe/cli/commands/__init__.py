@@ -2,4 +2,4 @@
 and sets ``func`` to a thin function that calls one plain function with keyword arguments."""
 
 COMMANDS = ("run", "analyze", "report", "bench", "publish", "baseline", "compare",
-            "calibrate", "history")
+            "calibrate", "history", "bisect")

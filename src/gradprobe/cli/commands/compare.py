@@ -1,10 +1,13 @@
-"""``gradprobe compare BASE RUN``: the statistical regression gate (exit 1 on a regression)."""
+"""``gradprobe compare BASE RUN`` (or ``--baseline NAME RUN``, ``--previous RUN``): the
+statistical regression gate (exit 1 on a regression)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
+
+from gradprobe.core.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -14,8 +17,16 @@ def add_parser(sub) -> None:
         "metric: regressed, improved, unchanged or inconclusive. Exit 0 when nothing "
         "regressed, 1 when something did, 2 on bad input. With GITHUB_STEP_SUMMARY set, "
         "compare.md is appended to it.")
-    compare.add_argument("base", type=Path, help="baseline or run directory")
-    compare.add_argument("run", type=Path, help="run (or baseline) directory under test")
+    compare.add_argument("paths", type=Path, nargs="+", metavar="[BASE] RUN",
+                         help="baseline or run directory, then the run (or baseline) "
+                         "directory under test; RUN alone with --baseline or --previous")
+    which = compare.add_mutually_exclusive_group()
+    which.add_argument("--baseline", metavar="NAME", help="compare with the saved baseline "
+                       "NAME (under --baselines)")
+    which.add_argument("--previous", action="store_true", help="compare with the previous "
+                       "complete run of RUN's config beside it")
+    compare.add_argument("--baselines", type=Path, default=Path("reports/baselines"),
+                         help="where --baseline looks (default reports/baselines)")
     compare.add_argument("--alpha", type=float, help="false discovery rate (default 0.05, "
                          "or [compare] alpha of RUN's config)")
     compare.add_argument("--tolerance", type=float, help="ratio band [1/t, t] that counts "
@@ -40,7 +51,8 @@ def command(args: argparse.Namespace) -> int:
     )
     from gradprobe.api import compare
 
-    result = compare(args.base, args.run, alpha=args.alpha, tolerance=args.tolerance,
+    base, run = sides(args)
+    result = compare(base, run, alpha=args.alpha, tolerance=args.tolerance,
                      n_resamples=args.resamples, seed=args.bootstrap_seed, out=args.out)
     comparison, written = result.detail, list(result.files)
     if args.json:
@@ -57,3 +69,18 @@ def command(args: argparse.Namespace) -> int:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown[0].read_text(encoding="utf-8"))
     return result.exit_code
+
+
+def sides(args: argparse.Namespace) -> tuple[Path, Path]:
+    """BASE and RUN from the positional paths, --baseline or --previous."""
+    from gradprobe.pipeline import baseline_path, previous_of
+
+    shortcut = args.baseline is not None or args.previous
+    if len(args.paths) != (1 if shortcut else 2):
+        raise UserError("compare: give BASE RUN, or RUN alone with --baseline NAME or "
+                        f"--previous (got {len(args.paths)} paths)")
+    if args.baseline is not None:
+        return baseline_path(args.baseline, args.baselines), args.paths[0]
+    if args.previous:
+        return previous_of(args.paths[0]), args.paths[0]
+    return args.paths[0], args.paths[1]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gradprobe.core.errors import EXIT_OK, UserError
@@ -31,6 +32,8 @@ def add_parser(sub) -> None:
     history.add_argument("--tolerance", type=float, help="smallest step reported "
                          "(default: the compare tolerance)")
     history.add_argument("--html", type=Path, help="also write the trends page here")
+    history.add_argument("--json", action="store_true", help="print the series as one "
+                         "JSON object instead of the text")
     history.set_defaults(func=show_command)
     verbs = history.add_subparsers(dest="history_command")
     add = verbs.add_parser("add", help="append an analysed run to the history")
@@ -50,15 +53,25 @@ def add_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     from gradprobe.analysis.compare.comparison import DEFAULT_TOLERANCE
     from gradprobe.analysis.history.history_page import write_history_page
-    from gradprobe.analysis.history.run_history import format_trends, read_history, trends
+    from gradprobe.analysis.history.run_history import (
+        format_trends,
+        read_history,
+        select_rows,
+        trends,
+        trends_json,
+    )
+    from gradprobe.core.json_output import to_json
 
     tolerance = args.tolerance or DEFAULT_TOLERANCE
     if tolerance <= 1:
         raise UserError(f"--tolerance {tolerance}: must be a ratio > 1")
-    items = trends(read_history(args.root), metrics=tuple(args.metric or ["grad_mean_abs"]),
+    history = read_history(args.root)
+    items = trends(history, metrics=tuple(args.metric or ["grad_mean_abs"]),
                    params=tuple(args.param or ["layers.0.weight"]), where=dict(args.where),
                    config=args.config, tolerance=tolerance)
-    print(format_trends(items))
-    if args.html:
-        print(f"-> {write_history_page(args.html, items)}")
+    print(to_json(trends_json(items)) if args.json else format_trends(items))
+    if args.html:  # the page offers every series of the selected configs and cells
+        rows = select_rows(history, where=dict(args.where), config=args.config)
+        written = write_history_page(args.html, rows, tolerance=tolerance)
+        print(f"-> {written}", file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
