@@ -107,10 +107,21 @@ class Trend:
     steps: list[Step]
 
 
-def trends(history: pd.DataFrame, *, metrics=("grad_mean_abs",), params=("layers.0.weight",),
-           where: dict | None = None, config: str | None = None,
-           tolerance: float) -> list[Trend]:
-    """Select series (config name, metrics, parameters, axis values) and detect steps."""
+def input_side_weights(history: pd.DataFrame) -> tuple[str, ...]:
+    """Per config, its input-side weight: the first parameter whose kind ends in ``weight``
+    at the lowest layer index (``layers.0.weight`` for the MLP, ``blocks.0.norm1.weight``
+    for the transformer preset); the default series of :func:`trends`."""
+    weights = history[history["kind"].astype(str).str.endswith("weight")]
+    first = weights.sort_values("layer", kind="stable").groupby("config_name")["param"].first()
+    return tuple(dict.fromkeys(first))
+
+
+def trends(history: pd.DataFrame, *, metrics=("grad_mean_abs",),
+           params: tuple[str, ...] | None = None, where: dict | None = None,
+           config: str | None = None, tolerance: float) -> list[Trend]:
+    """Select series (config name, metrics, parameters, axis values) and detect steps;
+    ``params`` None selects each config's :func:`input_side_weights`."""
+    params = input_side_weights(history) if params is None else params
     rows = history[history["metric"].isin(metrics) & history["param"].isin(params)]
     if config is not None:
         rows = rows[rows["config_name"] == config]

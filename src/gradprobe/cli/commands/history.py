@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
     history.add_argument("--root", type=Path, default=DEFAULT_ROOT,
                          help="history directory (default reports/history)")
     history.add_argument("--metric", action="append", help="metric(s) (default grad_mean_abs)")
-    history.add_argument("--param", action="append", help="parameter(s) (default "
-                         "layers.0.weight)")
+    history.add_argument("--param", action="append", help="parameter(s) (default: each "
+                         "config's input-side weight, e.g. layers.0.weight)")
     history.add_argument("--where", action="append", type=_where, default=[],
                          help="axis filter KEY=VALUE, repeatable (e.g. depth=3)")
     history.add_argument("--config", help="only runs of this config name")
@@ -56,7 +56,7 @@ def show_command(args: argparse.Namespace) -> int:
     if tolerance <= 1:
         raise UserError(f"--tolerance {tolerance}: must be a ratio > 1")
     items = trends(read_history(args.root), metrics=tuple(args.metric or ["grad_mean_abs"]),
-                   params=tuple(args.param or ["layers.0.weight"]), where=dict(args.where),
+                   params=tuple(args.param) if args.param else None, where=dict(args.where),
                    config=args.config, tolerance=tolerance)
     print(format_trends(items))
     if args.html:
