@@ -276,3 +276,34 @@ def test_published_site_works_offline_and_links_to_every_report(browser, reports
     assert all(url.endswith("/index.html") and "/runs/" in url for url, _ in visited.values())
     assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
     assert log.external() == []
+
+
+TABLE_FITS = """() => { const t = document.querySelector('#headline-table');
+  return {table: t.getBoundingClientRect().width,
+          column: t.closest('section').getBoundingClientRect().width}; }"""
+
+
+def test_a_factory_model_report_loads_and_fits_the_page(browser, transformer_analysis,
+                                                        tmp_path):
+    """The transformer preset's report: figures drawn, the headline figure on top, the
+    per-role headline table inside its column at 1400 px, nothing wider than the window."""
+    path = write_report(transformer_analysis.run_dir, analysis=transformer_analysis,
+                        out=tmp_path / "index.html")
+    with open_page(browser, path.as_uri(), width=1400) as (page, log):
+        page.evaluate(DECODE_IMAGES)
+        figures = page.eval_on_selector_all("figure[id^='figure-']", FIGURE_SIZES)
+        fits = page.evaluate(TABLE_FITS)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert log.external() == [] and log.console_errors == [] and log.page_errors == []
+    assert [f["id"] for f in figures] == ["figure-headline", "figure-profile", "figure-depth",
+                                          "figure-seeds"]
+    for f in figures:
+        assert f["count"] == 1 and f["width"] > 100 and f["height"] > 100, f
+    assert fits["table"] <= fits["column"] and overflow <= 0
+
+
+def test_the_headline_table_fits_its_column_at_1400_px(browser, report):
+    with open_page(browser, report.as_uri(), width=1400) as (page, _):
+        fits = page.evaluate(TABLE_FITS)
+    assert fits["table"] <= fits["column"], fits
