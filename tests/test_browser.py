@@ -62,7 +62,7 @@ def test_report_loads_offline_without_errors(browser, report):
     assert log.external() == []
     assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
     assert [f["id"] for f in figures] == ["figure-profile", "figure-ratio", "figure-depth",
-                                          "figure-seeds"]
+                                          "figure-width", "figure-seeds"]
     for f in figures:
         assert f["count"] == 1 and f["width"] > 100 and f["height"] > 100, f
         assert f["natural"] is None or f["natural"] > 0, f
@@ -208,7 +208,8 @@ def test_every_figure_and_the_headline_download_as_csv(browser, report, smoke_an
     assert list(table["param"]) == list(headline.table["param"])
     assert np.allclose(table["plain"], headline.table["plain"], rtol=1e-12)
     assert np.allclose(table["ratio_high"], headline.table["ratio_high"], rtol=1e-12)
-    assert set(figures) == {"figure-profile", "figure-ratio", "figure-depth", "figure-seeds"}
+    assert set(figures) == {"figure-profile", "figure-ratio", "figure-depth", "figure-width",
+                            "figure-seeds"}
     for key, (stated, filename, frame) in figures.items():
         assert filename.endswith(f"-{key.removeprefix('figure-')}.csv")
         assert len(frame) == stated > 0, key
@@ -216,6 +217,8 @@ def test_every_figure_and_the_headline_download_as_csv(browser, report, smoke_an
         figures["figure-profile"][2].columns)
     assert {"depth", "width", "ratio", "ci_low", "ci_high", "p_adjusted"} <= set(
         figures["figure-ratio"][2].columns)
+    assert {"width", "metric", "param", "geo_mean", "exponent", "exponent_low",
+            "exponent_high"} <= set(figures["figure-width"][2].columns)
     assert log.external() == [] and log.console_errors == []
 
 

@@ -86,7 +86,7 @@ def test_axes_name_quantity_unit_and_statistic(built):
 
 
 def test_every_figure_has_alt_text_a_caption_and_one_colour_per_variant(built):
-    assert list(built) == ["profile", "ratio", "depth", "seeds"]
+    assert list(built) == ["profile", "ratio", "depth", "width", "seeds"]
     for key, figure in built.items():
         assert figure.alt in str(figure.image) or figure.alt.replace("'", "&#39;") in str(
             figure.image)
@@ -134,7 +134,8 @@ def test_captions_put_ratios_in_words():
 # must be in its rows. The per-block profile shows the deepest depth only.
 HEADLINE_CELL = {"depth", "width", "norm_position"}
 FIXED_BY_DESIGN = {"profile": {"width"}, "ratio": set(), "depth": set(),
-                   "seeds": HEADLINE_CELL, "headline": HEADLINE_CELL}
+                   "seeds": HEADLINE_CELL, "headline": HEADLINE_CELL,
+                   "width": HEADLINE_CELL - {"width"}}
 
 
 def _drawn_figures(analysis, monkeypatch) -> dict:

@@ -20,6 +20,7 @@ from gradprobe.analysis.report import figures as fig
 from gradprobe.analysis.report.headline import fmt, select
 from gradprobe.analysis.report.param_groups import is_blocked
 from gradprobe.analysis.report.plot_style import embed
+from gradprobe.analysis.report.width_figures import width_check, width_data
 from gradprobe.analysis.stats.series import varying_axes
 from gradprobe.bench.store.records import read_records
 
@@ -135,6 +136,17 @@ def _depth_caption(data: pd.DataFrame) -> str:
             "residual curves (below 1 per layer: vanishing; above 1: exploding)." + slope)
 
 
+def _width_caption(data: pd.DataFrame) -> str:
+    fits = data.drop_duplicates(["metric", "variant", "param"]).dropna(subset=["exponent"])
+    flat = fits[(fits["exponent_low"] <= 0) & (fits["exponent_high"] >= 0)]
+    return ("The coordinate check of muP (Yang et al. 2021): each quantity against width on "
+            "log-log axes at the headline depth; a flat line keeps its size as the network "
+            "widens, slope a means it scales as width^a. Exponents are fitted per seed "
+            "(least squares on log10 values) and averaged over seeds with a 95% bootstrap "
+            f"interval. {len(flat)} of {len(fits)} fitted exponents have an interval that "
+            "includes 0 (no detectable change with width).")
+
+
 def _seed_caption(metric: str, blocked: bool = False) -> Callable[[pd.DataFrame], str]:
     def caption(data: pd.DataFrame) -> str:
         hidden = int((~fig.drawable(data[metric])).sum())
@@ -163,6 +175,7 @@ def build_figures(analysis: Analysis, selection: dict, metric: str) -> list[Repo
     swept = swept_values(analysis)
     settings = [a for a in swept if a not in ("depth", "width", "residual")]
     by_width = {k: v for k, v in selection.items() if k == "width"}
+    no_width = {k: v for k, v in selection.items() if k != "width"}
     name = fig.METRIC_LABELS.get(metric, metric)
     seeds = _headline_seed_values(analysis, selection, metric)
     blocked = is_blocked(summary["param"])
@@ -191,6 +204,11 @@ def build_figures(analysis: Analysis, selection: dict, metric: str) -> list[Repo
               fig.depth_data(summary, trends, metric, settings), metric, _depth_caption,
               f"Line charts, one per width, of the first layer's {name} against depth on a "
               "log axis, plain and residual with 95% bands and dashed fitted lines.", swept),
+        _make("width", "Width coordinate check", width_check,
+              width_data(select(summary, no_width), analysis.width), metric, _width_caption,
+              "Log-log charts of the RMS of each layer's output and of its mean absolute "
+              "weight gradient against width, one colour per parameter, plain and residual "
+              "in separate panels, with dashed fitted power laws.", swept),
         _make("seeds", "Every seed of the headline configuration", fig.seed_distribution,
               fig.seed_data(seeds, metric, blocked=blocked).assign(**selection), metric,
               _seed_caption(metric, blocked),
