@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
+from matplotlib.lines import Line2D
 
 from gradprobe.analysis.report.figures import (
     METRIC_LABELS,
@@ -30,6 +31,7 @@ from gradprobe.analysis.report.plot_style import (
     decade_ticks,
     integer_ticks,
     legend_on_top,
+    series_style,
     shared_labels,
     variant_handles,
 )
@@ -100,15 +102,20 @@ def role_ratios(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     if data.empty:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    palette = sns.color_palette("colorblind", n_colors=max(3, data["role"].nunique()))
-    for color, role in zip(palette, role_order(data), strict=False):
+    handles = []
+    for i, role in enumerate(role_order(data)):
+        style = series_style(i)
+        handles.append(Line2D([], [], lw=1.2, ms=5, label=role, **style))
         part = data[data["role"] == role].sort_values("block")
         low = part["ci_low"].where(np.isfinite(part["ci_low"]), part["ratio"])
         high = part["ci_high"].where(np.isfinite(part["ci_high"]), part["ratio"])
+        significant = part["significant"].astype(bool).to_numpy()
         ax.errorbar(part["block"], part["ratio"], yerr=[part["ratio"] - low, high - part["ratio"]],
-                    color=color, lw=1.2, capsize=2, marker="o", ms=4, label=role)
-        ns = part[~part["significant"].astype(bool)]
-        ax.plot(ns["block"], ns["ratio"], ls="none", marker="o", ms=4, mfc="white", color=color)
+                    lw=1.2, capsize=2, ms=0, **style)
+        ax.plot(part["block"][significant], part["ratio"][significant], ls="none", ms=5,
+                **style)
+        ax.plot(part["block"][~significant], part["ratio"][~significant], ls="none", ms=6,
+                mfc="white", mew=1.3, **style)
     ax.axhline(1.0, color="#444444", lw=0.8, ls=":")
     ax.set_yscale("log")
     decade_ticks(ax)
@@ -117,7 +124,7 @@ def role_ratios(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     count = seeds_label(data, used="n_pairs", what="seed pairs")
     ax.set_ylabel(f"residual / plain\n{METRIC_LABELS.get(metric, metric)} (log scale)\n"
                   f"{count.replace('geometric mean', 'paired ratio')}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7.5,
-              title="role (hollow: not significant)", title_fontsize=7.5)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize=7.5, title="role (hollow: not significant)", title_fontsize=7.5)
     fig.tight_layout()
     return fig

@@ -37,6 +37,19 @@ VARIANT_COLORS = {"plain": "#0072B2", "residual": "#D55E00"}  # Okabe-Ito blue, 
 VARIANT_ORDER = ["plain", "residual"]
 # Line style and marker per variant, so the two never differ by colour alone.
 VARIANT_STYLES = {"plain": {"ls": "-", "marker": "o"}, "residual": {"ls": "--", "marker": "s"}}
+# Colours and markers for series that are not variants (parameter roles, layers): the
+# Okabe-Ito/seaborn colour-blind palette without its blues and oranges, which mean plain and
+# residual everywhere else; markers cycle with another period so pairs stay distinct.
+SERIES_COLORS = ["#029E73", "#CC78BC", "#CA9161", "#949494", "#6A3D9A", "#56B4E9"]
+SERIES_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+
+def series_style(i: int) -> dict:
+    """Colour and marker of the ``i``-th non-variant series."""
+    return {"color": SERIES_COLORS[i % len(SERIES_COLORS)],
+            "marker": SERIES_MARKERS[i % len(SERIES_MARKERS)]}
+
+
 # Diverging map for residual/plain ratios: purple-green stays clear of the two variant
 # colours (a blue-red map would read as "plain" vs "residual") and is colour-blind safe
 # (ColorBrewer PRGn).

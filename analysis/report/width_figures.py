@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.ticker import FixedLocator, NullLocator
 
@@ -22,7 +21,7 @@ from gradprobe.analysis.report.figures import (
     with_variant,
 )
 from gradprobe.analysis.report.param_groups import is_blocked, with_blocks
-from gradprobe.analysis.report.plot_style import decade_ticks, shared_labels
+from gradprobe.analysis.report.plot_style import decade_ticks, series_style, shared_labels
 from gradprobe.analysis.stats.series import axis_columns
 
 WIDTH_METRICS = ("act_rms", "grad_mean_abs")
@@ -70,13 +69,12 @@ def width_check(data: pd.DataFrame, metric: str = "") -> plt.Figure | None:
         return None
     panels = list(data.groupby(["metric", "variant"], sort=False))
     params = list(dict.fromkeys(data.sort_values("layer")["param"]))
-    colors = dict(zip(params, sns.color_palette("colorblind", n_colors=max(3, len(params))),
-                      strict=False))
+    styles = {param: series_style(i) for i, param in enumerate(params)}
     fig, axes = plt.subplots(len(panels), 1, figsize=(7.2, 2.3 * len(panels)), squeeze=False)
     widths = sorted(data["width"].unique())
     for ax, ((name, variant), panel) in zip(axes.flat, panels, strict=True):
         for param, part in panel.groupby("param", sort=False):
-            _power_law(ax, part.sort_values("width"), colors[param])
+            _power_law(ax, part.sort_values("width"), styles[param])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(FixedLocator(widths))
@@ -91,12 +89,12 @@ def width_check(data: pd.DataFrame, metric: str = "") -> plt.Figure | None:
     return fig
 
 
-def _power_law(ax: plt.Axes, part: pd.DataFrame, color) -> None:
+def _power_law(ax: plt.Axes, part: pd.DataFrame, style: dict) -> None:
     row = part.iloc[0]
     x, y = part["width"].to_numpy(dtype=float), part["geo_mean"].to_numpy()
-    ax.errorbar(x, y, yerr=[y - part["ci_low"], part["ci_high"] - y], color=color, lw=0,
-                elinewidth=1, capsize=2, marker="o", ms=3, label=exponent_label(row))
+    ax.errorbar(x, y, yerr=[y - part["ci_low"], part["ci_high"] - y], lw=0, elinewidth=1,
+                capsize=2, ms=4, label=exponent_label(row), **style)
     if np.isfinite(row["exponent"]):
         grid = np.geomspace(x.min(), x.max(), 20)
         ax.plot(grid, 10 ** (row["intercept"] + row["exponent"] * np.log10(grid)), ls="--",
-                lw=1, color=color)
+                lw=1, color=style["color"])
