@@ -11,6 +11,9 @@ Writes ``<run>/analysis/``:
   empty for one device)
 * ``cost.parquet``: time per seed per device, dtype and variant
   (:mod:`gradprobe.analysis.stats.device_agreement`)
+* ``width.parquet``: log-log exponents of activations and gradients against width, the
+  coordinate check (:mod:`gradprobe.analysis.stats.width_scaling`; empty unless width is
+  swept)
 * ``train_curves``, ``train_grads``, ``train_reach``, ``train_tests``, ``train_final``
   ``.parquet``: training statistics (:mod:`gradprobe.analysis.stats.training_stats`; empty without
   ``[train]``)
@@ -41,6 +44,7 @@ from gradprobe.analysis.stats.theory import predicted_slopes
 from gradprobe.analysis.stats.training_stats import TABLES as TRAIN_TABLES
 from gradprobe.analysis.stats.training_stats import analyze_training
 from gradprobe.analysis.stats.trends import depth_trends, layer_contrasts
+from gradprobe.analysis.stats.width_scaling import width_exponents
 from gradprobe.bench.store.manifest import Manifest, read_manifest, utc_now
 from gradprobe.bench.store.records import read_records
 from gradprobe.bench.store.run_dir import ANALYSIS_DIR
@@ -50,10 +54,11 @@ from gradprobe.core.documents import read_versioned_json
 from gradprobe.core.errors import UserError
 
 ANALYSIS_VERSION = 3
-TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost", *TRAIN_TABLES)
-# Tables added after version 1 (devices, cost) and 2 (training): an older analysis reads
-# them as empty.
-OPTIONAL_TABLES = ("devices", "cost", *TRAIN_TABLES)
+TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost", *TRAIN_TABLES,
+          "width")
+# Tables added after version 1 (devices, cost), 2 (training) and during 3 (width): an
+# older analysis reads them as empty.
+OPTIONAL_TABLES = ("devices", "cost", *TRAIN_TABLES, "width")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Analysis:
     meta: dict
     devices: pd.DataFrame = field(default_factory=pd.DataFrame)
     cost: pd.DataFrame = field(default_factory=pd.DataFrame)
+    width: pd.DataFrame = field(default_factory=pd.DataFrame)
     train_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     train_grads: pd.DataFrame = field(default_factory=pd.DataFrame)
     train_reach: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -100,7 +106,9 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     manifest = read_manifest(run_dir)
     records = read_records(run_dir)
     series = build_series(records)
-    rngs = np.random.default_rng(settings.seed).spawn(5)
+    # Children are keyed by their index: adding a sixth leaves the first five (and every
+    # interval computed from them) unchanged.
+    rngs = np.random.default_rng(settings.seed).spawn(6)
     n, level = settings.n_resamples, settings.confidence
     tables = {
         "summary": describe(series, rng=rngs[0], n_resamples=n, confidence=level),
@@ -112,6 +120,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
                                      confidence=level),
         "devices": device_agreement(records),
         "cost": cost_table(manifest),
+        "width": width_exponents(series, rng=rngs[5], n_resamples=n, confidence=level),
     }
     done = completeness(manifest, records)
     del records

@@ -15,6 +15,7 @@ from support import (
     HOSTILE_NAME,
     SMOKE,
     TRAIN_SMOKE,
+    TRANSFORMER_SMALL,
     run_text,
     smoke_text,
     write_config,
@@ -119,6 +120,17 @@ def smoke_variants(tmp_path_factory) -> dict[str, Path]:
         "deeper": smoke_text(depth="[3, 4, 5]"),
     }
     return {name: run_text(root / name, text) for name, text in texts.items()}
+
+
+@pytest.fixture(scope="session")
+def transformer_analysis(tmp_path_factory):
+    """The transformer preset, small (:data:`support.TRANSFORMER_SMALL`), run and analysed
+    with few resamples: a factory model with a swept axis besides depth and residual."""
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+
+    run_dir = run_text(tmp_path_factory.mktemp("transformer") / "run", TRANSFORMER_SMALL,
+                       name="transformer-small.toml")
+    return analyze_run(run_dir, settings=AnalysisSettings(n_resamples=199))
 
 
 @pytest.fixture(scope="session")

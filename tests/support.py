@@ -141,3 +141,25 @@ def scratch_repo(repo: Path, *, commits: int = 6, change_at: int = 4) -> list[st
         git(repo, "commit", "--quiet", "-m", f"commit {i}", date=f"2026-01-0{i}T12:00:00Z")
         shas.append(git(repo, "rev-parse", "HEAD"))
     return shas
+
+
+# The transformer preset, small: pre- and post-LN, plain and residual, 2 and 3 blocks of
+# width 16 (3 blocks: 40 parameters, enough for the report's per-role headline).
+TRANSFORMER_SMALL = """name = "transformer-small"
+description = "Transformer blocks, small, for tests."
+[model]
+factory = "gradprobe.bench.models.transformer:transformer"
+width = 16
+out_features = 1
+[data]
+batch_size = 2
+input = "normal"
+target = 0.0
+[sweep]
+seeds = 5
+depth = [2, 3]
+residual = [false, true]
+norm_position = ["pre", "post"]
+[report]
+headline = { depth = 3, norm_position = "pre" }
+"""

@@ -62,7 +62,7 @@ def test_report_loads_offline_without_errors(browser, report):
     assert log.external() == []
     assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
     assert [f["id"] for f in figures] == ["figure-profile", "figure-ratio", "figure-depth",
-                                          "figure-seeds"]
+                                          "figure-width", "figure-seeds"]
     for f in figures:
         assert f["count"] == 1 and f["width"] > 100 and f["height"] > 100, f
         assert f["natural"] is None or f["natural"] > 0, f
@@ -208,7 +208,8 @@ def test_every_figure_and_the_headline_download_as_csv(browser, report, smoke_an
     assert list(table["param"]) == list(headline.table["param"])
     assert np.allclose(table["plain"], headline.table["plain"], rtol=1e-12)
     assert np.allclose(table["ratio_high"], headline.table["ratio_high"], rtol=1e-12)
-    assert set(figures) == {"figure-profile", "figure-ratio", "figure-depth", "figure-seeds"}
+    assert set(figures) == {"figure-profile", "figure-ratio", "figure-depth", "figure-width",
+                            "figure-seeds"}
     for key, (stated, filename, frame) in figures.items():
         assert filename.endswith(f"-{key.removeprefix('figure-')}.csv")
         assert len(frame) == stated > 0, key
@@ -216,6 +217,8 @@ def test_every_figure_and_the_headline_download_as_csv(browser, report, smoke_an
         figures["figure-profile"][2].columns)
     assert {"depth", "width", "ratio", "ci_low", "ci_high", "p_adjusted"} <= set(
         figures["figure-ratio"][2].columns)
+    assert {"width", "metric", "param", "geo_mean", "exponent", "exponent_low",
+            "exponent_high"} <= set(figures["figure-width"][2].columns)
     assert log.external() == [] and log.console_errors == []
 
 
@@ -325,3 +328,34 @@ def test_every_history_series_is_reachable_from_the_index(browser, scratch_histo
     assert flagged >= 1 and landed.endswith(f"/runs/{result.runs[2].name}/index.html#comparison")
     assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
     assert log.external() == []
+
+
+TABLE_FITS = """() => { const t = document.querySelector('#headline-table');
+  return {table: t.getBoundingClientRect().width,
+          column: t.closest('section').getBoundingClientRect().width}; }"""
+
+
+def test_a_factory_model_report_loads_and_fits_the_page(browser, transformer_analysis,
+                                                        tmp_path):
+    """The transformer preset's report: figures drawn, the headline figure on top, the
+    per-role headline table inside its column at 1400 px, nothing wider than the window."""
+    path = write_report(transformer_analysis.run_dir, analysis=transformer_analysis,
+                        out=tmp_path / "index.html")
+    with open_page(browser, path.as_uri(), width=1400) as (page, log):
+        page.evaluate(DECODE_IMAGES)
+        figures = page.eval_on_selector_all("figure[id^='figure-']", FIGURE_SIZES)
+        fits = page.evaluate(TABLE_FITS)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert log.external() == [] and log.console_errors == [] and log.page_errors == []
+    assert [f["id"] for f in figures] == ["figure-headline", "figure-profile", "figure-depth",
+                                          "figure-seeds"]
+    for f in figures:
+        assert f["count"] == 1 and f["width"] > 100 and f["height"] > 100, f
+    assert fits["table"] <= fits["column"] and overflow <= 0
+
+
+def test_the_headline_table_fits_its_column_at_1400_px(browser, report):
+    with open_page(browser, report.as_uri(), width=1400) as (page, _):
+        fits = page.evaluate(TABLE_FITS)
+    assert fits["table"] <= fits["column"], fits

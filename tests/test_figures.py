@@ -86,7 +86,7 @@ def test_axes_name_quantity_unit_and_statistic(built):
 
 
 def test_every_figure_has_alt_text_a_caption_and_one_colour_per_variant(built):
-    assert list(built) == ["profile", "ratio", "depth", "seeds"]
+    assert list(built) == ["profile", "ratio", "depth", "width", "seeds"]
     for key, figure in built.items():
         assert figure.alt in str(figure.image) or figure.alt.replace("'", "&#39;") in str(
             figure.image)
@@ -126,3 +126,103 @@ def test_captions_put_ratios_in_words():
     from gradprobe.analysis.report.figure_selection import times
 
     assert times(601.2) == "601 times larger" and times(0.25) == "4 times smaller"
+
+
+# -- any model: every swept value plotted, readable ticks ----------------------------------
+
+# Axes a figure fixes by design (and says so in its "Cells shown"); every other swept value
+# must be in its rows. The per-block profile shows the deepest depth only.
+HEADLINE_CELL = {"depth", "width", "norm_position"}
+FIXED_BY_DESIGN = {"profile": {"width"}, "ratio": set(), "depth": set(),
+                   "seeds": HEADLINE_CELL, "headline": HEADLINE_CELL,
+                   "width": HEADLINE_CELL - {"width"}}
+
+
+def _drawn_figures(analysis, monkeypatch) -> dict:
+    """The report's figures, each with the live matplotlib Figure it embeds."""
+    from gradprobe.analysis.report import figure_selection
+    from gradprobe.analysis.report.headline import headline_for
+    from gradprobe.analysis.report.plot_style import overlapping_tick_labels
+
+    overlaps = {}
+
+    def keep(figure, *, key, alt):
+        overlaps[key] = overlapping_tick_labels(figure)
+        plt.close(figure)
+        return alt
+
+    monkeypatch.setattr(figure_selection, "embed", keep)
+    headline = headline_for(analysis)
+    made = figure_selection.build_figures(analysis, headline.selection, headline.metric)
+    top = figure_selection.headline_figure(analysis, headline.selection, headline.metric)
+    return {f.key: (f, overlaps[f.key]) for f in [*made, *([top] if top else [])]}
+
+
+@pytest.mark.parametrize("which", ["smoke_analysis", "transformer_analysis"])
+def test_no_swept_value_is_missing_from_any_figure(which, request, monkeypatch):
+    from gradprobe.analysis.report.figure_selection import swept_values
+
+    analysis = request.getfixturevalue(which)
+    swept = swept_values(analysis)
+    drawn = _drawn_figures(analysis, monkeypatch)
+    for key, (figure, _) in drawn.items():
+        deepest = {"depth"} if key == "profile" and which == "transformer_analysis" else set()
+        fixed = FIXED_BY_DESIGN[key] | deepest
+        for axis, values in swept.items():
+            if axis in figure.data and axis not in fixed:
+                missing = set(values) - set(figure.data[axis])
+                assert not missing, f"{which} {key}: {axis} {missing} not plotted"
+            elif axis in figure.data and len(set(figure.data[axis])) < len(values):
+                assert f"{axis} " in figure.cells and "only" in figure.cells, (key, axis)
+    for axis, values in swept.items():  # and every value is in some figure
+        seen = set().union(*(set(f.data[axis]) for f, _ in drawn.values() if axis in f.data))
+        assert seen >= set(values), axis
+
+
+@pytest.mark.parametrize("which", ["smoke_analysis", "transformer_analysis"])
+def test_no_figure_has_overlapping_tick_labels(which, request, monkeypatch):
+    drawn = _drawn_figures(request.getfixturevalue(which), monkeypatch)
+    assert drawn and {key: o for key, (_, o) in drawn.items() if o} == {}
+
+
+def test_overlap_check_sees_crowded_labels():
+    from gradprobe.analysis.report.plot_style import overlapping_tick_labels
+
+    figure, ax = plt.subplots(figsize=(2, 2))
+    ax.set_xticks(range(40), [f"blocks.{i}.attn.weight" for i in range(40)])
+    assert overlapping_tick_labels(figure)
+    plt.close(figure)
+
+
+def test_a_factory_model_gets_per_role_profiles_by_block(transformer_analysis, monkeypatch):
+    drawn = _drawn_figures(transformer_analysis, monkeypatch)
+    assert list(drawn) == ["profile", "depth", "seeds", "headline"]  # no width: no heatmap
+    profile = drawn["profile"][0].data
+    assert profile["role"].nunique() == 6 and set(profile["block"]) == {0, 1, 2}
+    assert set(profile["setting"]) == {"norm_position pre", "norm_position post"}
+    assert "depth 3 only (of 2, 3)" in drawn["profile"][0].cells
+    seeds = drawn["seeds"][0].data  # the input-side block and what lies outside blocks
+    assert not seeds["param"].str.startswith(("blocks.1.", "blocks.2.")).any()
+    assert seeds["param"].str.startswith("head.").any()
+
+
+def test_profile_panels_share_one_y_range_and_variants_differ_in_line_style(built):
+    figure = fig.layer_profile(built["profile"].data, "grad_mean_abs")
+    limits = {ax.get_ylim() for ax in figure.axes if ax.get_visible() and ax.lines}
+    styles = {line.get_linestyle() for ax in figure.axes for line in ax.lines}
+    plt.close(figure)
+    assert len(limits) == 1 and {"-", "--"} <= styles
+
+
+def test_heatmap_cells_carry_their_interval_and_hatch_the_not_significant():
+    data = pd.DataFrame({"depth": [2, 2, 4, 4], "width": [8, 16, 8, 16],
+                         "setting": [""] * 4, "n_pairs": [8] * 4,
+                         "ratio": [1.1, 3.0, 50.0, 60.0], "ci_low": [0.8, 2.0, 30.0, 40.0],
+                         "ci_high": [1.5, 4.0, 80.0, 90.0],
+                         "log10_ratio": np.log10([1.1, 3.0, 50.0, 60.0]),
+                         "significant": [False, True, True, True]})
+    figure = fig.ratio_heatmap(data, "grad_mean_abs")
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    hatched = [p for p in figure.axes[0].patches if p.get_hatch()]
+    plt.close(figure)
+    assert "1.1×\n0.8-1.5×\nns" in texts and "3×\n2-4×" in texts and len(hatched) == 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gradprobe.analysis.history.changepoints import detect_steps, penalty
 from gradprobe.analysis.history.run_history import (
     append_run,
     history_rows,
+    input_side_weights,
     read_history,
     trends,
     write_rows,
@@ -172,3 +174,28 @@ def test_bad_history_inputs(tmp_path, smoke_analysis):
     history = synthetic_history(smoke_analysis, tmp_path / "ok", [1, 1])
     with pytest.raises(UserError, match="--where colour"):
         trends(history, where={"colour": "red"}, tolerance=1.01)
+
+
+def test_default_series_is_each_configs_input_side_weight():
+    history = pd.DataFrame({"config_name": ["mlp", "mlp", "tf", "tf", "tf"],
+                            "param": ["layers.1.weight", "layers.0.weight", "blocks.0.norm1.bias",
+                                      "blocks.0.norm1.weight", "head.weight"],
+                            "kind": ["weight", "weight", "bias", "weight", "weight"],
+                            "layer": [1, 0, 0, 0, 5]})
+    assert input_side_weights(history) == ("layers.0.weight", "blocks.0.norm1.weight")
+
+
+def test_two_runs_started_in_the_same_second_keep_their_own_history_rows(smoke_analysis,
+                                                                         tmp_path):
+    """Bug: the run id hashed config, seeds, start time (to the second) and gradprobe's
+    commit only, so a second run of a config started in the same second (``make bench``
+    at consecutive commits of a fast model) overwrote the first one's history file."""
+    import shutil
+
+    first, second = tmp_path / "scratch-20260101-000000", tmp_path / "scratch-20260101-000000-2"
+    shutil.copytree(smoke_analysis.run_dir, first)
+    shutil.copytree(smoke_analysis.run_dir, second)
+    paths = {append_run(run, root=tmp_path / "history")[0] for run in (first, second)}
+    assert len(paths) == 2
+    assert read_history(tmp_path / "history")["run_id"].nunique() == 2
+    assert append_run(first, root=tmp_path / "history")[0] in paths  # still idempotent

@@ -204,3 +204,23 @@ def test_missing_reports_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such directory"):
         site.publish(reports=tmp_path / "nothing", out=tmp_path / "site")
     assert not (tmp_path / "site").exists()
+
+
+def test_site_history_and_compare_work_for_factory_runs_only(transformer_analysis, tmp_path):
+    """Regression: with only factory-model runs in the history, publish failed (exit 2, "no
+    history rows match") because the history page asked for ``layers.0.weight``."""
+    from gradprobe.analysis.compare.compare_output import compare_dirs
+    from gradprobe.analysis.history.run_history import append_run
+
+    root = tmp_path / "reports"
+    shutil.copytree(transformer_analysis.run_dir, root / "transformer-run")
+    comparison, _ = compare_dirs(root / "transformer-run", root / "transformer-run",
+                                 n_resamples=199)
+    assert comparison.counts()["regressed"] == 0 and comparison.counts()["unchanged"] > 0
+    append_run(root / "transformer-run", root=root / "history")
+    result = site.publish(reports=root, out=tmp_path / "site")
+    assert result.pages == ["history/index.html", "regressions/index.html"]
+    assert result.runs[0].ratio is not None  # the input-side weight's residual/plain ratio
+    history = (result.out / "history" / "index.html").read_text(encoding="utf-8")
+    assert "<svg" in history and "norm_position=post" in history
+    assert_links_resolve(result.out / "index.html")

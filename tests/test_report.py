@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from gradprobe.analysis.report.headline import fmt_ci
 from gradprobe.analysis.report.report_page import headline_for, write_report
@@ -13,7 +14,8 @@ from gradprobe.bench.store.records import read_records
 
 def test_report_renders_with_headline_numbers(smoke_analysis):
     path = write_report(smoke_analysis.run_dir, analysis=smoke_analysis)
-    html = path.read_text(encoding="utf-8")
+    # A no-break space keeps "[low, high]" together when a cell wraps (copied as a space).
+    html = path.read_text(encoding="utf-8").replace("\u00a0", " ")
     headline = headline_for(smoke_analysis)
     assert headline.selection["depth"] == 3 and headline.selection["width"] == 8
     for row in headline.rows:
@@ -186,3 +188,42 @@ def test_report_after_force_with_another_config_redoes_the_analysis(smoke_run, t
     write_report(run)
     meta = json.loads((run / "analysis" / "analysis.json").read_text())
     assert meta["run"]["config_sha256"] == "0" * 64
+
+
+def test_a_factory_report_describes_the_model_it_measured(transformer_analysis, tmp_path):
+    """Regression: a transformer report described a bias-free nn.Linear MLP, labelled depth
+    "Linear layers", fitted the ReLU-MLP spread theory and listed one row per parameter."""
+    path = write_report(transformer_analysis.run_dir, analysis=transformer_analysis,
+                        out=tmp_path / "index.html")
+    html = path.read_text(encoding="utf-8")
+    methods = html[html.index('id="methods"'):html.index('id="manifest"')]
+    assert "gradprobe.bench.models.transformer:transformer" in methods
+    assert "norm_position={&#39;pre&#39;, &#39;post&#39;}" in methods
+    assert "depth={2, 3}" in methods and "width=16" in methods and "mse" in methods
+    n_params = transformer_analysis.summary.query(
+        "depth == 3 and norm_position == 'pre' and not residual and metric == 'grad_mean_abs'"
+    )["numel"].sum()
+    assert f"{n_params:,} parameters in 40 tensors" in methods
+    assert "nn.Linear</code> layers" not in methods
+    assert "Linear layers" not in html and "blog" not in html and 'id="theory"' not in html
+    headline = headline_for(transformer_analysis)
+    assert headline.by_role and len(headline.table) == 40
+    assert len(headline.rows) == 12 + 4  # one block's roles and the parameters outside
+    assert 'id="figure-headline"' in html
+
+
+def test_table_of_contents_lists_every_section_shown(smoke_analysis, tmp_path):
+    html = write_report(smoke_analysis.run_dir, analysis=smoke_analysis,
+                        out=tmp_path / "index.html").read_text(encoding="utf-8")
+    toc = html[html.index('<nav class="toc"'):html.index("</nav>")]
+    shown = re.findall(r'<section id="([^"]+)"', html)
+    assert re.findall(r'href="#([^"]+)"', toc) == shown
+    assert 'href="#devices">Devices and cost' in toc
+
+
+@pytest.mark.parametrize("microseconds,text", [(16200.0, "16.2 ms"), (850.0, "850 \u00b5s"),
+                                               (1.5e6, "1.5 s"), (float("nan"), "n/a")])
+def test_cost_is_printed_in_a_readable_unit(microseconds, text):
+    from gradprobe.analysis.report.report_page import duration
+
+    assert duration(microseconds) == text

@@ -5,7 +5,8 @@ trends with change points.
 ``gradprobe.history_version``), one file per run, so appending is one atomic write and
 re-appending the same run rewrites the same file instead of duplicating it. Columns:
 
-* ``run_id`` (hash of the config, its start time and commit), ``run_date`` (the run's
+* ``run_id`` (hash of the config, its start time, the commits and the run directory's
+  name), ``run_date`` (the run's
   ``started_at``), ``git_commit``, ``commit_date``, ``branch``, ``git_dirty`` (the measured
   code's repository: the manifest's ``code``), ``gradprobe_commit``, ``gradprobe_version``,
   ``torch_version``, ``config_name``, ``config_sha256``, ``seeds`` (e.g. ``0..15``)
@@ -75,11 +76,13 @@ def history_rows(run_dir: str | Path) -> pd.DataFrame:
 
 
 def run_id(manifest: Manifest) -> str:
-    """A run's id in the history: a hash of its config, seeds, start time and gradprobe
-    commit."""
+    """A run's id in the history: a hash of its config, seeds, start time (to the second),
+    gradprobe's and the measured code's commits, and the run directory's name, which tells
+    apart two runs of one config started in the same second."""
     config = manifest.config
     return short_hash({"config": config.sha256, "seeds": list(config.seeds),
-                       "started_at": manifest.started_at, "commit": manifest.git.get("commit")})
+                       "started_at": manifest.started_at, "commit": manifest.git.get("commit"),
+                       "code": manifest.code.get("commit"), "run": manifest.path.parent.name})
 
 
 def append_run(run_dir: str | Path, *, root: str | Path = HISTORY_DIR) -> tuple[Path, int]:
@@ -154,6 +157,15 @@ class Trend:
     steps: list[Step]
 
 
+def input_side_weights(history: pd.DataFrame) -> tuple[str, ...]:
+    """Per config, its input-side weight: the first parameter whose kind ends in ``weight``
+    at the lowest layer index (``layers.0.weight`` for the MLP, ``blocks.0.norm1.weight``
+    for the transformer preset); the default series of :func:`trends`."""
+    weights = history[history["kind"].astype(str).str.endswith("weight")]
+    first = weights.sort_values("layer", kind="stable").groupby("config_name")["param"].first()
+    return tuple(dict.fromkeys(first))
+
+
 def select_rows(history: pd.DataFrame, *, metrics=None, params=None,
                 where: dict | None = None, config: str | None = None) -> pd.DataFrame:
     """The rows of the chosen metrics, parameters, config and axis values (None: all)."""
@@ -187,11 +199,13 @@ def series_order(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return order.sort_values(by, kind="stable").drop(columns=["_cell", "_series", "_metric"])
 
 
-def trends(history: pd.DataFrame, *, metrics=("grad_mean_abs",), params=("layers.0.weight",),
-           where: dict | None = None, config: str | None = None,
-           tolerance: float) -> list[Trend]:
-    """Select series (config name, metrics, parameters, axis values; None for all) and
-    detect steps; the headline cell's series first."""
+def trends(history: pd.DataFrame, *, metrics=("grad_mean_abs",),
+           params: tuple[str, ...] | None = None, where: dict | None = None,
+           config: str | None = None, tolerance: float) -> list[Trend]:
+    """Select series (config name, metrics, parameters, axis values) and detect steps; the
+    headline cell's series first. ``params`` None selects each config's
+    :func:`input_side_weights`."""
+    params = input_side_weights(history) if params is None else params
     rows = select_rows(history, metrics=metrics, params=params, where=where, config=config)
     keys = ["config_name", *[c for c in AXIS_COLUMNS if c in rows], "param", "metric"]
     varying = [c for c in keys if rows[c].nunique() > 1] or ["param", "metric"]

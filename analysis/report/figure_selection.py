@@ -15,9 +15,13 @@ import pandas as pd
 from markupsafe import Markup
 
 from gradprobe.analysis.analyze import Analysis
+from gradprobe.analysis.report import block_figures as blocks
 from gradprobe.analysis.report import figures as fig
 from gradprobe.analysis.report.headline import fmt, select
+from gradprobe.analysis.report.param_groups import is_blocked
 from gradprobe.analysis.report.plot_style import embed
+from gradprobe.analysis.report.width_figures import width_check, width_data
+from gradprobe.analysis.stats.series import varying_axes
 from gradprobe.bench.store.records import read_records
 
 
@@ -32,18 +36,41 @@ class ReportFigure:
     caption: str
     alt: str
     data: pd.DataFrame
+    cells: str = ""  # which values of each swept axis it shows (:func:`cells_shown`)
 
     def __post_init__(self) -> None:
         if not self.alt.strip() or not self.caption.strip():
             raise ValueError(f"figure {self.key}: alt text and caption are required")
 
 
+def _values(values) -> str:
+    values = sorted(pd.unique(pd.Series(values)).tolist(), key=lambda v: (str(type(v)), v))
+    return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+
+
+def cells_shown(data: pd.DataFrame, swept: dict[str, list]) -> str:
+    """``Cells shown: depth 2, 3, 4; width 8 only (of 8, 16); residual false, true.``: per
+    swept axis, the values present in the figure's rows, saying which ones it leaves out."""
+    parts = []
+    for axis, values in swept.items():
+        if axis not in data or data.empty:
+            continue
+        shown = set(pd.unique(data[axis]))
+        if shown >= set(values):
+            parts.append(f"{axis} {_values(values)}")
+        else:
+            parts.append(f"{axis} {_values(list(shown))} only (of {_values(values)})")
+    return "Cells shown: " + "; ".join(parts) + "." if parts else ""
+
+
 def _make(key: str, title: str, draw: Callable, data: pd.DataFrame, metric: str,
-          caption: Callable[[pd.DataFrame], str], alt: str) -> ReportFigure | None:
+          caption: Callable[[pd.DataFrame], str], alt: str,
+          swept: dict[str, list] | None = None) -> ReportFigure | None:
     figure = draw(data, metric) if not data.empty else None
     if figure is None:
         return None
-    return ReportFigure(key, title, embed(figure, key=key, alt=alt), caption(data), alt, data)
+    return ReportFigure(key, title, embed(figure, key=key, alt=alt), caption(data), alt, data,
+                        cells_shown(data, swept or {}))
 
 
 def times(ratio: float) -> str:
@@ -54,29 +81,48 @@ def times(ratio: float) -> str:
 
 def _profile_caption(data: pd.DataFrame) -> str:
     deepest = data[data["depth"] == data["depth"].max()]
+    deepest = deepest[deepest["setting"] == deepest["setting"].iloc[0]]
     first = deepest[deepest["layer"] == 0].set_index("variant")["geo_mean"]
     gap = ""
     if {"plain", "residual"} <= set(first.index):
-        gap = (f" At depth {deepest['depth'].iloc[0]} the first layer's geometric mean is "
-               f"{times(first['residual'] / first['plain'])} with skips than without.")
+        where = f", {deepest['setting'].iloc[0]}" if deepest["setting"].iloc[0] else ""
+        gap = (f" At depth {deepest['depth'].iloc[0]}{where} the first layer's geometric mean "
+               f"is {times(first['residual'] / first['plain'])} with skips than without.")
     return ("Per-layer geometric mean over seeds with its 95% bootstrap interval (band), one "
-            "panel per depth, each with its own log scale. Look at the vertical gap between "
+            "panel per depth, all on one log scale. Look at the vertical gap between "
             "the curves (the effect of skip connections) and at whether the left end (input "
             "side) sits below the right end (vanishing towards the input)." + gap)
+
+
+def _block_caption(data: pd.DataFrame) -> str:
+    first = data[data["block"] == data["block"].min()]
+    gaps = first.groupby(["setting", "role", "variant"])["geo_mean"].first().unstack("variant")
+    gap = ""
+    if {"plain", "residual"} <= set(gaps.columns) and len(gaps):
+        ratios = (gaps["residual"] / gaps["plain"]).dropna()
+        if len(ratios):
+            gap = (f" In block 0 the residual/plain ratio of the geometric means ranges from "
+                   f"{fmt(ratios.min())} to {fmt(ratios.max())} over roles and settings.")
+    return ("Per-block geometric mean over seeds with its 95% bootstrap interval (band), "
+            f"at the deepest swept depth ({int(data['depth'].max())}), one row of panels per "
+            "parameter role (the name after the block index), sharing a log scale along the "
+            "row. Look at the gap between the curves (the effect of skip connections) and at "
+            "whether block 0 sits below the last block (vanishing towards the input)." + gap)
 
 
 def _ratio_caption(data: pd.DataFrame) -> str:
     shallow, deep = data["depth"].min(), data["depth"].max()
     at = data.groupby("depth")["ratio"].median()
     ns = int((~data["significant"].astype(bool)).sum())
-    marks = (f"'ns' marks the {ns} of {len(data)} cells not significant" if ns else
+    marks = (f"'ns' and hatching mark the {ns} of {len(data)} cells not significant" if ns else
              f"all {len(data)} cells are significant")
     return (f"Paired residual/plain ratio of the first layer's gradient (geometric mean of the "
             f"per-seed ratios). Read down a column to see the ratio grow with depth: the "
             f"median over widths is {fmt(at[shallow])}× at depth {shallow} and "
             f"{fmt(at[deep])}× at depth {deep}; read across a row to see whether width "
-            f"changes it. Green means skips give larger gradients, purple smaller; "
-            f"{marks} at 5% FDR (Benjamini-Hochberg).")
+            f"changes it. The second line of a cell is its 95% bootstrap interval. Green "
+            f"means skips give larger gradients, purple smaller; {marks} at 5% FDR "
+            "(Benjamini-Hochberg).")
 
 
 def _depth_caption(data: pd.DataFrame) -> str:
@@ -90,7 +136,18 @@ def _depth_caption(data: pd.DataFrame) -> str:
             "residual curves (below 1 per layer: vanishing; above 1: exploding)." + slope)
 
 
-def _seed_caption(metric: str) -> Callable[[pd.DataFrame], str]:
+def _width_caption(data: pd.DataFrame) -> str:
+    fits = data.drop_duplicates(["metric", "variant", "param"]).dropna(subset=["exponent"])
+    flat = fits[(fits["exponent_low"] <= 0) & (fits["exponent_high"] >= 0)]
+    return ("The coordinate check of muP (Yang et al. 2021): each quantity against width on "
+            "log-log axes at the headline depth; a flat line keeps its size as the network "
+            "widens, slope a means it scales as width^a. Exponents are fitted per seed "
+            "(least squares on log10 values) and averaged over seeds with a 95% bootstrap "
+            f"interval. {len(flat)} of {len(fits)} fitted exponents have an interval that "
+            "includes 0 (no detectable change with width).")
+
+
+def _seed_caption(metric: str, blocked: bool = False) -> Callable[[pd.DataFrame], str]:
     def caption(data: pd.DataFrame) -> str:
         hidden = int((~fig.drawable(data[metric])).sum())
         dropped = (f" {hidden} zero or non-finite values cannot be drawn on a log axis; the "
@@ -98,38 +155,91 @@ def _seed_caption(metric: str) -> Callable[[pd.DataFrame], str]:
         return ("Every seed of the headline configuration, per parameter (boxes: quartiles "
                 "and 1.5 IQR whiskers). Look at the spread: seeds differ by orders of "
                 "magnitude, which is why the report averages on a log scale and shows "
-                "intervals." + dropped)
+                "intervals." + dropped
+                + (" Only the input-side block and the parameters outside blocks are shown; "
+                   "the CSV has the same rows." if blocked else ""))
     return caption
 
 
+def swept_values(analysis: Analysis) -> dict[str, list]:
+    """Each axis that varies in the run with its values, in sweep order."""
+    summary = analysis.summary
+    return {a: list(pd.unique(summary[a])) for a in varying_axes(summary)}
+
+
 def build_figures(analysis: Analysis, selection: dict, metric: str) -> list[ReportFigure]:
-    """The report's figures for the headline ``selection`` (axis values) and ``metric``."""
+    """The report's figures for the headline ``selection`` (axis values) and ``metric``.
+    Axes other than depth, width and residual are never fixed at the headline value: each
+    of their values gets its own row of panels (the ``setting``)."""
     summary, effects, trends = analysis.summary, analysis.effects, analysis.trends
-    by_width = {k: v for k, v in selection.items() if k != "depth"}
-    others = {k: v for k, v in selection.items() if k not in ("depth", "width")}
+    swept = swept_values(analysis)
+    settings = [a for a in swept if a not in ("depth", "width", "residual")]
+    by_width = {k: v for k, v in selection.items() if k == "width"}
+    no_width = {k: v for k, v in selection.items() if k != "width"}
     name = fig.METRIC_LABELS.get(metric, metric)
     seeds = _headline_seed_values(analysis, selection, metric)
+    blocked = is_blocked(summary["param"])
+    if blocked:
+        profile = _make("profile", "Per-block gradient profile, by role", blocks.block_profile,
+                        blocks.block_profile_data(select(summary, by_width), metric, settings),
+                        metric, _block_caption,
+                        f"Line charts, one row per parameter role, of {name} against block "
+                        "index on a log axis, plain (blue, solid) and residual (orange, "
+                        "dashed) with 95% confidence bands.", swept)
+    else:
+        profile = _make("profile", "Per-layer gradient profile", fig.layer_profile,
+                        fig.profile_data(select(summary, by_width), metric, settings), metric,
+                        _profile_caption,
+                        f"Line charts, one per depth, of {name} against layer index on one "
+                        "shared log axis, plain (blue, solid) and residual (orange, dashed) "
+                        "with 95% confidence bands.", swept)
     made = [
-        _make("profile", "Per-layer gradient profile", fig.layer_profile,
-              fig.profile_data(select(summary, by_width), metric), metric, _profile_caption,
-              f"Line charts, one per depth, of {name} against layer index on a log axis, "
-              "plain in blue and residual in orange, with 95% confidence bands."),
+        profile,
         _make("ratio", "Residual / plain ratio over depth and width", fig.ratio_heatmap,
-              fig.ratio_data(select(effects, others), metric), metric, _ratio_caption,
+              fig.ratio_data(effects, metric, settings), metric, _ratio_caption,
               f"Heatmap of the residual-to-plain ratio of the first layer's {name}, depth "
-              "in rows and width in columns, each cell labelled with the ratio."),
+              "in rows and width in columns, each cell labelled with the ratio and its 95% "
+              "interval, not-significant cells hatched.", swept),
         _make("depth", "First-layer gradient against depth", fig.depth_trend,
-              fig.depth_data(select(summary, others), select(trends, others)
-                             if not trends.empty else trends, metric), metric,
-              _depth_caption,
+              fig.depth_data(summary, trends, metric, settings), metric, _depth_caption,
               f"Line charts, one per width, of the first layer's {name} against depth on a "
-              "log axis, plain and residual with 95% bands and dashed fitted lines."),
+              "log axis, plain and residual with 95% bands and dashed fitted lines.", swept),
+        _make("width", "Width coordinate check", width_check,
+              width_data(select(summary, no_width), analysis.width), metric, _width_caption,
+              "Log-log charts of the RMS of each layer's output and of its mean absolute "
+              "weight gradient against width, one colour per parameter, plain and residual "
+              "in separate panels, with dashed fitted power laws.", swept),
         _make("seeds", "Every seed of the headline configuration", fig.seed_distribution,
-              fig.seed_data(seeds, metric), metric, _seed_caption(metric),
+              fig.seed_data(seeds, metric, blocked=blocked).assign(**selection), metric,
+              _seed_caption(metric, blocked),
               f"Box and strip plot of {name} for every seed and parameter of the headline "
-              "configuration, plain and residual side by side, on a log axis."),
+              "configuration, plain and residual side by side, on a log axis.", swept),
     ]
     return [f for f in made if f is not None]
+
+
+def headline_figure(analysis: Analysis, selection: dict, metric: str) -> ReportFigure | None:
+    """For a model of repeated blocks: the headline cell's residual/plain ratio per role and
+    block, the result the per-role table cannot show at a glance; None for the MLP."""
+    if not is_blocked(analysis.summary["param"]) or analysis.effects.empty:
+        return None
+    data = blocks.role_ratio_data(select(analysis.effects, selection), metric)
+    name = fig.METRIC_LABELS.get(metric, metric)
+    return _make("headline", "Residual / plain ratio per block and role", blocks.role_ratios,
+                 data, metric, _role_ratio_caption,
+                 f"Line chart of the paired residual-to-plain ratio of {name} against block "
+                 "index, one line per parameter role, with 95% intervals, on a log axis.",
+                 swept_values(analysis))
+
+
+def _role_ratio_caption(data: pd.DataFrame) -> str:
+    ratios = data["ratio"].dropna()
+    ns = int((~data["significant"].astype(bool)).sum())
+    return (f"Paired residual/plain ratio (geometric mean of per-seed ratios, 95% BCa "
+            f"interval) of every weight inside a block of the headline configuration: from "
+            f"{fmt(ratios.min())}× to {fmt(ratios.max())}× (median {fmt(ratios.median())}×); "
+            f"below the dotted line skips make the gradient smaller. {ns} of {len(data)} "
+            "ratios are not significant at 5% FDR (Benjamini-Hochberg; hollow markers).")
 
 
 def _headline_seed_values(analysis: Analysis, selection: dict, metric: str) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The blog's table, with uncertainty: one row per layer of the headline configuration.
+"""The blog's table, with uncertainty: one row per layer of the headline configuration (per
+role, for a large model of repeated blocks: :func:`role_rows`).
 
 ``layer | plain geometric mean [95% CI] | residual [95% CI] | ratio [95% CI] | adjusted p``
 
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from gradprobe.analysis.analyze import Analysis
+from gradprobe.analysis.report.param_groups import MANY_PARAMS, is_blocked, with_blocks
 from gradprobe.analysis.stats.series import axis_columns, varying_axes
 from gradprobe.bench.store.manifest import Manifest, read_manifest
 from gradprobe.core.errors import UserError
@@ -180,10 +182,12 @@ class Headline:
     metric: str
     where: str  # the headline cell in words: "depth 5, width 10"
     title: str
-    table: pd.DataFrame
+    table: pd.DataFrame  # every parameter (CSV, --json)
     header: list[str]
     rows: list[list[str]]
     text: str
+    shown: pd.DataFrame | None = None  # the rows of ``rows``: ``table``, or its roles
+    by_role: bool = False  # one row per role (a large model of repeated blocks)
 
     def as_json(self) -> dict[str, Any]:
         """For ``--json``: the cell, metric and every number of the table, unrounded."""
@@ -199,7 +203,18 @@ def headline_for(analysis: Analysis, manifest: Manifest | None = None) -> Headli
     selection = headline_selection(manifest, analysis.summary)
     table = headline_table(analysis, selection, metric)
     where = describe_selection(selection, varying_axes(analysis.summary))
-    title = f"{metric} per layer, {where}"
-    header, rows = headline_rows(table)
+    by_role = len(table) > MANY_PARAMS and is_blocked(table["param"])
+    shown = role_rows(table) if by_role else table
+    title = (f"{metric} per role (input-side block and parameters outside blocks), {where}"
+             if by_role else f"{metric} per layer, {where}")
+    header, rows = headline_rows(shown)
     return Headline(selection, metric, where, title, table, header, rows,
-                    format_headline(table, title))
+                    format_headline(shown, title), shown, by_role)
+
+
+def role_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a model of repeated blocks that name each role once: the input-side
+    block's parameters and those outside blocks (the CSV keeps every parameter)."""
+    grouped = with_blocks(table)
+    keep = grouped["block"].isna() | (grouped["block"] == grouped["block"].min())
+    return table[keep.to_numpy()].reset_index(drop=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import math
 import re
 import struct
@@ -24,10 +25,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from markupsafe import Markup, escape
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import (
+    FixedLocator,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 VARIANT_COLORS = {"plain": "#0072B2", "residual": "#D55E00"}  # Okabe-Ito blue, vermillion
 VARIANT_ORDER = ["plain", "residual"]
+# Line style and marker per variant, so the two never differ by colour alone.
+VARIANT_STYLES = {"plain": {"ls": "-", "marker": "o"}, "residual": {"ls": "--", "marker": "s"}}
+# Colours and markers for series that are not variants (parameter roles, layers): the
+# Okabe-Ito/seaborn colour-blind palette without its blues and oranges, which mean plain and
+# residual everywhere else; markers cycle with another period so pairs stay distinct.
+SERIES_COLORS = ["#029E73", "#CC78BC", "#CA9161", "#949494", "#6A3D9A", "#56B4E9"]
+SERIES_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+
+def series_style(i: int) -> dict:
+    """Colour and marker of the ``i``-th non-variant series."""
+    return {"color": SERIES_COLORS[i % len(SERIES_COLORS)],
+            "marker": SERIES_MARKERS[i % len(SERIES_MARKERS)]}
+
+
 # Diverging map for residual/plain ratios: purple-green stays clear of the two variant
 # colours (a blue-red map would read as "plain" vs "residual") and is colour-blind safe
 # (ColorBrewer PRGn).
@@ -53,7 +75,7 @@ plt.rcParams.update({
 
 def variant_handles(*, fit: bool = False, theory: bool = False) -> list[Line2D]:
     """Legend entries for plain and residual (and the fitted and theory lines, if drawn)."""
-    handles = [Line2D([], [], color=VARIANT_COLORS[v], marker="o", ms=3, label=v)
+    handles = [Line2D([], [], color=VARIANT_COLORS[v], ms=3, label=v, **VARIANT_STYLES[v])
                for v in VARIANT_ORDER]
     if fit:
         handles.append(Line2D([], [], color="#555555", ls="--", lw=1,
@@ -98,9 +120,15 @@ def decade_ticks(ax: plt.Axes, axis: str = "y") -> None:
     low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
     if low <= 0 or high <= 0:
         return
-    stride = decade_stride(math.log10(high) - math.log10(low))
     target = ax.yaxis if axis == "y" else ax.xaxis
+    if math.floor(math.log10(high)) - math.ceil(math.log10(low)) < 1:
+        # Fewer than two whole decades inside: widen to the enclosing decades, so that the
+        # axis is labelled by decades, not by crowded minor labels (2x10^-2, 3x10^-2, ...).
+        low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
+        (ax.set_ylim if axis == "y" else ax.set_xlim)(low, high)
+    stride = decade_stride(math.log10(high) - math.log10(low))
     target.set_major_locator(LogLocator(base=10.0**stride))
+    target.set_minor_formatter(NullFormatter())
     if stride > 1:
         target.set_minor_locator(NullLocator())
 
@@ -112,6 +140,22 @@ def integer_ticks(ax: plt.Axes, values=None, axis: str = "x") -> None:
         target.set_major_locator(FixedLocator(sorted(values)))
     else:
         target.set_major_locator(MaxNLocator(integer=True, nbins=6))
+
+
+def overlapping_tick_labels(fig: plt.Figure) -> list[str]:
+    """Pairs of tick labels of one axis whose drawn boxes overlap (``"a / b"``), measured
+    with the renderer's text extents: empty for a readable figure."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            for i, j in itertools.combinations(range(len(labels)), 2):
+                if boxes[i].overlaps(boxes[j]):
+                    found.append(f"{labels[i].get_text()} / {labels[j].get_text()}")
+    return found
 
 
 def to_svg(fig: plt.Figure, key: str) -> str:

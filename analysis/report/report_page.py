@@ -10,6 +10,7 @@ script reads the DOM and never interpolates strings (:mod:`gradprobe.analysis.re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from gradprobe.analysis.analyze import (
     is_stale,
     load_analysis,
 )
-from gradprobe.analysis.report.figure_selection import build_figures
+from gradprobe.analysis.report.figure_selection import build_figures, headline_figure
 from gradprobe.analysis.report.findings import findings
 from gradprobe.analysis.report.headline import (
     VARIANTS,
@@ -28,6 +29,7 @@ from gradprobe.analysis.report.headline import (
     fmt,
     headline_for,
     headline_sort_values,
+    select,
 )
 from gradprobe.analysis.report.pages import csv_data_uri, render_page, sort_value
 from gradprobe.analysis.report.training_section import training_context
@@ -45,15 +47,24 @@ def _header_cells(header: list[str]) -> list[dict[str, Any]]:
 
 def _table_rows(headline: Headline) -> list[list[dict[str, Any]]]:
     """Each cell's text and the unrounded value it sorts by."""
-    values = headline_sort_values(headline.table)
-    return [[{"text": text, "sort": sort_value(value)} for text, value in
-             zip(row, keys, strict=True)] for row, keys in zip(headline.rows, values,
-                                                                strict=True)]
+    values = headline_sort_values(headline.shown if headline.shown is not None
+                                  else headline.table)
+    # No break inside "[low, high]" (a no-break space): a narrow column wraps the cell
+    # between the point and its interval. The copy button turns it back into a space.
+    return [[{"text": text.replace(", ", ",\u00a0"), "sort": sort_value(value)}
+             for text, value in zip(row, keys, strict=True)]
+            for row, keys in zip(headline.rows, values, strict=True)]
 
 
 def download_name(run_dir: Path, what: str) -> str:
     """``<run>-<what>.csv`` with only portable characters."""
     return f"{slug(Path(run_dir).resolve().name, 'gradprobe')}-{what}.csv"
+
+
+def _figure(f, analysis: Analysis) -> dict[str, Any]:
+    return {"key": f.key, "title": f.title, "image": f.image, "caption": f.caption,
+            "cells": f.cells, "csv": csv_data_uri(f.data), "rows": len(f.data),
+            "csv_name": download_name(analysis.run_dir, f.key)}
 
 
 def comparison_context(run_dir: Path) -> dict | None:
@@ -68,6 +79,7 @@ def render_report(analysis: Analysis, manifest: Manifest) -> str:
     """The report as an HTML string."""
     headline = headline_for(analysis, manifest)
     figures = build_figures(analysis, headline.selection, headline.metric)
+    top = headline_figure(analysis, headline.selection, headline.metric)
     return render_page(
         "report.html.j2",
         manifest=manifest,
@@ -80,20 +92,57 @@ def render_report(analysis: Analysis, manifest: Manifest) -> str:
         headline_csv={"href": csv_data_uri(headline.table),
                       "name": download_name(analysis.run_dir, "headline")},
         findings=findings(analysis, headline.selection, headline.metric),
-        figures=[{"key": f.key, "title": f.title, "image": f.image, "caption": f.caption,
-                  "csv": csv_data_uri(f.data), "rows": len(f.data),
-                  "csv_name": download_name(analysis.run_dir, f.key)} for f in figures],
+        figures=[_figure(f, analysis) for f in figures],
+        headline_figure=_figure(top, analysis) if top else None,
         manifest_json=json.dumps(
             {k: v for k, v in manifest.document.items() if k != "cells"}, indent=2),
         n_cells=analysis.meta["run"].get("cells_found", len(manifest.cells)),
         incomplete=incomplete_note(analysis.run_dir, analysis.meta),
         axes=list(manifest.sweep_axes),
         **devices_context(analysis, manifest),
-        **theory_context(analysis, headline.metric),
+        **(theory_context(analysis, headline.metric) if not manifest.experiment.model.factory
+           else {"theory_rows": [], "spread_rows": []}),
         comparison=comparison_context(analysis.run_dir),
         **training_context(analysis, manifest.experiment.report.target_loss),
         factory_models=factory_models(manifest),
+        model=model_context(analysis, manifest, headline.selection),
     )
+
+
+def model_context(analysis: Analysis, manifest: Manifest,
+                  selection: dict[str, Any]) -> dict[str, Any]:
+    """What Methods says about the model actually run: for a factory, its name, the
+    keyword arguments it was called with (non-default ``[model]`` keys and swept axes), the
+    parameter count at the headline configuration and the loss; ``mlp`` says whether the
+    MLP-only text (network description, theory, "Linear layers") applies."""
+    from dataclasses import asdict, fields
+
+    from gradprobe.bench.plan.config import ModelConfig
+
+    config = manifest.experiment
+    swept = dict(config.sweep.axes)
+    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    kwargs = {"width": None, "depth": None, "seed": None}
+    for key, value in asdict(config.model).items():
+        if key in swept or (key != "factory" and value != defaults[key]) or key in kwargs:
+            kwargs[key] = swept.get(key, [value])
+    shown = [f"{k}=s" if k == "seed" else f"{k}={_one_of(v)}" for k, v in kwargs.items()]
+    cell = select(analysis.summary, selection)
+    cell = cell[cell["metric"] == cell["metric"].iloc[0]] if len(cell) else cell
+    if "residual" in cell and cell["residual"].nunique() > 1:
+        cell = cell[~cell["residual"].astype(bool)]
+    return {"mlp": not config.model.factory, "factory": config.model.factory,
+            "factory_call": ", ".join(shown), "loss": config.data.loss,
+            "target": config.data.target,
+            "n_params": int(cell.drop_duplicates("param")["numel"].sum()),
+            "n_tensors": int(cell["param"].nunique()),
+            "depth_unit": "Linear layers" if not config.model.factory else "blocks"}
+
+
+def _one_of(values: list) -> str:
+    shown = [str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, str) else
+             str(v) for v in values]
+    return shown[0] if len(shown) == 1 else "{" + ", ".join(shown) + "}"
 
 
 def factory_models(manifest: Manifest) -> list[dict[str, Any]]:
@@ -118,6 +167,17 @@ def factory_models(manifest: Manifest) -> list[dict[str, Any]]:
              "notes": "; ".join(m["notes"]) or "-"} for m in models.values()]
 
 
+def duration(microseconds: float) -> str:
+    """``16.2 ms``, ``850 µs``, ``1.5 s``: three significant digits in the unit that keeps
+    the number between 1 and 1000 (not ``1.62e+04 us``)."""
+    if microseconds is None or not math.isfinite(microseconds):
+        return "n/a"
+    for unit, scale in (("s", 1e6), ("ms", 1e3)):
+        if abs(microseconds) >= scale:
+            return f"{microseconds / scale:.3g} {unit}"
+    return f"{microseconds:.3g} \u00b5s"
+
+
 def devices_context(analysis: Analysis, manifest: Manifest) -> dict[str, Any]:
     """Rows for the devices-and-cost section (templates/devices_section.html.j2)."""
     device_rows = [{"device_a": r.device_a, "device_b": r.device_b, "dtype": r.dtype,
@@ -125,8 +185,8 @@ def devices_context(analysis: Analysis, manifest: Manifest) -> dict[str, Any]:
                     "median_rel": fmt(r.median_rel_diff), "expected": fmt(r.expected),
                     "within": r.within_expected} for r in analysis.devices.itertuples()]
     cost_rows = [{"device": r.device, "dtype": r.dtype, "variant": r.variant,
-                  "cells": r.cells, "seeds": r.seeds, "compute": f"{r.compute_us_per_seed:.3g}",
-                  "init": f"{r.init_us_per_seed:.3g}"} for r in analysis.cost.itertuples()]
+                  "cells": r.cells, "seeds": r.seeds, "compute": duration(r.compute_us_per_seed),
+                  "init": duration(r.init_us_per_seed)} for r in analysis.cost.itertuples()]
     return {"skipped": list(manifest.skipped), "device_rows": device_rows,
             "cost_rows": cost_rows}
 

@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
     history.add_argument("--root", type=Path, default=DEFAULT_ROOT,
                          help="history directory (default reports/history)")
     history.add_argument("--metric", action="append", help="metric(s) (default grad_mean_abs)")
-    history.add_argument("--param", action="append", help="parameter(s) (default "
-                         "layers.0.weight)")
+    history.add_argument("--param", action="append", help="parameter(s) (default: each "
+                         "config's input-side weight, e.g. layers.0.weight)")
     history.add_argument("--where", action="append", type=_where, default=[],
                          help="axis filter KEY=VALUE, repeatable (e.g. depth=3)")
     history.add_argument("--config", help="only runs of this config name")
@@ -67,7 +67,7 @@ def show_command(args: argparse.Namespace) -> int:
         raise UserError(f"--tolerance {tolerance}: must be a ratio > 1")
     history = read_history(args.root)
     items = trends(history, metrics=tuple(args.metric or ["grad_mean_abs"]),
-                   params=tuple(args.param or ["layers.0.weight"]), where=dict(args.where),
+                   params=tuple(args.param) if args.param else None, where=dict(args.where),
                    config=args.config, tolerance=tolerance)
     print(to_json(trends_json(items)) if args.json else format_trends(items))
     if args.html:  # the page offers every series of the selected configs and cells
