@@ -99,7 +99,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     """Compute every table for a run and write them under ``<run>/analysis/``."""
     run_dir = Path(run_dir)
     started = time.perf_counter()
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, complete=True)
     records = read_records(run_dir)
     series = build_series(records)
     rngs = np.random.default_rng(settings.seed).spawn(5)

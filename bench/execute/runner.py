@@ -11,6 +11,7 @@ Ctrl-C finishes the sweep with exactly the records of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,13 @@ from gradprobe.bench.engine.generic import measure_factory
 from gradprobe.bench.engine.training import train_cell
 from gradprobe.bench.execute.executors import Executor, open_executor, task_payload
 from gradprobe.bench.execute.progress import SweepProgress
+from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
 from gradprobe.bench.init.initialization import mlp_param_specs
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.bench.plan.devices import device_available
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
 from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, utc_now
-from gradprobe.bench.store.records import cell_path, cell_table, write_cell
+from gradprobe.bench.store.records import cell_path, cell_table, record_manifest, write_cell
 from gradprobe.bench.store.run_dir import (
     RECORD_FOLDERS,
     claim_run_dir,
@@ -42,7 +45,7 @@ from gradprobe.bench.store.run_dir import (
 from gradprobe.bench.store.run_lock import remove_stale_temporaries, run_lock
 from gradprobe.bench.store.train_records import write_training
 from gradprobe.core.atomic_files import write_json_atomic, write_text_atomic
-from gradprobe.core.errors import ConfigError
+from gradprobe.core.errors import ConfigError, UserError, toml_repr
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
 __all__ = ["RunResult", "check_devices", "default_run_dir", "plan_cells", "run_sweep"]
@@ -111,6 +114,7 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
     timings = {}
     for cell in todo:
         result, specs, extra = measured.pop(cell.cell_id)
+        check_distinct_states(cell, result.seeds, result.fingerprints)
         table = cell_table(cell, specs, result.seeds, result.values, result.loss,
                            result.fingerprints)
         timing = {"compute_seconds": round(result.compute_seconds, 6),
@@ -123,6 +127,30 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
         if on_progress:
             on_progress(0, 1)
     return timings
+
+
+def check_distinct_states(cell: Cell, seeds, fingerprints) -> None:
+    """Refuse a cell in which two seeds start from the same initial state (equal
+    ``init_fingerprint``): their records would be counted as independent replicates, while
+    the seed is the unit of replication. This happens when the initial state ignores the
+    seed (a factory that sets its weights without torch's generator, with a fixed input).
+    Raised before the cell's file is written, so nothing is half-recorded."""
+    first: dict[str, int] = {}
+    for seed, fingerprint in zip(seeds, fingerprints, strict=True):
+        if fingerprint in first:
+            raise UserError(f"cell {cell.cell_id} ({_describe(cell)}): seeds {first[fingerprint]} "
+                            f"and {int(seed)} start from the same initial state (fingerprint "
+                            f"{fingerprint}), so they are not independent replicates; make "
+                            "the initial parameters or input depend on the seed (a factory "
+                            "must draw from torch's generator)")
+        first[fingerprint] = int(seed)
+
+
+def _describe(cell: Cell) -> str:
+    """The cell's axes that differ from the defaults, for messages."""
+    base = Cell(ModelConfig(), DataConfig(), "cpu", "float32", cell.seeds).axes()
+    shown = {k: v for k, v in cell.axes().items() if base.get(k) != v}
+    return ", ".join(f"{k} = {toml_repr(v)}" for k, v in shown.items()) or "defaults"
 
 
 def _measure(todo: list[Cell], max_memory: int, on_chunk) -> dict[str, tuple]:
@@ -176,11 +204,6 @@ def _start_manifest(config, cells, skipped, overrides, budget,
     return manifest
 
 
-def _record_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What each records file embeds: the manifest without the (possibly long) cell list."""
-    return {k: v for k, v in manifest.items() if k != "cells"}
-
-
 def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool = False,
               max_memory: int | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None, executor: str = "local",
@@ -198,13 +221,13 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     # half-made run directory behind.
     with open_executor(executor, workers, scheduler) as started:
         create_run_dir(run_dir)
-        with run_lock(run_dir):
+        with run_lock(run_dir), catch_stop_signals() as stop:
             manifest, done = _prepare(config, run_dir, cells, skipped, force=force,
                                       overrides=overrides, budget=budget, executor=started)
             if on_start:
                 on_start(run_dir, len(cells), len(done))
             seconds = _run_and_record(cells, done, run_dir, manifest, budget, progress,
-                                      started)
+                                      started, stop)
     rows = count_rows(run_dir, cells)
     return RunResult(run_dir, len(cells) - len(done), len(done), rows,
                      rows - count_rows(run_dir, done), seconds)
@@ -225,14 +248,21 @@ def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget,
     return manifest, finished_cells(run_dir, cells)
 
 
-def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor) -> float:
-    """Run the missing cells; the manifest ends ``complete``, or ``interrupted`` on error."""
+def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor,
+                    stop: StopFlag) -> float:
+    """Run the missing cells; the manifest ends ``complete``, or ``interrupted`` on error
+    or on a stop signal (even one whose exception something swallowed, see
+    :mod:`gradprobe.bench.execute.stop_signals`)."""
     started = time.perf_counter()
     try:
-        _execute(cells, done, run_dir, manifest, budget, progress, executor)
+        _execute(cells, done, run_dir, manifest, budget, progress, executor, stop)
+        stop.check()
     except BaseException:
         manifest.update(status="interrupted", finished_at=utc_now())
-        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+        # On a full disk this write fails too; the original error is the one to report, and
+        # readers see the run as interrupted anyway (its lock is free, see read_manifest).
+        with contextlib.suppress(UserError):
+            write_json_atomic(run_dir / MANIFEST_FILE, manifest)
         raise
     seconds = time.perf_counter() - started
     devices = list(dict.fromkeys(c.device for c in cells))
@@ -245,21 +275,29 @@ def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor) 
     return seconds
 
 
-def _execute(cells, done, run_dir, manifest, budget, progress, executor: Executor) -> None:
+def _execute(cells, done, run_dir, manifest, budget, progress, executor: Executor,
+             stop: StopFlag) -> None:
     for device in dict.fromkeys(c.device for c in cells):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(torch.device(device))
     finished = {c.cell_id for c in done}
     groups = [g for g in group_cells(cells) if any(c.cell_id not in finished for c in g)]
     bar = SweepProgress(cells, done, enabled=progress)
+    embedded = record_manifest(manifest)
     try:
         if executor.run_all is None:
             for group in groups:
-                run_group(group, run_dir, manifest, max_memory=budget,
+                stop.check()
+                run_group(group, run_dir, embedded, max_memory=budget,
                           on_progress=bar.update_counts)
             return
+
+        def task_done(group: list[Cell]) -> None:
+            bar.task_done(group)
+            stop.check()
+
         payloads = [task_payload([c for c in g if c.cell_id not in finished], run_dir,
-                                 _record_manifest(manifest), budget) for g in groups]
-        executor.run_all(payloads, groups, bar.task_done)
+                                 embedded, budget) for g in groups]
+        executor.run_all(payloads, groups, task_done)
     finally:
         bar.close()

@@ -27,8 +27,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 
@@ -48,6 +46,11 @@ _NOT_PASSED = ("width", "depth", "factory", "init_rng")
 _DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
 
 
+# What user code may raise that is its error, not ours: any Exception, and SystemExit (a
+# sys.exit() in a factory would otherwise end gradprobe silently). Ctrl-C still stops.
+FACTORY_ERRORS = (Exception, SystemExit)
+
+
 def _error(spec: str, problem: str) -> ConfigError:
     return ConfigError("model.factory", problem, spec)
 
@@ -58,13 +61,13 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     module cannot be imported, lacks the function, or the function cannot take
     ``width``, ``depth`` and ``seed`` keyword arguments."""
     module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # a console script does not look in the working dir
+    # Importing runs the module's code: only what is installed or on PYTHONPATH is searched,
+    # never the working directory behind the user's back (README, "trust boundary").
     try:
         module = importlib.import_module(module_name)
-    except Exception as err:  # ImportError, or anything the module raises while importing
-        hint = ("; is it installed, on PYTHONPATH or in the current directory?"
-                if isinstance(err, ModuleNotFoundError) else "")
+    except FACTORY_ERRORS as err:  # ImportError, or anything the module raises importing
+        hint = ("; is it installed or on PYTHONPATH? The working directory is not searched: "
+                "add it with PYTHONPATH=." if isinstance(err, ModuleNotFoundError) else "")
         raise _error(spec, f"cannot import {module_name} ({type(err).__name__}: "
                      f"{first_line(err)}){hint}") from None
     function = getattr(module, attribute, None)
@@ -133,7 +136,7 @@ def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, t
         module = resolve_factory(model.factory)(**kwargs)
     except ConfigError:
         raise
-    except Exception as err:
+    except FACTORY_ERRORS as err:
         raise _error(model.factory, f"the call with {_show(kwargs)} raised "
                      f"{type(err).__name__}: {first_line(err)}") from None
     if not isinstance(module, nn.Module):
@@ -202,7 +205,7 @@ def check_factories(cells: Sequence) -> None:
         try:
             with torch.no_grad():
                 out = module.to(dtype)(x.to(dtype))
-        except Exception as err:
+        except FACTORY_ERRORS as err:
             raise _error(cell.model.factory, f"forward on an input of shape "
                          f"{tuple(x.shape)} failed ({_where(cell)}): {type(err).__name__}: "
                          f"{first_line(err)}") from None

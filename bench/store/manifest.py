@@ -15,7 +15,8 @@
   scheduler, whose cluster decides) and ``scheduler`` (``--scheduler`` address, or null)
 * ``skipped``: ``{"device", "reason", "cells"}`` per absent device skipped by the config
 * ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
-  ``status`` (``running`` | ``complete`` | ``interrupted``), ``wall_seconds``
+  ``status`` (``running`` | ``complete`` | ``interrupted``; :func:`read_manifest` reports a
+  ``running`` run whose lock no process holds as ``interrupted``), ``wall_seconds``
 * ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
   ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
   ``train_seconds`` for trained cells
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradprobe.bench.store.run_lock import lock_is_held
 from gradprobe.core.documents import read_versioned_json
 from gradprobe.core.errors import UserError
 from gradprobe.core.hashing import text_hash
@@ -138,10 +140,41 @@ def new_manifest(config, cells, overrides: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """Load and version-check ``<run>/manifest.json``."""
+def read_manifest(run_dir: str | Path, *, complete: bool = False) -> dict[str, Any]:
+    """Load and version-check ``<run>/manifest.json``: a ``config`` object and a ``cells``
+    list always, and with ``complete`` (readers of the records: analyze, report) also
+    :data:`REQUIRED_CONFIG_KEYS` and ``environment``."""
     path = Path(run_dir) / MANIFEST_FILE
     if not path.is_file():
         raise UserError(f"{run_dir}: no {MANIFEST_FILE}; is this a gradprobe run directory?")
-    return read_versioned_json(path, key="manifest_version", current=MANIFEST_VERSION,
-                               what="manifest")
+    manifest = read_versioned_json(path, key="manifest_version", current=MANIFEST_VERSION,
+                                   what="manifest")
+    check_manifest_keys(path, manifest, complete=complete)
+    if manifest.get("status") == "running" and not lock_is_held(Path(run_dir)):
+        # The writer is gone without recording its end (SIGKILL, power loss, or a disk too
+        # full to rewrite the manifest): the kernel released its lock, so it is not running.
+        manifest["status"] = "interrupted"
+    return manifest
+
+
+# What the readers of records index; every manifest gradprobe ever wrote has these.
+REQUIRED_CONFIG_KEYS = ("text", "sha256", "seeds", "source")
+
+
+def check_manifest_keys(path: Path, manifest: dict[str, Any], *, complete: bool) -> None:
+    """One-line UserError for a manifest without the keys readers index (a hand-edited or
+    truncated one), instead of a KeyError traceback deep in a reader."""
+    config, cells = manifest.get("config"), manifest.get("cells")
+    problem = None
+    if not isinstance(config, dict):
+        problem = "no config object"
+    elif not isinstance(cells, list) or not all(
+            isinstance(c, dict) and "cell_id" in c for c in cells):
+        problem = "no cells list of {cell_id, ...} objects"
+    elif complete and (missing := [k for k in REQUIRED_CONFIG_KEYS if k not in config]):
+        problem = f"config lacks {', '.join(missing)}"
+    elif complete and not isinstance(manifest.get("environment"), dict):
+        problem = "no environment object"
+    if problem:
+        raise UserError(f"{path}: damaged manifest ({problem}); restore it, or re-run the "
+                        "sweep into a new directory")

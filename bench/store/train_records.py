@@ -136,10 +136,24 @@ def _read_one(path: Path, columns: list[str] | None) -> pa.Table:
         if version > TRAIN_SCHEMA_VERSION:
             raise UserError(f"{path}: training schema version {version} is newer than this "
                             f"gradprobe reads ({TRAIN_SCHEMA_VERSION}); upgrade gradprobe")
+        _check_name(path, meta)
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowException) as err:
         raise UserError(f"{path}: not a readable Parquet file ({err}); delete it and its "
                         "records file, then re-run the sweep into the same directory") from None
+
+
+def _check_name(path: Path, meta: dict[bytes, bytes]) -> None:
+    """A training file copied over another cell's is refused, as records files are
+    (:func:`gradprobe.bench.store.records.check_cell_file`)."""
+    try:
+        cell_id = json.loads(meta[META_CELL])["cell_id"]
+    except (KeyError, TypeError, ValueError):
+        cell_id = None
+    if cell_id != path.name.removeprefix("cell-").removesuffix(".parquet"):
+        raise UserError(f"{path}: does not hold the training records of the cell its name "
+                        "says; delete it and its records file, then re-run the sweep into "
+                        "the same directory")
 
 
 def read_training(run_dir: str | Path, kind: str, *, cells: list[str] | None = None,

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from gradprobe.cli.commands.arguments import bootstrap_seed, ratio_above_one
 from gradprobe.core.errors import EXIT_OK, EXIT_REGRESSION
 
 
@@ -20,10 +21,11 @@ def add_parser(sub) -> None:
     compare.add_argument("run", type=Path, help="run (or baseline) directory under test")
     compare.add_argument("--alpha", type=float, help="false discovery rate (default 0.05, "
                          "or [compare] alpha of RUN's config)")
-    compare.add_argument("--tolerance", type=float, help="ratio band [1/t, t] that counts "
-                         "as no change (default from calibration, or [compare] tolerance)")
+    compare.add_argument("--tolerance", type=ratio_above_one, help="ratio band [1/t, t] "
+                         "that counts as no change (default from calibration, or [compare] "
+                         "tolerance)")
     compare.add_argument("--resamples", type=int, help="bootstrap resamples (default 1999)")
-    compare.add_argument("--bootstrap-seed", type=int, default=0)
+    compare.add_argument("--bootstrap-seed", type=bootstrap_seed, default=0)
     compare.add_argument("--out", type=Path, help="where compare.json and compare.md go "
                          "(default: RUN when it is a run directory)")
     compare.add_argument("--all", action="store_true", help="list unchanged tests too")
@@ -34,8 +36,12 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from gradprobe.analysis.compare.compare_output import MARKDOWN_FILE, compare_dirs,
-    format_terminal, to_json
+    from gradprobe.analysis.compare.compare_output import (
+        MARKDOWN_FILE,
+        compare_dirs,
+        format_terminal,
+        to_json,
+    )
 
     comparison, written = compare_dirs(args.base, args.run, alpha=args.alpha,
                                        tolerance=args.tolerance, n_resamples=args.resamples,

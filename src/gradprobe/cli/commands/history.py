@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradprobe.core.errors import EXIT_OK, UserError
+from gradprobe.cli.commands.arguments import ratio_above_one
+from gradprobe.core.errors import EXIT_OK
 
 DEFAULT_ROOT = Path("reports/history")
 
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
     history.add_argument("--where", action="append", type=_where, default=[],
                          help="axis filter KEY=VALUE, repeatable (e.g. depth=3)")
     history.add_argument("--config", help="only runs of this config name")
-    history.add_argument("--tolerance", type=float, help="smallest step reported "
+    history.add_argument("--tolerance", type=ratio_above_one, help="smallest step reported "
                          "(default: the compare tolerance)")
     history.add_argument("--html", type=Path, help="also write the trends page here")
     history.set_defaults(func=show_command)
@@ -52,9 +53,7 @@ def show_command(args: argparse.Namespace) -> int:
     from gradprobe.analysis.history.history_page import write_history_page
     from gradprobe.analysis.history.run_history import format_trends, read_history, trends
 
-    tolerance = args.tolerance or DEFAULT_TOLERANCE
-    if tolerance <= 1:
-        raise UserError(f"--tolerance {tolerance}: must be a ratio > 1")
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     items = trends(read_history(args.root), metrics=tuple(args.metric or ["grad_mean_abs"]),
                    params=tuple(args.param or ["layers.0.weight"]), where=dict(args.where),
                    config=args.config, tolerance=tolerance)
