@@ -46,6 +46,10 @@ def raises(*, width: int, depth: int, seed: int) -> nn.Module:
     raise ValueError("depth must be even")
 
 
+def exits(*, width: int, depth: int, seed: int) -> nn.Module:
+    raise SystemExit(3)
+
+
 NOT_CALLABLE = 3
 
 
@@ -118,3 +122,26 @@ class VmapSensitive(nn.Module):
 
 def vmap_sensitive(*, width: int, depth: int, seed: int) -> VmapSensitive:
     return VmapSensitive(width)
+
+
+def constant(*, width: int, depth: int, seed: int) -> nn.Module:
+    """Ignores the seed: every seed starts from the same weights (refused by the runner)."""
+    module = nn.Linear(width, 1, bias=False)
+    with torch.no_grad():
+        module.weight.fill_(0.5)
+    return module
+
+
+class Escaped(nn.Module):
+    """A parameter whose name carries a terminal escape sequence (red text)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_parameter("w\x1b[31m", nn.Parameter(torch.randn(1, width)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ getattr(self, "w\x1b[31m").T
+
+
+def escaped(*, width: int, depth: int, seed: int) -> nn.Module:
+    return Escaped(width)

@@ -88,3 +88,19 @@ class _Parsed:
 
     def parse_args(self, argv):
         return self.args
+
+
+def test_special_files_are_never_replaced(tmp_path):
+    # Regression (issue 14, item 11): os.replace swapped a device for a plain file
+    # (`report -o /dev/full` as root replaced /dev/full). A FIFO stands in for the device.
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="pipe: is a device, FIFO or socket, not a file"):
+        write_text_atomic(fifo, "x")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    with pytest.raises(UserError, match="is a directory, not a file"):
+        write_text_atomic(tmp_path, "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary left

@@ -47,6 +47,16 @@ def test_every_row_of_the_docs_table_names_an_existing_test():
 
 @pytest.mark.parametrize("args,fragment", [
     (["run", SMOKE, "--max-memory", "lots"], "--max-memory"),
+    # Regression (issue 14, item 11): these were tracebacks or silently accepted.
+    (["run", SMOKE, "--max-memory", "infG"], "--max-memory"),
+    (["run", SMOKE, "--max-memory", "1e400G"], "--max-memory"),
+    (["run", SMOKE, "--seeds", str(10**12)], "--seeds must be <= 100000"),
+    (["analyze", "x", "--bootstrap-seed", "-1"], "--bootstrap-seed: '-1': must be >= 0"),
+    (["compare", "a", "b", "--bootstrap-seed", "-1"], "--bootstrap-seed"),
+    (["compare", "a", "b", "--tolerance", "inf"], "--tolerance: 'inf': must be a finite"),
+    (["compare", "a", "b", "--tolerance", "0.5"], "--tolerance: '0.5'"),
+    (["history", "--tolerance", "nan"], "--tolerance: 'nan': must be a finite"),
+    (["calibrate", "smoke", "--power-tolerance", "inf"], "--power-tolerance: 'inf'"),
     (["frobnicate"], "invalid choice"),
     (["run"], "required: config"),
     (["analyze"], "required: run_dir"),
@@ -122,6 +132,30 @@ def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
     kept = pd.read_parquet(out / "records")  # finished cells are whole and readable
     assert len(kept) > 0 and not kept.duplicated(["cell_id", "seed", "param"]).any()
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_disk_full_for_the_manifest_too_reads_as_interrupted(tmp_path, monkeypatch):
+    # Regression (issue 14, item 11): with the disk too full to rewrite the manifest, the
+    # run ended with a message about manifest.json (hiding the failed cell) and the manifest
+    # said "running" for ever.
+    from gradprobe.bench.store.manifest import read_manifest
+
+    real_replace = atomic_files.os.replace
+    calls = {"n": 0}
+
+    def full_after_three(src, dst):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_files.os, "replace", full_after_three)
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"\.parquet: cannot write \(No space left on device\)"):
+        run_sweep(load_config(SMOKE), out=out, progress=False)
+    monkeypatch.undo()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    assert read_manifest(out).status == "interrupted"  # no process holds its lock
 
 
 def test_nonfinite_gradients_are_counted_and_reported(tmp_path):
@@ -221,3 +255,47 @@ def test_unreachable_scheduler_leaves_no_run_directory(tmp_path, monkeypatch, ca
     assert code == 2 and err.count("\n") == 1, err
     assert "--scheduler tcp://127.0.0.1:1: cannot connect to the Dask scheduler" in err
     assert not out.exists()
+
+
+def test_cell_file_copied_over_another_is_refused(run_copy):
+    # Regression (issue 14, item 4): a cell file copied over another crashed analyze (two
+    # copies of one cell's rows) and was counted as done on resume.
+    source, victim = record_files(run_copy)[:2]
+    shutil.copyfile(source, victim)
+    assert_one_line_error(gradprobe("analyze", run_copy), victim.name,
+                          "not of the cell its name says")
+    assert_one_line_error(gradprobe("run", SMOKE, "--out", run_copy, "--no-progress"),
+                          victim.name, "not of the cell its name says")
+
+
+def test_cell_file_of_another_sweep_is_refused(run_copy, tmp_path):
+    # Regression (issue 14, item 4): a valid cell file of another sweep in records/ was
+    # silently analysed with this run's cells.
+    other = parse_config('name = "other"\n[model]\ndepth = 2\nwidth = 3\n[sweep]\nseeds = 2\n')
+    run_sweep(other, out=tmp_path / "other", progress=False)
+    stray = record_files(tmp_path / "other")[0]
+    shutil.copyfile(stray, run_copy / "records" / stray.name)
+    with pytest.raises(UserError, match=f"{stray.name}: cell .* is not part of this run's"):
+        from gradprobe.bench.store.records import read_records
+
+        read_records(run_copy)
+    assert_one_line_error(gradprobe("analyze", run_copy), stray.name, "another run")
+
+
+def test_cell_file_with_other_seeds_is_refused(run_copy):
+    # A cell file whose seed list differs from the manifest's (a hand-edited manifest, or a
+    # file made under other --seeds and renamed) is not this run's cell.
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    manifest["config"]["seeds"] = manifest["config"]["seeds"][:-1]
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(gradprobe("analyze", run_copy), "has seeds [0, 1, 2, 3, 4, 5, ...], "
+                                                          "not the seeds [0, 1, 2, 3, 4, 5, ...]")
+
+
+@pytest.mark.parametrize("damage", ["cells", "config", "environment"])
+def test_manifest_missing_keys_is_one_line(run_copy, damage):
+    # Regression (issue 14, item 11): a manifest missing a key gave a KeyError traceback.
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    del manifest[damage]
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(gradprobe("analyze", run_copy), "manifest.json: damaged manifest")

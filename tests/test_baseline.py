@@ -37,7 +37,8 @@ def test_existing_baseline_needs_force(smoke_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
-@pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden", "x" * 65])
+# "smoke\n": regression (issue 14, item 11), "$" with re.match accepted a trailing newline.
+@pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden", "x" * 65, "smoke\n"])
 def test_bad_names_are_refused(smoke_run, tmp_path, name):
     with pytest.raises(UserError, match="--name"):
         save_baseline(smoke_run, name=name, root=tmp_path)

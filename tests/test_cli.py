@@ -185,3 +185,21 @@ def test_bad_factory_exits_2_and_writes_nothing(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and '[model] factory = "nowhere_xyz:make": cannot import' in lines[0]
     assert not out.exists()
+
+
+def test_control_characters_in_parameter_names_are_printed_escaped(tmp_path):
+    # Regression (issue 14, item 11): a factory's parameter name with an ANSI escape sequence
+    # was printed raw by compare, recolouring (or worse) the user's terminal.
+    config = tmp_path / "esc.toml"
+    config.write_text('name = "esc"\n[model]\nfactory = "factory_models:escaped"\n'
+                      "width = 3\n[sweep]\nseeds = 6\n")
+    cli = [sys.executable, "-m", "gradprobe"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # factory_models
+    subprocess.run([*cli, "run", str(config), "--out", str(tmp_path / "run"), "--no-progress"],
+                   check=True, capture_output=True, timeout=300, env=env)
+    done = subprocess.run([*cli, "compare", str(tmp_path / "run"), str(tmp_path / "run"),
+                           "--all", "--resamples", "199", "--out", str(tmp_path / "cmp")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "w\\x1b[31m" in done.stdout
+    assert "\x1b" not in done.stdout

@@ -192,6 +192,8 @@ def test_falls_back_to_a_loop_and_says_why(tmp_path):
     ('factory = "factory_models:bad_input_shape"', "input_shape must be a tuple of "
                                                          "positive integers"),
     ('factory = "factory_models:raises"', "raised ValueError: depth must be even"),
+    # Regression (issue 14, item 11): SystemExit from a factory ended gradprobe silently.
+    ('factory = "factory_models:exits"', "raised SystemExit: 3"),
     ('factory = "gradprobe.bench.models.conv_resnet:conv_resnet"\nnorm = "layernorm"',
      "conv_resnet supports norm = none or batchnorm"),
     ('factory = "gradprobe.bench.models.conv_resnet:conv_resnet"\nactivation = "tanh"',
@@ -260,3 +262,43 @@ def test_vmap_that_gets_the_loss_wrong_falls_back_to_the_loop():
         net = net.double()
         loss = net(x.double()).square().mean()
         assert done.result.loss[row] == pytest.approx(loss.item(), rel=1e-12)
+
+
+def test_seeds_with_one_initial_state_are_refused(tmp_path):
+    # Regression (issue 14, item 8): seeds whose initial states are identical (here a
+    # factory that ignores the seed) were counted as independent replicates.
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import load_config
+    from gradprobe.core.errors import UserError
+
+    path = tmp_path / "c.toml"
+    path.write_text('name = "const"\n[model]\nfactory = "factory_models:constant"\n'
+                    'width = 2\n[data]\ninput = [[1.0, 2.0]]\n[sweep]\nseeds = 3\n')
+    with pytest.raises(UserError, match="seeds 0 and 1 start from the same initial state"):
+        run_sweep(load_config(path), out=tmp_path / "run", progress=False)
+    assert not list((tmp_path / "run" / "records").glob("cell-*"))
+
+
+def test_the_working_directory_is_not_searched_for_factories(tmp_path):
+    # Regression (issue 14, item 11): the console script silently put the working directory
+    # on sys.path, so a file there named like the factory's module was imported and run.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mymodels.py").write_text(
+        "from torch import nn\n\ndef f(*, width, depth, seed):\n    return nn.Linear(width, 1)\n")
+    (tmp_path / "c.toml").write_text('name = "cwd"\n[model]\nfactory = "mymodels:f"\n'
+                                     "width = 2\n[sweep]\nseeds = 2\n")
+    script = Path(sys.executable).parent / "gradprobe"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(script), "run", "c.toml", "--out", "run", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "cannot import mymodels" in done.stderr and "PYTHONPATH=." in done.stderr
+    assert not (tmp_path / "run").exists()
+    done = subprocess.run([str(script), "run", "c.toml", "--out", "run", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**env, "PYTHONPATH": "."})
+    assert done.returncode == 0, done.stderr

@@ -66,6 +66,9 @@ def test_sweep_axes_expand_as_cartesian_product():
     (BASE + "[sweep]\ndepth = [4, 1]\n", "[sweep] depth = 1: must be >= 2"),
     (BASE + "[sweep]\nheight = [1]\n", "[sweep] height"),
     (BASE + '[sweep]\ndevice = ["tpu"]\n', '[sweep] device = "tpu"'),
+    (BASE + '[sweep]\ndevice = ["cpu\\n"]\n', '[sweep] device = "cpu'),  # re.match + "$"
+    (BASE + '[sweep]\nmax_memory = "infG"\n', '[sweep] max_memory = "infG": must be a size'),
+    (BASE + '[sweep]\nmax_memory = "1e400G"\n', '[sweep] max_memory = "1e400G"'),
     (BASE + '[sweep]\ndtype = ["int8"]\n', '[sweep] dtype = "int8"'),
     (BASE + '[sweep]\ndtype = ["float32", "float32"]\n', "[sweep] dtype"),
     (BASE + '[data]\ninput = [[1.0, 2.0, 3.0, 4.0]]\n[sweep]\nwidth = [4, 5]\n',
@@ -196,3 +199,42 @@ headline = { depth = DEPTH, width = 8 }
     assert str(caught.value) == (f"{path}: [report.headline] depth = 99: is not a cell of "
                                  "this sweep; pick one of 3")
     assert load_config(write_config(tmp_path, text.replace("DEPTH", "3"), "ok.toml"))
+
+
+@pytest.mark.parametrize("axis", ['activation = ["relu", "relu"]', "depth = [2, 2, 3]",
+                                  "init_gain = [1, 1.0]", 'residual_scale = ["0.5", 0.5]'])
+def test_repeated_sweep_values_are_refused(tmp_path, axis):
+    # Regression (issue 14, item 7): repeats made two cells with one id, a KeyError, and a
+    # rerun that marked the run complete.
+    path = write_config(tmp_path, BASE + f"[sweep]\nseeds = 2\n{axis}\n")
+    with pytest.raises(ConfigError, match=r"\[sweep\] \w+ = .*: repeats the value"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("seeds,where", [
+    ("[1, 4294967297]", "[sweep] seeds = 4294967297: seeds must be integers in 0..4294967295"),
+    ("[4294967296]", "[sweep] seeds = 4294967296"),
+    ("1000000000000", "[sweep] seeds = 1000000000000: a seed count must be <= 100000"),
+])
+def test_seeds_outside_32_bits_are_refused(tmp_path, seeds, where):
+    # Regression (issue 14, item 8): torch keeps a seed's low 32 bits, so 1 and 2**32 + 1
+    # gave identical records counted as independent; a count of 10**12 exhausted memory.
+    path = write_config(tmp_path, BASE + f"[sweep]\nseeds = {seeds}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert where in str(caught.value)
+
+
+def test_seed_count_override_is_bounded():
+    with pytest.raises(ConfigError, match=r"command line: .*--seeds must be <= 100000"):
+        config_with_overrides(load_config("seed"), seeds=10**12)
+
+
+def test_oversized_config_is_refused(tmp_path):
+    # Regression (issue 14, item 1): a 60 MB description wrote a cell file Arrow could not
+    # read back; the config is now bounded before anything runs.
+    from gradprobe.bench.plan.loader import MAX_CONFIG_BYTES
+
+    path = write_config(tmp_path, f'description = "{"x" * MAX_CONFIG_BYTES}"\n' + BASE)
+    with pytest.raises(UserError, match=r": config is larger than 1024 KiB"):
+        load_config(path)

@@ -36,6 +36,7 @@ def test_run_dir_owns_the_layout(smoke_run):
     (lambda m: m.pop("cells"), "cells"),
     (lambda m: m["cells"][0].update(n_seeds="16"), "cells[].n_seeds"),
     (lambda m: m.update(status=None), "status"),
+    (lambda m: m.pop("environment"), "environment"),
 ])
 def test_manifest_missing_a_key_is_a_one_line_error_naming_it(smoke_run, tmp_path, damage,
                                                                 key):
@@ -46,7 +47,7 @@ def test_manifest_missing_a_key_is_a_one_line_error_naming_it(smoke_run, tmp_pat
         read_manifest(tmp_path)
     message = str(err.value)
     assert "\n" not in message and str(tmp_path / "manifest.json") in message
-    assert f"manifest key {key} is missing" in message
+    assert f"damaged manifest (key {key} is missing" in message
 
 
 def test_code_state_is_the_factory_repository(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def test_previous_run_ignores_other_configs_and_unfinished_runs(tmp_path):
             {"manifest_version": 1, "records_schema_version": 4,
              "config": {"name": config, "source": "c.toml", "text": "", "sha256": "0",
                         "seeds": [0]},
-             "status": status, "started_at": started, "cells": []}))
+             "environment": {}, "status": status, "started_at": started, "cells": []}))
 
     fake_run("a", "default", "complete", "2026-01-01T00:00:00+00:00")
     fake_run("b", "default", "complete", "2026-02-01T00:00:00+00:00")

@@ -126,7 +126,13 @@ def test_unfinished_and_unanalysed_runs_are_skipped_with_a_reason(reports_dir, t
     manifest = json.loads((root / "running" / "manifest.json").read_text())
     (root / "running" / "manifest.json").write_text(json.dumps({**manifest,
                                                                 "status": "running"}))
-    result = site.publish(reports=root, out=tmp_path / "site")
+    from gradprobe.bench.store.run_lock import run_lock
+
+    # A run reads as running only while a process holds its lock (else it was killed and
+    # reads as interrupted, gradprobe.bench.store.manifest.read_manifest): hold it, as a live run
+    # does.
+    with run_lock(root / "running"):
+        result = site.publish(reports=root, out=tmp_path / "site")
     assert result.runs == []
     assert len(result.skipped) == 2
     assert any("unanalysed" in s and "not analysed" in s for s in result.skipped)
@@ -224,3 +230,36 @@ def test_site_history_and_compare_work_for_factory_runs_only(transformer_analysi
     history = (result.out / "history" / "index.html").read_text(encoding="utf-8")
     assert "<svg" in history and "norm_position=post" in history
     assert_links_resolve(result.out / "index.html")
+
+
+def test_runs_csv_defuses_spreadsheet_formulas(reports_dir, tmp_path):
+    # Regression (issue 14, item 11): a config named like a formula went into runs.csv as
+    # is, and a spreadsheet opening the file ran it (CSV injection).
+    reports = tmp_path / "reports"
+    shutil.copytree(reports_dir / "smoke-run", reports / "smoke-run")
+    manifest_path = reports / "smoke-run" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["config"]["name"] = '=HYPERLINK("http://example.invalid","x")'
+    manifest_path.write_text(json.dumps(manifest))
+    result = site.publish(reports=reports, out=tmp_path / "site")
+    table = pd.read_csv(result.out / "runs.csv")
+    assert table["config"].tolist() == ['\'=HYPERLINK("http://example.invalid","x")']
+    assert (table["cells"] > 0).all()  # numbers stay numbers
+
+
+def test_a_killed_publish_leaves_nothing_behind_after_the_next(reports_dir, tmp_path):
+    # Regression (issue 14, item 11): a publish killed mid-build left .site.building-*
+    # (and .site.old-*) beside the site for ever. The next publish removes those of dead
+    # processes and leaves those of a running one alone.
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = [tmp_path / f".site.building-{gone.pid}-abc", tmp_path / f".site.old-{gone.pid}"]
+    running = tmp_path / f".site.building-{os.getpid()}-xyz"
+    for path in (*stale, running):
+        (path / "runs").mkdir(parents=True)
+    site.publish(reports=reports_dir, out=tmp_path / "site")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["site", running.name])

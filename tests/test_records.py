@@ -94,3 +94,28 @@ def test_hidden_temporary_files_are_ignored(smoke_run, tmp_path):
     run = _copy_run(smoke_run, tmp_path)
     (run / "records" / ".cell-x.parquet.123.tmp").write_bytes(b"partial")
     assert len(records.read_records(run)) == len(pd.read_parquet(run / "records"))
+
+
+def _embedded_manifest(run_dir, cell_id: str) -> bytes:
+    return pq.read_schema(records.cell_path(run_dir, cell_id)).metadata[records.META_MANIFEST]
+
+
+def test_cell_file_size_does_not_grow_with_the_cell_count(tmp_path):
+    # Regression (issue 14, item 1): the local executor embedded the whole manifest, cell
+    # list included, in every cell file, so storage grew with the square of the cell count.
+    from gradprobe.bench.execute.runner import run_sweep
+    from gradprobe.bench.plan.loader import parse_config
+
+    base = 'name = "grow"\n[model]\ndepth = 2\nwidth = 2\n[sweep]\nseeds = 2\n'
+    small = parse_config(base + "init_gain = [1.0, 2.0]\n")
+    large = parse_config(base + "init_gain = [1.0, 2.0]\nwidth = [2, 3, 4, 5, 6, 7, 8, 9]\n"
+                         "target = [0.0, 1.0, 2.0]\n")
+    run_sweep(small, out=tmp_path / "small", progress=False)
+    run_sweep(large, out=tmp_path / "large", progress=False)
+    shared = small.cells()[0].cell_id
+    assert shared in {c.cell_id for c in large.cells()}
+    grown = len(_embedded_manifest(tmp_path / "large", shared)) - len(
+        _embedded_manifest(tmp_path / "small", shared))
+    # Only the longer config text (stored as text and hashed) may differ, not 47 cell entries.
+    assert grown <= 2 * (len(large.text) - len(small.text))
+    assert "cells" not in json.loads(_embedded_manifest(tmp_path / "large", shared))

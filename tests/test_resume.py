@@ -5,6 +5,7 @@ These tests start real ``gradprobe run`` processes and really kill them (SIGKILL
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -33,10 +34,20 @@ residual = [false, true]
 N_CELLS = 42
 
 
+def _default_stop_signals() -> None:
+    # A child inherits ignored signals: when the tests run as a background job of a
+    # non-interactive shell (`make test &`), SIGINT is SIG_IGN, the run ignored the test's
+    # Ctrl-C and finished with exit 0 (issue 14, item 12). Give the run the default handlers
+    # an interactive user's run has.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gradprobe", "run", str(config), "--out",
                              str(out), "--no-progress", *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_stop_signals)
 
 
 def wait_for_cells(out: Path, count: int, process: subprocess.Popen, timeout=120) -> int:
@@ -92,9 +103,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, slow_config, unin
     out = tmp_path / "run"
     process = start(slow_config, out)
     wait_for_cells(out, 2, process)
+    assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert f"Resume with the same command and --out {out}" in stderr
     assert "Traceback" not in stderr
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
@@ -151,3 +163,68 @@ def test_stale_temporaries_are_cleaned_on_resume(tmp_path):
     run_sweep(load_config("smoke"), out=out, progress=False)
     assert not list((out / "records").glob(".*.tmp"))
     assert os.path.exists(out / "records")
+
+
+def test_ctrl_c_stops_a_run_started_from_a_background_job(tmp_path, slow_config):
+    # Regression (issue 14, item 12): with SIGINT ignored in the test process, as in a
+    # background job, the run inherited SIG_IGN, ignored the signal and exited 0.
+    out = tmp_path / "run"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = start(slow_config, out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    wait_for_cells(out, 1, process)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+
+
+def test_sigterm_marks_the_manifest_interrupted(tmp_path, slow_config):
+    # Regression (issue 14, item 11): SIGTERM killed the run without cleanup, leaving the
+    # manifest "running" for ever.
+    out = tmp_path / "run"
+    process = start(slow_config, out)
+    wait_for_cells(out, 1, process)
+    assert process.poll() is None, "the run finished before it could be terminated"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "terminated; finished cells are kept" in stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_run(tmp_path, monkeypatch):
+    # Regression (issue 14, item 12): a KeyboardInterrupt raised inside code that drops it
+    # (a finalizer: "Exception ignored in ...") let the run go on and finish with exit 0.
+    from gradprobe.bench.execute import tasks
+    real_write = tasks.write_cell
+    writes = []
+
+    def write_then_swallow_ctrl_c(*args, **kwargs):
+        writes.append(real_write(*args, **kwargs))
+        with contextlib.suppress(KeyboardInterrupt):  # what a finalizer does with it
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(tasks, "write_cell", write_then_swallow_ctrl_c)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(load_config("smoke"), out=out, progress=False)
+    assert len(writes) < len(load_config("smoke").cells())
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_second_run_at_the_first_runs_start_is_told_who_writes(tmp_path):
+    # Regression (issue 14, item 11): while the first run was writing its manifest (a
+    # hidden temporary beside the lock), a second run checked the directory before the lock
+    # and was told it was "not a gradprobe run directory".
+    from gradprobe.bench.store.run_lock import run_lock
+    from gradprobe.core.errors import UserError
+
+    out = tmp_path / "run"
+    (out / "records").mkdir(parents=True)
+    with run_lock(out):
+        (out / f".manifest.json.{os.getpid()}.tmp").write_text("{")
+        with pytest.raises(UserError, match=rf"another gradprobe run \(pid {os.getpid()}\)"):
+            run_sweep(load_config("smoke"), out=out, progress=False)

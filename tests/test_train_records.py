@@ -107,6 +107,17 @@ def test_newer_and_foreign_training_files_are_refused(train_run, tmp_path):
         train_records.read_training(run, "loss")
 
 
+def test_training_file_copied_over_another_is_refused(train_run, tmp_path):
+    # Regression (issue 14, item 4): as for records files, a training file copied over
+    # another cell's was read as that cell's.
+    run = tmp_path / "run"
+    shutil.copytree(train_run, run)
+    source, victim = sorted((run / "train" / "loss").glob("cell-*.parquet"))[:2]
+    shutil.copyfile(source, victim)
+    with pytest.raises(UserError, match=f"{victim.name}: does not hold the training records"):
+        train_records.read_training(run, "loss")
+
+
 def test_a_run_without_training_has_no_training_tables(smoke_run):
     assert train_records.read_training(smoke_run, "loss").empty
     assert not (smoke_run / "train").exists()

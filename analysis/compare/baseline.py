@@ -34,7 +34,8 @@ from gradprobe.core.atomic_files import write_json_atomic
 from gradprobe.core.errors import UserError
 
 BASELINES_DIR = Path("reports") / "baselines"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# fullmatch: with re.match, "$" also matches before a trailing newline ("smoke\n").
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def save_baseline(run_dir: str | Path, *, name: str, root: str | Path = BASELINE
                   force: bool = False) -> SavedBaseline:
     """Copy a complete run into ``root/name`` (module docstring); UserError if the run is
     incomplete or unreadable, the name is invalid, or the baseline exists without ``force``."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise UserError(f"--name {name!r}: use letters, digits, '_', '.' and '-' (at most 64), "
                         "starting with a letter or digit")
     run_dir, root = Path(run_dir), Path(root)

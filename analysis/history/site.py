@@ -28,7 +28,9 @@ index section, or None when it has nothing to show.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -44,7 +46,7 @@ from gradprobe.analysis.analyze import load_analysis
 from gradprobe.analysis.compare.compare_output import read_comparison as read_compare_json
 from gradprobe.analysis.history.regressions import side_name
 from gradprobe.analysis.report.headline import fmt_ci, fmt_p
-from gradprobe.analysis.report.pages import csv_data_uri, render_page, sort_value
+from gradprobe.analysis.report.pages import csv_data_uri, csv_safe, render_page, sort_value
 from gradprobe.analysis.report.report_page import headline_for, write_report
 from gradprobe.bench.store.manifest import MANIFEST_FILE, Manifest, read_manifest
 from gradprobe.bench.store.run_dir import COMPARE_JSON
@@ -359,7 +361,7 @@ def build_site(reports: Path, into: Path) -> PublishResult:
     sections = [s for hook in SECTION_HOOKS if (s := hook(context)) is not None]
     table = runs_table(runs)
     write_text_atomic(into / "index.html", render_index(runs, pages, sections, table))
-    write_atomic(into / "runs.csv", lambda tmp: table.to_csv(tmp, index=False))
+    write_atomic(into / "runs.csv", lambda tmp: csv_safe(table).to_csv(tmp, index=False))
     for name in (".nojekyll", MARKER):
         write_text_atomic(into / name, "")
     return PublishResult(into, runs, skipped, [p.path for p in pages])
@@ -379,7 +381,8 @@ def _building_directory(out: Path) -> Path:
     """A fresh hidden directory beside ``out`` to build the site in, readable by a web
     server's user (mkdtemp's 0700 would hide it)."""
     try:
-        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-",
+                                         dir=out.parent))
     except OSError as err:
         raise UserError(f"{out.parent}: cannot write the site here ({err.strerror or err}); "
                         "choose a writable --out") from None
@@ -387,11 +390,39 @@ def _building_directory(out: Path) -> Path:
     return building
 
 
+def remove_stale_builds(out: Path) -> list[Path]:
+    """Delete the build (``.<out>.building-<pid>-*``) and swap (``.<out>.old-<pid>``)
+    directories of earlier publishes whose process is gone: a publish killed by SIGKILL or
+    SIGTERM cannot clean up after itself, and they stayed for ever. Those of a publish still
+    running (its pid alive) are left alone. Returns the paths removed."""
+    prefix = glob.escape(f".{out.name}")
+    removed = []
+    patterns = ((".building-*", r"\.building-(\d+)-"), (".old-*", r"\.old-(\d+)$"))
+    for suffix, pid_pattern in patterns:
+        for path in out.parent.glob(prefix + suffix):
+            found = re.search(pid_pattern, path.name)
+            if found and path.is_dir() and not _alive(int(found.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
 def publish(*, reports: str | Path = "reports", out: str | Path = "site") -> PublishResult:
     """Build the site for ``reports`` and put it at ``out``, replacing an earlier site."""
     reports, out = Path(reports), Path(out)
     _check_replaceable(out, reports)
     ensure_directory(out.parent)
+    remove_stale_builds(out)
     building = _building_directory(out)
     try:
         result = build_site(reports, building)

@@ -83,9 +83,28 @@ def sort_value(value: Any) -> str:
     return repr(float(value)) if isinstance(value, numbers.Real) else str(value)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection",
+# OWASP): config names and parameter names are user text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would read as a formula prefixed
+    with ``'`` (OWASP's advice); numbers, including negative ones, are untouched."""
+    def defuse(value: Any) -> Any:
+        return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) \
+            else value
+
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(defuse)
+    return out
+
+
 def csv_data_uri(frame: pd.DataFrame) -> str:
     """``frame`` as a ``data:text/csv`` URI (UTF-8, base64: no escaping pitfalls in an
-    attribute), full float precision, no index."""
-    text = frame.to_csv(index=False, lineterminator="\n")
+    attribute), full float precision, no index, text cells :func:`csv_safe`."""
+    text = csv_safe(frame).to_csv(index=False, lineterminator="\n")
     encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
     return f"data:text/csv;charset=utf-8;base64,{encoded}"

@@ -18,8 +18,8 @@ from gradprobe.bench.engine.factory_training import draw_factory_task
 from gradprobe.bench.models import batches
 from gradprobe.bench.models.batches import Batch
 from gradprobe.bench.models.factory import build
+from gradprobe.bench.models.user_code import FACTORY_ERRORS, first_line
 from gradprobe.bench.models.user_code import factory_error as _error
-from gradprobe.bench.models.user_code import first_line
 from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.core.errors import ConfigError
 
@@ -42,12 +42,12 @@ def check_factories(cells: Sequence) -> None:
         try:
             with torch.no_grad():
                 out = batches.call(module.to(dtype), batch.inputs)
-        except Exception as err:
+        except FACTORY_ERRORS as err:
             raise _error(cell.model.factory, f"forward on {_describe(batch)} failed "
                          f"({_where(cell)}): {type(err).__name__}: {first_line(err)}") from None
         try:
             batches.loss(out, batch.targets, cell.data)
-        except Exception as err:
+        except FACTORY_ERRORS as err:
             raise ConfigError("data.loss", f"{first_line(err)} ({_where(cell)})",
                               cell.data.loss) from None
         if cell.trains:
@@ -64,7 +64,7 @@ def _check_training_task(cell, module: nn.Module) -> None:
     try:
         with torch.no_grad():
             batches.loss(batches.call(module, task.inputs), task.targets, cell.data)
-    except Exception as err:
+    except FACTORY_ERRORS as err:
         what = ("the [data] factory's batch" if cell.data.data_factory else
                 f"the teacher task (inputs ({train.samples}, {cell.model.width}), targets "
                 f"({train.samples}, {cell.model.out_features}))")

@@ -10,6 +10,7 @@ a SIGKILL or a Ctrl-C finishes the sweep with exactly the records of an uninterr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
 from gradprobe.bench.execute.executors import Executor, open_executor
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
+from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
 from gradprobe.bench.execute.tasks import run_group, task_payload
 from gradprobe.bench.plan.devices import device_available
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
 from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, utc_now
+from gradprobe.bench.store.records import record_manifest
 from gradprobe.bench.store.run_dir import (
     RECORD_FOLDERS,
     claim_run_dir,
@@ -38,7 +41,7 @@ from gradprobe.bench.store.run_dir import (
 )
 from gradprobe.bench.store.run_lock import remove_stale_temporaries, run_lock
 from gradprobe.core.atomic_files import write_json_atomic, write_text_atomic
-from gradprobe.core.errors import ConfigError
+from gradprobe.core.errors import ConfigError, UserError
 
 __all__ = ["RunResult", "check_devices", "default_run_dir", "plan_cells", "run_sweep"]
 
@@ -125,11 +128,6 @@ def _start_manifest(config, cells, skipped, overrides, budget,
     return manifest
 
 
-def _record_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What each records file embeds: the manifest without the (possibly long) cell list."""
-    return {k: v for k, v in manifest.items() if k != "cells"}
-
-
 def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool = False,
               max_memory: int | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None, executor: str = "local",
@@ -147,13 +145,13 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     # half-made run directory behind.
     with open_executor(executor, workers, scheduler) as started:
         create_run_dir(run_dir)
-        with run_lock(run_dir):
+        with run_lock(run_dir), catch_stop_signals() as stop:
             manifest, done = _prepare(config, run_dir, cells, skipped, force=force,
                                       overrides=overrides, budget=budget, executor=started)
             if on_start:
                 on_start(run_dir, len(cells), len(done))
             seconds = _run_and_record(cells, done, run_dir, manifest, budget, progress,
-                                      started)
+                                      started, stop)
     rows = count_rows(run_dir, cells)
     return RunResult(run_dir, len(cells) - len(done), len(done), rows,
                      rows - count_rows(run_dir, done), seconds)
@@ -174,14 +172,21 @@ def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget,
     return manifest, finished_cells(run_dir, cells)
 
 
-def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor) -> float:
-    """Run the missing cells; the manifest ends ``complete``, or ``interrupted`` on error."""
+def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor,
+                    stop: StopFlag) -> float:
+    """Run the missing cells; the manifest ends ``complete``, or ``interrupted`` on error
+    or on a stop signal (even one whose exception something swallowed, see
+    :mod:`gradprobe.bench.execute.stop_signals`)."""
     started = time.perf_counter()
     try:
-        _execute(cells, done, run_dir, manifest, budget, progress, executor)
+        _execute(cells, done, run_dir, manifest, budget, progress, executor, stop)
+        stop.check()
     except BaseException:
         manifest.update(status="interrupted", finished_at=utc_now())
-        write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+        # On a full disk this write fails too; the original error is the one to report, and
+        # readers see the run as interrupted anyway (its lock is free, see read_manifest).
+        with contextlib.suppress(UserError):
+            write_json_atomic(run_dir / MANIFEST_FILE, manifest)
         raise
     seconds = time.perf_counter() - started
     devices = list(dict.fromkeys(c.device for c in cells))
@@ -194,21 +199,29 @@ def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor) 
     return seconds
 
 
-def _execute(cells, done, run_dir, manifest, budget, progress, executor: Executor) -> None:
+def _execute(cells, done, run_dir, manifest, budget, progress, executor: Executor,
+             stop: StopFlag) -> None:
     for device in dict.fromkeys(c.device for c in cells):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(torch.device(device))
     finished = {c.cell_id for c in done}
     groups = [g for g in group_cells(cells) if any(c.cell_id not in finished for c in g)]
     bar = SweepProgress(cells, done, enabled=progress)
+    embedded = record_manifest(manifest)
     try:
         if executor.run_all is None:
             for group in groups:
-                run_group(group, run_dir, manifest, max_memory=budget,
+                stop.check()
+                run_group(group, run_dir, embedded, max_memory=budget,
                           on_progress=bar.update_counts)
             return
+
+        def task_done(group: list[Cell]) -> None:
+            bar.task_done(group)
+            stop.check()
+
         payloads = [task_payload([c for c in g if c.cell_id not in finished], run_dir,
-                                 _record_manifest(manifest), budget) for g in groups]
-        executor.run_all(payloads, groups, bar.task_done)
+                                 embedded, budget) for g in groups]
+        executor.run_all(payloads, groups, task_done)
     finally:
         bar.close()

@@ -21,9 +21,11 @@ from gradprobe.bench.engine.factory_training import train_factory_cell
 from gradprobe.bench.engine.generic import measure_factory
 from gradprobe.bench.engine.training import train_cell
 from gradprobe.bench.init.initialization import mlp_param_specs
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.bench.plan.sweep import Cell
 from gradprobe.bench.store.records import cell_path, cell_table, write_cell
 from gradprobe.bench.store.train_records import write_training
+from gradprobe.core.errors import UserError, toml_repr
 
 Progress = Callable[[int, int], None]  # (seeds just finished, cells just finished)
 Timings = dict[str, dict[str, float]]
@@ -58,6 +60,7 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
     timings = {}
     for cell in todo:
         result, specs, extra = measured.pop(cell.cell_id)
+        check_distinct_states(cell, result.seeds, result.fingerprints)
         table = cell_table(cell, specs, result.seeds, result.values, result.loss,
                            result.fingerprints)
         timing = {"compute_seconds": round(result.compute_seconds, 6),
@@ -70,6 +73,30 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
         if on_progress:
             on_progress(0, 1)
     return timings
+
+
+def check_distinct_states(cell: Cell, seeds, fingerprints) -> None:
+    """Refuse a cell in which two seeds start from the same initial state (equal
+    ``init_fingerprint``): their records would be counted as independent replicates, while
+    the seed is the unit of replication. This happens when the initial state ignores the
+    seed (a factory that sets its weights without torch's generator, with a fixed input).
+    Raised before the cell's file is written, so nothing is half-recorded."""
+    first: dict[str, int] = {}
+    for seed, fingerprint in zip(seeds, fingerprints, strict=True):
+        if fingerprint in first:
+            raise UserError(f"cell {cell.cell_id} ({_describe(cell)}): seeds "
+                            f"{first[fingerprint]} and {int(seed)} start from the same "
+                            f"initial state (fingerprint {fingerprint}), so they are not "
+                            "independent replicates; make the initial parameters or input "
+                            "depend on the seed (a factory must draw from torch's generator)")
+        first[fingerprint] = int(seed)
+
+
+def _describe(cell: Cell) -> str:
+    """The cell's axes that differ from the defaults, for messages."""
+    base = Cell(ModelConfig(), DataConfig(), "cpu", "float32", cell.seeds).axes()
+    shown = {k: v for k, v in cell.axes().items() if base.get(k) != v}
+    return ", ".join(f"{k} = {toml_repr(v)}" for k, v in shown.items()) or "defaults"
 
 
 def _measure(todo: list[Cell], max_memory: int, on_chunk) -> dict[str, tuple]:

@@ -35,7 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from gradprobe.bench.models.user_code import accepts, first_line, resolve_data_factory
+from gradprobe.bench.models.user_code import (
+    FACTORY_ERRORS,
+    accepts,
+    first_line,
+    resolve_data_factory,
+)
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.core.errors import ConfigError
 
@@ -111,7 +116,7 @@ def draw(model: ModelConfig, data: DataConfig, module: nn.Module, seed: int) -> 
     try:
         made = function(**kwargs)
         return made if isinstance(made, Batch) else Batch(made)
-    except Exception as err:
+    except FACTORY_ERRORS as err:
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "model")
         raise ConfigError("data.factory", f"the call with {shown} failed: "
                           f"{type(err).__name__}: {first_line(err)}",

@@ -39,8 +39,13 @@ from gradprobe.bench.init.initialization import ParamSpec, fingerprint
 from gradprobe.bench.models import batches
 from gradprobe.bench.models.batches import Batch
 from gradprobe.bench.models.reference import reference_input
+from gradprobe.bench.models.user_code import (
+    FACTORY_ERRORS,
+    first_line,
+    parameters_of,
+    resolve_factory,
+)
 from gradprobe.bench.models.user_code import factory_error as _error
-from gradprobe.bench.models.user_code import first_line, parameters_of, resolve_factory
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.core.errors import ConfigError
 
@@ -86,7 +91,7 @@ def build(model: ModelConfig, data: DataConfig, seed: int) -> tuple[nn.Module, B
         module = resolve_factory(model.factory)(**kwargs)
     except ConfigError:
         raise
-    except Exception as err:
+    except FACTORY_ERRORS as err:
         raise _error(model.factory, f"the call with {_show(kwargs)} raised "
                      f"{type(err).__name__}: {first_line(err)}") from None
     if not isinstance(module, nn.Module):

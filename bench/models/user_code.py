@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable
 
 from torch import nn
@@ -21,6 +19,9 @@ from torch import nn
 from gradprobe.bench.models.callables import is_registered_spec, registered
 from gradprobe.core.errors import ConfigError
 
+# What user code may raise that is its error, not ours: any Exception, and SystemExit (a
+# sys.exit() in a factory would otherwise end gradprobe silently). Ctrl-C still stops.
+FACTORY_ERRORS = (Exception, SystemExit)
 REQUIRED = ("width", "depth", "seed")
 DATA_REQUIRED = ("seed", "batch_size")
 
@@ -55,13 +56,13 @@ def _resolve(spec: str, key: str, required: tuple[str, ...]) -> Callable:
                               '"package.module:function"', spec)
         return _checked(spec, key, function, spec.partition(":")[2], required)
     module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # a console script does not look in the working dir
+    # Importing runs the module's code: only what is installed or on PYTHONPATH is searched,
+    # never the working directory behind the user's back (README, "trust boundary").
     try:
         module = importlib.import_module(module_name)
-    except Exception as err:  # ImportError, or anything the module raises while importing
-        hint = ("; is it installed, on PYTHONPATH or in the current directory?"
-                if isinstance(err, ModuleNotFoundError) else "")
+    except FACTORY_ERRORS as err:  # ImportError, or anything the module raises importing
+        hint = ("; is it installed or on PYTHONPATH? The working directory is not searched: "
+                "add it with PYTHONPATH=." if isinstance(err, ModuleNotFoundError) else "")
         raise ConfigError(key, f"cannot import {module_name} ({type(err).__name__}: "
                           f"{first_line(err)}){hint}", spec) from None
     function = getattr(module, attribute, None)

@@ -19,11 +19,12 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 
-_DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
+# fullmatch: with re.match, "$" also matches before a trailing newline ("cuda\n").
+_DEVICE_PATTERN = re.compile(r"cpu|cuda|cuda:\d+|mps|auto")
 
 
 def check_device_name(key: str, value: object) -> str:
-    if not isinstance(value, str) or not _DEVICE_PATTERN.match(value):
+    if not isinstance(value, str) or not _DEVICE_PATTERN.fullmatch(value):
         raise ConfigError(key, "must be cpu, cuda, cuda:N, mps or auto", value)
     return value
 

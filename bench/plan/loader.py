@@ -21,7 +21,13 @@ from gradprobe.bench.plan.config import (
     TrainConfig,
 )
 from gradprobe.bench.plan.measures import METRICS
-from gradprobe.bench.plan.sweep import CompareConfig, ExperimentConfig, ReportConfig, SweepConfig
+from gradprobe.bench.plan.sweep import (
+    MAX_SEED_COUNT,
+    CompareConfig,
+    ExperimentConfig,
+    ReportConfig,
+    SweepConfig,
+)
 from gradprobe.core.errors import ConfigError, UserError
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
@@ -32,6 +38,12 @@ REPORT_KEYS = ("headline", "metric", "target_loss")
 COMPARE_KEYS = ("prefer", "alpha", "tolerance")
 # The [data] keys as written in TOML: the field data_factory is spelled "factory" there.
 DATA_TOML_KEYS = tuple("factory" if k == "data_factory" else k for k in DATA_KEYS)
+
+# The config text is stored verbatim in the manifest and in every cell file's metadata, and
+# Arrow refuses to read back Parquet metadata beyond its Thrift limits (a 60 MB description
+# wrote a cell file nothing could read). 1 MiB is far more than any sweep needs, fixed input
+# rows included, and keeps each cell file's metadata small.
+MAX_CONFIG_BYTES = 2**20
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -55,11 +67,22 @@ def load_config(path: str | Path) -> ExperimentConfig:
     does not run anyone's code."""
     path = resolve_config_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # One character past the limit is enough to refuse: never read a huge file whole.
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(MAX_CONFIG_BYTES + 1)
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: cannot read config ({err})") from None
+    check_config_size(text, str(path))
     source = _display_path(path)
     return parse_config(text, source=source)
+
+
+def check_config_size(text: str, source: str) -> None:
+    """Refuse a config over :data:`MAX_CONFIG_BYTES` (UTF-8) before anything is written."""
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise UserError(f"{source}: config is larger than {MAX_CONFIG_BYTES // 2**10} KiB; "
+                        "shorten the description or the fixed input rows (it is stored in "
+                        "every records file)")
 
 
 def _display_path(path: Path) -> str:
@@ -160,19 +183,27 @@ def parse_memory(key: str, value: Any) -> int:
             if text and text[-1] in units:
                 return int(float(text[:-1]) * units[text[-1]])
             return int(text)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: "infG", "1e400G"
             pass
     raise ConfigError(key, 'must be a size such as "512M" or "4G"', value)
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ConfigError("sweep.seeds", "a seed count must be >= 1", value)
-        return tuple(range(value))
+        return tuple(range(check_seed_count(value)))
     if isinstance(value, list):
         return tuple(value)
     raise ConfigError("sweep.seeds", "must be a count or a list of seeds", value)
+
+
+def check_seed_count(count: int, what: str = "a seed count") -> int:
+    """A seed count in 1..MAX_SEED_COUNT, checked before ``range(count)`` is expanded (a
+    count of 10**12 would otherwise exhaust memory before any check ran)."""
+    if count < 1:
+        raise ConfigError("sweep.seeds", f"{what} must be >= 1", count)
+    if count > MAX_SEED_COUNT:
+        raise ConfigError("sweep.seeds", f"{what} must be <= {MAX_SEED_COUNT}", count)
+    return count
 
 
 def _as_list(key: str, value: Any, *, allow_scalar: bool) -> list[Any]:
@@ -217,9 +248,7 @@ def config_with_overrides(config: ExperimentConfig, *, seeds: int | None = None,
     sweep = config.sweep
     try:
         if seeds is not None:
-            if seeds < 1:
-                raise ConfigError("sweep.seeds", "--seeds must be >= 1", seeds)
-            sweep = sweep.with_seeds(seeds)
+            sweep = sweep.with_seeds(check_seed_count(seeds, "--seeds"))
         if devices:
             sweep = sweep.with_devices(tuple(devices))
         return replace(config, sweep=sweep)

@@ -30,7 +30,14 @@ from gradprobe.bench.plan.measures import RECORDS_SCHEMA_VERSION
 from gradprobe.core.errors import ConfigError, toml_repr
 from gradprobe.core.hashing import short_hash
 
-MAX_SEED = 2**63 - 1
+# torch's CPU generator keeps only the low 32 bits of a seed (MT19937 takes a 32-bit seed,
+# see gradprobe.bench.init.mt19937), so seeds 1 and 2**32 + 1 would draw the same network and be
+# counted as
+# two independent replicates. Seeds are therefore confined to [0, 2**32).
+MAX_SEED = 2**32 - 1
+# More seeds than any analysis here needs, and few enough that the seed list, which the
+# manifest and every cell file store, stays small.
+MAX_SEED_COUNT = 100_000
 # Keys that decide the initial parameters (which ones exist, and their values) and the input
 # draw. Cells that agree on these share their initial state seed by seed (a paired design)
 # and are generated once. norm and rezero add parameters (constants, no draws).
@@ -102,9 +109,13 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ConfigError("sweep.seeds", "must name at least one seed", list(self.seeds))
+        if len(self.seeds) > MAX_SEED_COUNT:
+            raise ConfigError("sweep.seeds", f"has {len(self.seeds)} seeds; at most "
+                              f"{MAX_SEED_COUNT} are allowed", has_value=False)
         for seed in self.seeds:
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-                raise ConfigError("sweep.seeds", f"seeds must be integers in 0..{MAX_SEED}", seed)
+                raise ConfigError("sweep.seeds", f"seeds must be integers in 0..{MAX_SEED} "
+                                  "(torch keeps only a seed's low 32 bits)", seed)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("sweep.seeds", "has repeated seeds", list(self.seeds))
         for key, values in self.axes:
@@ -139,14 +150,22 @@ def _check_axis_values(key: str, values: tuple[Any, ...]) -> None:
         else TrainConfig
     # Check each value on its own; combinations are checked when the cells are expanded.
     context = {"residual": True} if key == "rezero" else {}
+    seen: dict[Any, Any] = {}
     for value in values:
         try:
             if key == "input" and isinstance(value, (list, tuple)):
-                target(input=value, batch_size=len(value))
+                made = target(input=value, batch_size=len(value))
             else:
-                target(**{key: value, **context})
+                made = target(**{key: value, **context})
         except ConfigError as err:
             raise ConfigError(f"sweep.{key}", err.problem, value) from None
+        # Compare values as the dataclass stores them (1 and 1.0, "0.5" and 0.5 are one
+        # value): a repeat would make two cells with one id, i.e. one file for two cells.
+        canonical = getattr(made, key)
+        if canonical in seen:
+            raise ConfigError(f"sweep.{key}", f"repeats the value {toml_repr(seen[canonical])}; "
+                              "list each value once", list(values))
+        seen[canonical] = value
 
 
 @dataclass(frozen=True)
@@ -227,6 +246,7 @@ class ExperimentConfig:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("name", "must be a non-empty string", self.name)
         cells = self.cells()  # every combination must be valid before anything runs
+        _check_distinct(cells)
         self._check_headline(cells)
 
     def _check_headline(self, cells: list[Cell]) -> None:
@@ -289,6 +309,19 @@ class ExperimentConfig:
         if len(expand_auto(self.sweep.device)) > 1:
             axes.append("device")
         return axes
+
+
+def _check_distinct(cells: list[Cell]) -> None:
+    """Two cells with one id would share one records file: the second would be skipped as
+    done and the run marked complete with a cell missing. Repeated axis values are refused
+    earlier with a better message; this guards every other way of making equal cells."""
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.cell_id in seen:
+            where = ", ".join(f"{k} = {toml_repr(v)}" for k, v in cell.axes().items())
+            raise ConfigError("sweep", f"expands to the same cell twice ({where}); list each "
+                              "axis value once", has_value=False)
+        seen[cell.cell_id] = cell
 
 
 def _pick(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

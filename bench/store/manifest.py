@@ -21,7 +21,8 @@
   scheduler, whose cluster decides) and ``scheduler`` (``--scheduler`` address, or null)
 * ``skipped``: ``{"device", "reason", "cells"}`` per absent device skipped by the config
 * ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
-  ``status`` (``running`` | ``complete`` | ``interrupted``), ``wall_seconds``
+  ``status`` (``running`` | ``complete`` | ``interrupted``; :func:`read_manifest` reports a
+  ``running`` run whose lock no process holds as ``interrupted``), ``wall_seconds``
 * ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
   ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
   ``train_seconds`` for trained cells
@@ -50,7 +51,8 @@ import torch
 from gradprobe.bench.models.callables import provenance
 from gradprobe.bench.models.user_code import resolve_data_factory, resolve_factory
 from gradprobe.bench.plan.loader import parse_config
-from gradprobe.bench.store.records import SCHEMA_VERSION
+from gradprobe.bench.plan.measures import RECORDS_SCHEMA_VERSION as SCHEMA_VERSION
+from gradprobe.bench.store.run_lock import lock_is_held
 from gradprobe.core.documents import read_versioned_json
 from gradprobe.core.errors import UserError
 from gradprobe.core.hashing import text_hash
@@ -276,9 +278,9 @@ class Manifest:
         def need(table: Mapping[str, Any], key: str, kind: type | tuple, where: str = ""):
             value = table.get(key) if isinstance(table, Mapping) else None
             if not isinstance(value, kind):
-                raise UserError(f"{path}: manifest key {where}{key} is missing or not a "
-                                f"{getattr(kind, '__name__', 'valid value')}; the file is "
-                                "damaged: re-run the sweep into a new directory")
+                raise UserError(f"{path}: damaged manifest (key {where}{key} is missing or "
+                                f"not a {getattr(kind, '__name__', 'valid value')}); restore "
+                                "it, or re-run the sweep into a new directory")
             return value
         config = need(document, "config", dict)
         cells = need(document, "cells", list)
@@ -298,7 +300,7 @@ class Manifest:
             path=path, records_schema_version=need(document, "records_schema_version", int),
             config=entry, cells=cell_entries,
             sweep_axes=tuple(document.get("sweep_axes") or ()),
-            environment=document.get("environment") or {},
+            environment=need(document, "environment", dict),
             started_at=need(document, "started_at", str),
             finished_at=document.get("finished_at"),
             status=need(document, "status", str),
@@ -318,4 +320,8 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         raise UserError(f"{run_dir}: no {MANIFEST_FILE}; is this a gradprobe run directory?")
     document = read_versioned_json(path, key="manifest_version", current=MANIFEST_VERSION,
                                    what="manifest")
+    if document.get("status") == "running" and not lock_is_held(Path(run_dir)):
+        # The writer is gone without recording its end (SIGKILL, power loss, or a disk too
+        # full to rewrite the manifest): the kernel released its lock, so it is not running.
+        document = {**document, "status": "interrupted"}
     return Manifest.from_document(document, path)

@@ -23,9 +23,10 @@ Layout of a run directory::
   seed's loss, repeated on each of its rows).
 
 Each file's Parquet metadata holds ``gradprobe.schema_version``, ``gradprobe.cell`` (the cell
-as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written) and
-``gradprobe.timing`` (``compute_seconds``, ``init_seconds``, ``n_seeds``, ``rows``; plus
-``train_seconds`` for trained cells and ``batching`` for factory cells).
+as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written, less
+its per-cell lists: see :func:`record_manifest`) and ``gradprobe.timing``
+(``compute_seconds``, ``init_seconds``, ``n_seeds``, ``rows``; plus ``train_seconds`` for
+trained cells and ``batching`` for factory cells).
 
 Versions: 1 had no ``init_rng`` column; 2 adds it; 3 adds ``residual_form``,
 ``residual_scale``, ``rezero``, ``norm``, ``norm_position``; 4 adds ``factory`` (``""`` for
@@ -56,9 +57,10 @@ from gradprobe.bench.plan.config import (
     current_factory_name,
 )
 from gradprobe.bench.plan.measures import COUNT_METRICS, METRICS, RECORDS_SCHEMA_VERSION
+from gradprobe.bench.store.manifest import MANIFEST_FILE, Manifest, read_manifest
 from gradprobe.core.atomic_files import write_atomic
 from gradprobe.core.documents import parquet_version, read_versioned_parquet
-from gradprobe.core.errors import UserError
+from gradprobe.core.errors import UserError, toml_repr
 
 SCHEMA_VERSION = RECORDS_SCHEMA_VERSION
 RECORDS_DIR = "records"
@@ -134,17 +136,29 @@ def cell_path(run_dir: Path, cell_id: str) -> Path:
     return Path(run_dir) / RECORDS_DIR / f"cell-{cell_id}.parquet"
 
 
+def record_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What each records file embeds: the manifest without anything that grows with the
+    number of cells (the cell list, the skipped cells' ids, per-cell timings), so a file's
+    size does not depend on how many cells its sweep has. Embedding the full manifest made
+    storage grow with the square of the cell count (issue 14)."""
+    out = {k: v for k, v in manifest.items() if k not in ("cells", "timings", "batching")}
+    if "skipped" in out:
+        out["skipped"] = [{k: v for k, v in s.items() if k != "cells"} for s in out["skipped"]]
+    return out
+
+
 def write_cell(run_dir: Path, cell, table: pa.Table, manifest: dict[str, Any],
                timing: dict[str, float] | None = None) -> Path:
     """Write a cell's records atomically (:mod:`gradprobe.core.atomic_files`): a reader or a
-    resumed run sees either the whole file or none of it."""
+    resumed run sees either the whole file or none of it. ``manifest`` is the run manifest;
+    only :func:`record_manifest` of it is embedded."""
     path = cell_path(run_dir, cell.cell_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         META_VERSION: str(SCHEMA_VERSION).encode(),
         META_CELL: json.dumps({"cell_id": cell.cell_id, "axes": cell.axes(),
                                "seeds": list(cell.seeds)}).encode(),
-        META_MANIFEST: json.dumps(manifest).encode(),
+        META_MANIFEST: json.dumps(record_manifest(manifest)).encode(),
         META_TIMING: json.dumps(timing or {}).encode(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
@@ -203,6 +217,52 @@ def migrate(table: pa.Table, version: int) -> pa.Table:
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
+def cell_meta(path: Path) -> dict[str, Any]:
+    """The ``gradprobe.cell`` metadata of one records file (``cell_id``, ``axes``,
+    ``seeds``); UserError if it is missing or not JSON."""
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        cell = json.loads(meta[META_CELL])
+        cell_id, seeds = cell["cell_id"], [int(s) for s in cell["seeds"]]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: no valid gradprobe.cell metadata; it was not written by "
+                        "gradprobe, or is damaged: delete it and re-run the sweep into the "
+                        "same directory to redo that cell") from None
+    return {**cell, "cell_id": cell_id, "seeds": seeds}
+
+
+def check_cell_file(path: Path, plan: dict[str, list[int]] | None) -> None:
+    """Check that ``path`` holds the cell its name says, and that the cell (id and seeds)
+    belongs to ``plan`` (``{cell_id: seeds}`` of the run, from :func:`planned_cells`; None
+    when there is no manifest to check against).
+
+    A file copied over another, or a valid file of another sweep dropped into ``records/``,
+    would otherwise be read as this run's data: duplicated rows, or a foreign experiment
+    analysed silently. Call after :func:`readable_schema_version`."""
+    cell = cell_meta(path)
+    named = path.name.removeprefix("cell-").removesuffix(".parquet")
+    if cell["cell_id"] != named:
+        raise UserError(f"{path}: holds the records of cell {cell['cell_id']}, not of the cell "
+                        "its name says; it was copied or renamed: delete it and re-run the "
+                        "sweep into the same directory to redo that cell")
+    if plan is None:
+        return
+    if named not in plan:
+        raise UserError(f"{path}: cell {named} is not part of this run's sweep (see its "
+                        "manifest.json); it belongs to another run: move it out of records/")
+    if cell["seeds"] != plan[named]:
+        raise UserError(f"{path}: cell {named} has seeds {toml_repr(cell['seeds'])}, not the "
+                        f"seeds {toml_repr(plan[named])} this run's manifest lists; delete it "
+                        "and re-run the sweep into the same directory to redo that cell")
+
+
+def planned_cells(manifest: Manifest) -> dict[str, list[int]]:
+    """``{cell_id: seeds}`` of the cells a run manifest plans (every cell has the config's
+    seeds, after ``--seeds``)."""
+    seeds = [int(s) for s in manifest.config.seeds]
+    return {cell_id: seeds for cell_id in manifest.cell_ids}
+
+
 def read_timing(path: Path) -> dict[str, float]:
     """The ``gradprobe.timing`` metadata of one cell file (empty for older files)."""
     meta = pq.read_schema(path).metadata or {}
@@ -223,10 +283,22 @@ def read_records(run_dir: str | Path, columns: list[str] | None = None,
     if cells is not None:
         wanted = {cell_path(run_dir, c) for c in cells}
         files = [f for f in files if f in wanted]
-    tables = [read_table(path, columns) for path in files]
+    plan = _run_plan(run_dir)
+    tables = []
+    for path in files:
+        table = read_table(path, columns)
+        check_cell_file(path, plan)
+        tables.append(table)
     records = pa.concat_tables(tables).to_pandas()
     legacy = records["factory"].str.startswith(LEGACY_MODELS) if "factory" in records else None
     if legacy is not None and legacy.any():  # gradprobe < 0.2 named its models bench.models
         records.loc[legacy, "factory"] = records.loc[legacy, "factory"].map(
             current_factory_name)
     return records
+
+
+def _run_plan(run_dir: Path) -> dict[str, list[int]] | None:
+    """The run's planned cells, or None for a records folder without a manifest."""
+    if not (run_dir / MANIFEST_FILE).is_file():
+        return None
+    return planned_cells(read_manifest(run_dir))

@@ -22,12 +22,13 @@ from gradprobe.bench.store.manifest import MANIFEST_FILE, Manifest, read_manifes
 from gradprobe.bench.store.records import (
     RECORDS_DIR,
     cell_path,
+    check_cell_file,
     file_rows,
     read_records,
     read_timing,
     readable_schema_version,
 )
-from gradprobe.bench.store.run_lock import CELL_TEMPORARIES, LOCK_FILE
+from gradprobe.bench.store.run_lock import CELL_TEMPORARIES, LOCK_FILE, check_unlocked
 from gradprobe.bench.store.train_records import TRAIN_DIR, read_training
 from gradprobe.core.errors import UserError
 from gradprobe.core.hashing import short_hash
@@ -131,6 +132,7 @@ def create_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory; choose another --out")
     if run_dir.is_dir():  # checked again under the lock; here so a refusal writes nothing
+        check_unlocked(run_dir)
         check_is_run_dir(run_dir)
     try:
         (run_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -193,8 +195,10 @@ def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
     checks it, and one it would refuse is a one-line error naming it (never silently
     counted as done, never silently deleted)."""
     done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
+    plan = {c.cell_id: list(c.seeds) for c in cells}
     for cell in done:
         readable_schema_version(cell_path(run_dir, cell.cell_id))
+        check_cell_file(cell_path(run_dir, cell.cell_id), plan)
     return done
 
 

@@ -29,10 +29,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise UserError(f"{run_dir}: another gradprobe run (pid {holder}) is writing to "
-                            "this directory; wait for it to finish, or use another --out"
-                            ) from None
+            raise _held(run_dir, fd) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -40,7 +37,41 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-# The temporaries of cell files (gradprobe.core.atomic_files names them .<name>.<pid>.tmp); other
+def _held(run_dir: Path, fd: int) -> UserError:
+    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    return UserError(f"{run_dir}: another gradprobe run (pid {holder}) is writing to this "
+                     "directory; wait for it to finish, or use another --out")
+
+
+def lock_is_held(run_dir: Path) -> bool:
+    """Whether a live process holds the run directory's lock (False without a lock file)."""
+    try:
+        check_unlocked(run_dir)
+    except UserError:
+        return True
+    return False
+
+
+def check_unlocked(run_dir: Path) -> None:
+    """Raise :func:`run_lock`'s error now if another process holds the lock, without
+    creating a lock file. Checks made before taking the lock call this first: a run in its
+    first moments has a temporary manifest beside the lock, and a second run was told the
+    directory was "not a gradprobe run directory" instead of who is writing it."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or unreadable): run_lock decides
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _held(run_dir, fd) from None
+    finally:
+        os.close(fd)
+
+
+# The temporaries of cell files (gradprobe.core.atomic_files names them .<name>.<pid>.tmp);
+# other
 # hidden files are not gradprobe's, so they are left alone.
 CELL_TEMPORARIES = ".cell-*.parquet.*.tmp"
 

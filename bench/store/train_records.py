@@ -44,6 +44,7 @@ from gradprobe.bench.plan.sweep import Cell
 from gradprobe.bench.store.records import ARROW_TYPES, AXIS_FIELDS, META_CELL
 from gradprobe.core.atomic_files import write_atomic
 from gradprobe.core.documents import read_versioned_parquet
+from gradprobe.core.errors import UserError
 
 TRAIN_SCHEMA_VERSION = 2
 TRAIN_DIR = "train"
@@ -132,6 +133,7 @@ def _read_one(path: Path, columns: list[str] | None) -> pa.Table:
         path, key=META_VERSION, current=TRAIN_SCHEMA_VERSION, what="training schema",
         fix="delete it and its records file, then re-run the sweep into the same directory",
         columns=columns)
+    _check_name(path, pq.read_schema(path).metadata or {})
     return table if version == TRAIN_SCHEMA_VERSION else _migrate(table, columns)
 
 
@@ -144,6 +146,19 @@ def _migrate(table: pa.Table, columns: list[str] | None) -> pa.Table:
             table = table.append_column(field, pa.repeat(pa.scalar(defaults[field.name],
                                                                    field.type), len(table)))
     return table.select(columns if columns is not None else schema.names)
+
+
+def _check_name(path: Path, meta: dict[bytes, bytes]) -> None:
+    """A training file copied over another cell's is refused, as records files are
+    (:func:`gradprobe.bench.store.records.check_cell_file`)."""
+    try:
+        cell_id = json.loads(meta[META_CELL])["cell_id"]
+    except (KeyError, TypeError, ValueError):
+        cell_id = None
+    if cell_id != path.name.removeprefix("cell-").removesuffix(".parquet"):
+        raise UserError(f"{path}: does not hold the training records of the cell its name "
+                        "says; delete it and its records file, then re-run the sweep into "
+                        "the same directory")
 
 
 def read_training(run_dir: str | Path, kind: str, *, cells: list[str] | None = None,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import io
 import sys
 
+from gradprobe.bench.execute.stop_signals import Terminated
 from gradprobe.cli.commands import COMMANDS
 from gradprobe.core.errors import EXIT_USAGE, UserError, one_line
 from gradprobe.core.version import __version__
@@ -40,8 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Control characters other than newline and tab, as their escapes: text from records (a
+# factory's parameter names, config values) must not drive the terminal (ANSI sequences).
+_UNPRINTABLE = {c: ascii(chr(c))[1:-1] for c in (*range(0x20), *range(0x7f, 0xa0))
+                if chr(c) not in "\n\t"}
+
+
+class PrintableStdout(io.TextIOBase):
+    """``sys.stdout`` with :data:`_UNPRINTABLE` escaped; everything else passes through."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text.translate(_UNPRINTABLE))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stdout, sys.stdout = sys.stdout, PrintableStdout(sys.stdout)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except UserError as err:
@@ -55,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.filename or ''}: cannot write ({err.strerror}); choose a writable "
               "output location or free some space", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         out = getattr(args, "out", None)
         hint = f" --out {out}" if out else " --out <the run directory printed above>"
-        print(f"\ninterrupted; finished cells are kept. Resume with the same command and{hint}",
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"\n{what}; finished cells are kept. Resume with the same command and{hint}",
               file=sys.stderr)
-        return INTERRUPTED
+        # 128 + signal number, as a shell reports a process stopped by that signal.
+        return 128 + Terminated.signum if isinstance(stop, Terminated) else INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from gradprobe.core.errors import UserError
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)``, fsync the result, then rename it to ``path``."""
     path = Path(path)
+    check_replaceable(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
@@ -36,6 +38,23 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         _remove_quietly(tmp)
     return path
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse to rename over anything but a regular file (or a link): ``os.replace`` would
+    swap a device, a FIFO or a socket for a plain file (``report -o /dev/full`` run as root
+    replaced /dev/full), and fails late and obscurely on a directory."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror or err}); choose another "
+                        "output path") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise UserError(f"{path}: is {kind}, not a file; gradprobe replaces files only, so "
+                        "choose another output path")
 
 
 def _remove_quietly(tmp: Path) -> None:

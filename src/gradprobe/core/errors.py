@@ -7,6 +7,8 @@ raises :class:`UserError`. The CLI prints ``error: <message>`` and exits with
 
 from __future__ import annotations
 
+import json
+
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
@@ -49,7 +51,9 @@ def toml_repr(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
+        # JSON's string escapes are TOML's basic-string escapes: a newline or a terminal
+        # escape sequence in a value is shown as \n or \u001b, never sent raw.
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         shown = ", ".join(toml_repr(v) for v in value[:6])
         return f"[{shown}{', ...' if len(value) > 6 else ''}]"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gradprobe.cli.arguments import bootstrap_seed
 from gradprobe.core.errors import EXIT_OK
 
 
@@ -14,7 +15,7 @@ def add_parser(sub) -> None:
     analyze.add_argument("run_dir", type=Path)
     analyze.add_argument("--resamples", type=int,
                          help="bootstrap resamples per interval (default 4999)")
-    analyze.add_argument("--bootstrap-seed", type=int, default=0)
+    analyze.add_argument("--bootstrap-seed", type=bootstrap_seed, default=0)
     analyze.add_argument("--json", action="store_true",
                          help="print one JSON object (settings, row counts, headline table)")
     analyze.set_defaults(func=command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gradprobe.cli.arguments import ratio_above_one
 from gradprobe.core.errors import EXIT_OK
 
 
@@ -27,8 +28,8 @@ def add_parser(sub) -> None:
     calibrate.add_argument("--effects", type=_floats, help="unpaired effect sizes, e.g. 1.1,2")
     calibrate.add_argument("--gains", type=_floats, help="paired init_gain factors")
     calibrate.add_argument("--resamples", type=int, default=999)
-    calibrate.add_argument("--power-tolerance", type=float, help="tolerance for the power "
-                           "measurements (default: the suggested one)")
+    calibrate.add_argument("--power-tolerance", type=ratio_above_one, help="tolerance for "
+                           "the power measurements (default: the suggested one)")
     calibrate.add_argument("--out", type=Path, help="also write calibration.json here")
     calibrate.add_argument("--workdir", type=Path, help="keep the sweeps here "
                            "(default: a temporary directory)")

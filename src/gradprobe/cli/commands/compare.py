@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from gradprobe.cli.arguments import bootstrap_seed, ratio_above_one
 from gradprobe.core.errors import UserError
 
 
@@ -29,11 +30,12 @@ def add_parser(sub) -> None:
                          help="where --baseline looks (default reports/baselines)")
     compare.add_argument("--alpha", type=float, help="false discovery rate (default 0.05, "
                          "or [compare] alpha of RUN's config)")
-    compare.add_argument("--tolerance", type=float, help="ratio band [1/t, t] that counts "
-                         "as no change (default from calibration, or [compare] tolerance)")
+    compare.add_argument("--tolerance", type=ratio_above_one, help="ratio band [1/t, t] "
+                         "that counts as no change (default from calibration, or [compare] "
+                         "tolerance)")
     compare.add_argument("--resamples", type=int, help="bootstrap resamples (default 1999; only "
                          "bootstrap interval methods use them, the default t intervals none)")
-    compare.add_argument("--bootstrap-seed", type=int, default=0)
+    compare.add_argument("--bootstrap-seed", type=bootstrap_seed, default=0)
     compare.add_argument("--out", type=Path, help="where compare.json and compare.md go "
                          "(default: RUN when it is a run directory)")
     compare.add_argument("--all", action="store_true", help="list unchanged tests too")

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gradprobe.core.errors import EXIT_OK, UserError
+from gradprobe.cli.arguments import ratio_above_one
+from gradprobe.core.errors import EXIT_OK
 
 DEFAULT_ROOT = Path("reports/history")
 
@@ -29,7 +30,7 @@ def add_parser(sub) -> None:
     history.add_argument("--where", action="append", type=_where, default=[],
                          help="axis filter KEY=VALUE, repeatable (e.g. depth=3)")
     history.add_argument("--config", help="only runs of this config name")
-    history.add_argument("--tolerance", type=float, help="smallest step reported "
+    history.add_argument("--tolerance", type=ratio_above_one, help="smallest step reported "
                          "(default: the compare tolerance)")
     history.add_argument("--html", type=Path, help="also write the trends page here")
     history.add_argument("--json", action="store_true", help="print the series as one "
@@ -62,9 +63,7 @@ def show_command(args: argparse.Namespace) -> int:
     )
     from gradprobe.core.json_output import to_json
 
-    tolerance = args.tolerance or DEFAULT_TOLERANCE
-    if tolerance <= 1:
-        raise UserError(f"--tolerance {tolerance}: must be a ratio > 1")
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     history = read_history(args.root)
     items = trends(history, metrics=tuple(args.metric or ["grad_mean_abs"]),
                    params=tuple(args.param) if args.param else None, where=dict(args.where),
