@@ -128,6 +128,23 @@ def _start_manifest(config, cells, skipped, overrides, budget,
     return manifest
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One call of :func:`run_sweep` once its directory is claimed: the planned ``cells``,
+    those already ``done``, where they go, the ``manifest`` being written (a dict the run
+    updates), the memory ``budget`` per chunk, the started ``executor`` and the ``stop``
+    flag of the signal handlers."""
+
+    cells: list[Cell]
+    done: list[Cell]
+    run_dir: Path
+    manifest: dict[str, Any]
+    budget: int
+    progress: bool
+    executor: Executor
+    stop: StopFlag
+
+
 def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool = False,
               max_memory: int | None = None, progress: bool = True,
               overrides: dict[str, Any] | None = None, executor: str = "local",
@@ -150,8 +167,8 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
                                       overrides=overrides, budget=budget, executor=started)
             if on_start:
                 on_start(run_dir, len(cells), len(done))
-            seconds = _run_and_record(cells, done, run_dir, manifest, budget, progress,
-                                      started, stop)
+            seconds = _run_and_record(Invocation(cells, done, run_dir, manifest, budget,
+                                                 progress, started, stop))
     rows = count_rows(run_dir, cells)
     return RunResult(run_dir, len(cells) - len(done), len(done), rows,
                      rows - count_rows(run_dir, done), seconds)
@@ -172,56 +189,55 @@ def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget,
     return manifest, finished_cells(run_dir, cells)
 
 
-def _run_and_record(cells, done, run_dir, manifest, budget, progress, executor,
-                    stop: StopFlag) -> float:
+def _run_and_record(run: Invocation) -> float:
     """Run the missing cells; the manifest ends ``complete``, or ``interrupted`` on error
     or on a stop signal (even one whose exception something swallowed, see
     :mod:`gradprobe.bench.execute.stop_signals`)."""
     started = time.perf_counter()
+    manifest = run.manifest
     try:
-        _execute(cells, done, run_dir, manifest, budget, progress, executor, stop)
-        stop.check()
+        _execute(run)
+        run.stop.check()
     except BaseException:
         manifest.update(status="interrupted", finished_at=utc_now())
         # On a full disk this write fails too; the original error is the one to report, and
         # readers see the run as interrupted anyway (its lock is free, see read_manifest).
         with contextlib.suppress(UserError):
-            write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+            write_json_atomic(run.run_dir / MANIFEST_FILE, manifest)
         raise
     seconds = time.perf_counter() - started
-    devices = list(dict.fromkeys(c.device for c in cells))
-    timings = collect_timings(run_dir, cells)
+    devices = list(dict.fromkeys(c.device for c in run.cells))
+    timings = collect_timings(run.run_dir, run.cells)
     manifest.update(finished_at=utc_now(), status="complete",
                     wall_seconds=round(seconds, 3), timings=timings,
                     batching={c: t["batching"] for c, t in timings.items() if "batching" in t},
                     peak_memory=peak_memory(devices))
-    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    write_json_atomic(run.run_dir / MANIFEST_FILE, manifest)
     return seconds
 
 
-def _execute(cells, done, run_dir, manifest, budget, progress, executor: Executor,
-             stop: StopFlag) -> None:
-    for device in dict.fromkeys(c.device for c in cells):
+def _execute(run: Invocation) -> None:
+    for device in dict.fromkeys(c.device for c in run.cells):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(torch.device(device))
-    finished = {c.cell_id for c in done}
-    groups = [g for g in group_cells(cells) if any(c.cell_id not in finished for c in g)]
-    bar = SweepProgress(cells, done, enabled=progress)
-    embedded = record_manifest(manifest)
+    finished = {c.cell_id for c in run.done}
+    groups = [g for g in group_cells(run.cells) if any(c.cell_id not in finished for c in g)]
+    bar = SweepProgress(run.cells, run.done, enabled=run.progress)
+    embedded = record_manifest(run.manifest)
     try:
-        if executor.run_all is None:
+        if run.executor.run_all is None:
             for group in groups:
-                stop.check()
-                run_group(group, run_dir, embedded, max_memory=budget,
+                run.stop.check()
+                run_group(group, run.run_dir, embedded, max_memory=run.budget,
                           on_progress=bar.update_counts)
             return
 
         def task_done(group: list[Cell]) -> None:
             bar.task_done(group)
-            stop.check()
+            run.stop.check()
 
-        payloads = [task_payload([c for c in g if c.cell_id not in finished], run_dir,
-                                 embedded, budget) for g in groups]
-        executor.run_all(payloads, groups, task_done)
+        payloads = [task_payload([c for c in g if c.cell_id not in finished], run.run_dir,
+                                 embedded, run.budget) for g in groups]
+        run.executor.run_all(payloads, groups, task_done)
     finally:
         bar.close()
