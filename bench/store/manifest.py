@@ -11,7 +11,8 @@
   ``qualname``, ``file``, ``source_sha256`` and ``from_python``
 * ``environment``: see :func:`environment`
 * ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``,
-  ``executor`` (its name, kept for older readers)
+  ``executor`` (its name, kept for older readers), ``cpu`` (the CPU policy at the start:
+  :meth:`gradprobe.bench.engine.cpu_policy.CpuPolicy.manifest_entry`)
 * ``executor``: ``name`` (``local``, ``processes`` or ``dask``), ``workers`` (worker
   processes used: ``--workers`` or one per core; null for ``local`` and for a remote Dask
   scheduler, whose cluster decides) and ``scheduler`` (``--scheduler`` address, or null)
@@ -19,8 +20,9 @@
 * ``started_at``, ``finished_at`` (UTC ISO 8601, ``finished_at`` null while running),
   ``status`` (``running`` | ``complete`` | ``interrupted``), ``wall_seconds``
 * ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
-  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
-  ``train_seconds`` for trained cells
+  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``,
+  ``threads`` (MLP cells: torch intra-op threads used) and ``train_seconds`` for trained
+  cells
 * ``batching``: per factory cell, ``mode`` (``vmap`` or ``loop``), ``reason`` (why vmap was
   not used) and ``notes`` (e.g. operations vmap ran without a batching rule)
 * ``peak_memory``: ``host_rss_bytes`` (peak RSS of the process) and ``devices`` (peak
