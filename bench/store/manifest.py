@@ -94,11 +94,18 @@ def gpu_names() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
+def _installed_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def environment() -> dict[str, Any]:
     """Versions, hardware and numerics settings that can change the numbers."""
-    import pandas as pd
     import pyarrow as pa
-    import scipy
 
     return {
         "gradprobe": __version__,
@@ -107,8 +114,11 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pd.__version__,
+        # From the installed metadata: a sweep never needs scipy, and importing it (or
+        # pandas, which pyarrow loads only when it writes) just for a version string costs
+        # start-up time.
+        "scipy": _installed_version("scipy"),
+        "pandas": _installed_version("pandas"),
         "pyarrow": pa.__version__,
         "cuda": torch.version.cuda,
         "cpu": cpu_name(),
