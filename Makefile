@@ -19,7 +19,7 @@ RUN             ?= $(CHECK_DIR)
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.gradprobe-installed
 
-.PHONY: bench test lint perf clean setup browser publish baseline compare check-regression calibrate
+.PHONY: bench test lint perf perf-loaded clean setup browser publish baseline compare check-regression calibrate
 
 setup: $(STAMP)
 
@@ -43,6 +43,18 @@ test: $(STAMP) browser check-regression
 perf: $(STAMP)
 	$(BIN)/pytest tests/perf -q --benchmark-enable --benchmark-autosave \
 		--benchmark-columns=median,iqr,rounds --benchmark-sort=name $(PERF_ARGS)
+
+# The speed suite alone, then beside a competing torch process that it starts itself
+# (tests/perf/competitor.py: 256x256 matmuls on torch's default thread pool, like a training
+# job or another CI job), and both engine/naive tables side by side.
+PERF_JSON ?= .benchmarks/load
+PERF_FLAGS := -q --benchmark-enable --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+perf-loaded: $(STAMP)
+	mkdir -p $(PERF_JSON)
+	$(BIN)/pytest tests/perf $(PERF_FLAGS) --benchmark-json=$(PERF_JSON)/idle.json $(PERF_ARGS)
+	GRADPROBE_PERF_COMPETE=1 $(BIN)/pytest tests/perf $(PERF_FLAGS) \
+		--benchmark-json=$(PERF_JSON)/loaded.json $(PERF_ARGS)
+	$(BIN)/python tests/perf/side_by_side.py $(PERF_JSON)/idle.json $(PERF_JSON)/loaded.json
 
 # tests/test_browser.py opens the report in headless Chromium. Where none is on PATH, install
 # Debian's `chromium` when we can (root and apt-get); otherwise, or if that fails, the

@@ -1,3 +1,13 @@
 """gradprobe bench harness: configs, the seed-batched engine, records and the CLI."""
 
+import os
+import sys
+
 __version__ = "0.1.0"
+
+# Idle OpenMP threads sleep instead of spinning, so that a sweep beside another busy process
+# (a training job, a shared CI runner) does not take CPU from it and from itself. libgomp
+# reads this when torch loads, hence here, before any harness module imports torch; a value
+# the user set wins. See gradprobe.bench.engine.cpu_policy.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -21,12 +21,14 @@ from support import write_config
 from gradprobe.bench.execute.runner import run_sweep
 from gradprobe.bench.plan.loader import config_with_overrides, load_config, parse_config
 
-# ~40 cells of a few hundred milliseconds each: long enough to be killed mid-run.
+# ~40 cells of a few hundred milliseconds each: long enough to be killed mid-run, and for a
+# second `gradprobe run` to start (imports included) before the first one ends. 48 seeds ran
+# in 1.4 s once the engine got its CPU policy, faster than a second process starts.
 SLOW = """name = "slow"
 [model]
 bias = true
 [sweep]
-seeds = 48
+seeds = 320
 depth = [2, 3, 4, 5, 6, 8, 10]
 width = [48, 96, 160]
 residual = [false, true]

@@ -17,6 +17,12 @@ import numpy as np
 import torch
 
 from gradprobe.bench.engine.batched_mlp import forward, loss_per_seed
+from gradprobe.bench.engine.cpu_policy import (
+    CpuPolicy,
+    current_policy,
+    intra_op_threads,
+    keep_freed_memory,
+)
 from gradprobe.bench.engine.metrics import reduce_metrics
 from gradprobe.bench.init.device_rng import block_size, draw_on_device
 from gradprobe.bench.init.initialization import InitialState, draw_initial_state, scaled_params
@@ -36,13 +42,15 @@ class ChunkResult:
     fingerprints: np.ndarray  # (S,) str, 16 hex digits
     compute_seconds: float = 0.0  # forward, backward and reductions of this cell
     init_seconds: float = 0.0  # drawing the initial state (shared by the cell's group)
+    threads: int = 0  # torch intra-op threads it ran with (gradprobe.bench.engine.cpu_policy)
 
     @staticmethod
     def concat(parts: Sequence[ChunkResult]) -> ChunkResult:
         arrays = (np.concatenate([getattr(p, f) for p in parts])
                   for f in ("seeds", "values", "loss", "fingerprints"))
         return ChunkResult(*arrays, compute_seconds=sum(p.compute_seconds for p in parts),
-                           init_seconds=sum(p.init_seconds for p in parts))
+                           init_seconds=sum(p.init_seconds for p in parts),
+                           threads=max(p.threads for p in parts))
 
 
 def bytes_per_seed(cell: Cell) -> int:
@@ -72,11 +80,13 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def draw_state(cell: Cell, seeds: Sequence[int]) -> InitialState:
-    """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it."""
+def draw_state(cell: Cell, seeds: Sequence[int], threads: int | None = None) -> InitialState:
+    """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it
+    (``threads``: host threads for the torch-compatible draw, default all cores)."""
     if cell.model.init_rng == "device":
         return draw_on_device(cell.model, cell.data, seeds, cell.device)
-    return draw_initial_state(cell.model, cell.data, seeds, pin=cell.device.startswith("cuda"))
+    return draw_initial_state(cell.model, cell.data, seeds, threads=threads,
+                              pin=cell.device.startswith("cuda"))
 
 
 def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
@@ -107,15 +117,28 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
 
 
 def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY,
-                  on_chunk: Callable[[int], None] | None = None) -> dict[str, ChunkResult]:
+                  on_chunk: Callable[[int], None] | None = None,
+                  policy: CpuPolicy | None = None) -> dict[str, ChunkResult]:
     """Measure cells that share their initial state (same ``init_key``), chunk by chunk.
 
     Each chunk of seeds is drawn once and run under every cell, so the cells are paired seed
     by seed. When the cells run on an accelerator, the next chunk is drawn on a host thread
     while the device computes; on the CPU the two would only compete for the same cores.
     Returns ``{cell_id: ChunkResult}`` over all seeds; ``on_chunk(n_seeds)`` is called after
-    each (chunk, cell).
+    each (chunk, cell). Host threads follow ``policy`` (default :func:`current_policy`).
     """
+    threads = (policy or current_policy()).threads_for(cells[0].model.width)
+    keep_freed_memory()
+    with intra_op_threads(threads):
+        results = _measure_chunks(cells, max_memory, on_chunk, threads)
+    for result in results.values():
+        result.threads = threads
+    return results
+
+
+def _measure_chunks(cells: Sequence[Cell], max_memory: int,
+                    on_chunk: Callable[[int], None] | None,
+                    threads: int) -> dict[str, ChunkResult]:
     first = cells[0]
     seeds = first.seeds
     chunk = min(seeds_per_chunk(c, max_memory) for c in cells)
@@ -124,7 +147,7 @@ def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY
 
     def draw(start: int) -> tuple[InitialState, float]:
         started = time.perf_counter()
-        state = draw_state(first, seeds[start:start + chunk])
+        state = draw_state(first, seeds[start:start + chunk], threads)
         synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
         return state, time.perf_counter() - started
 

@@ -29,6 +29,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from gradprobe.bench.engine.cpu_policy import available_cpus
 from gradprobe.bench.execute.tasks import Timings, run_task
 from gradprobe.bench.plan.sweep import Cell
 from gradprobe.core.errors import UserError
@@ -79,7 +80,7 @@ def open_executor(executor: str, workers: int | None,
                   scheduler: str | None) -> Iterator[Executor]:
     """Check the options and start the executor; shut it down on leaving."""
     check_options(executor, workers, scheduler)
-    count = workers or os.cpu_count() or 1
+    count = workers or available_cpus()
     if executor == "local":
         yield Executor("local", None, None)
     elif executor == "processes":
@@ -93,7 +94,7 @@ def open_executor(executor: str, workers: int | None,
 def _threads_per_worker(workers: int) -> int:
     # Without this each worker's torch would start one thread per core: workers x cores
     # threads fighting over the same cores.
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, available_cpus() // workers)
 
 
 def _collect(futures: Iterable, by_future: dict, on_done: OnDone, result) -> Timings:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
+from gradprobe.bench.engine.cpu_policy import current_policy
 from gradprobe.bench.execute.executors import Executor, open_executor
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
@@ -124,7 +125,8 @@ def _start_manifest(config, cells, skipped, overrides, budget,
     manifest.update(plan=plan_id(cells), skipped=skipped, executor=executor.manifest_entry(),
                     settings={"max_memory": budget, "tf32": config.sweep.tf32,
                               "on_missing_device": config.sweep.on_missing_device,
-                              "executor": executor.name})
+                              "executor": executor.name,
+                              "cpu": current_policy().manifest_entry()})
     return manifest
 
 

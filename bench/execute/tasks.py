@@ -66,6 +66,8 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
         timing = {"compute_seconds": round(result.compute_seconds, 6),
                   "init_seconds": round(result.init_seconds, 6), "n_seeds": len(result.seeds),
                   "rows": table.num_rows, **extra}
+        if result.threads:  # set by the MLP engine's CPU policy
+            timing["threads"] = result.threads
         if cell.trains:  # training files first: the records file marks the cell as done
             timing["train_seconds"] = round(_train(cell, specs, run_dir, max_memory), 6)
         write_cell(run_dir, cell, table, manifest, timing)

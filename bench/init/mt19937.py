@@ -96,6 +96,13 @@ def _sum_is_exact(scale: np.float32, low: np.float32) -> bool:
     return bool(q == np.round(q) and abs(q) < 2**28)
 
 
+def exact_in_float64(runs) -> bool:
+    """Whether every run ``(start, stop, low, high, ...)`` maps draws with an exact float64
+    multiply-add, so that one rounding to float32 equals torch's FMA (see _sum_is_exact)."""
+    return all(_sum_is_exact(np.float32(np.float32(run[3]) - np.float32(run[2])),
+                             np.float32(run[2])) for run in runs)
+
+
 def uniform_float32(raw: np.ndarray, low: float, high: float) -> np.ndarray:
     """``torch.empty(n).uniform_(low, high)`` applied to raw 32-bit draws, as float32."""
     low32, high32 = np.float32(low), np.float32(high)

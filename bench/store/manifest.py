@@ -15,7 +15,8 @@
   (tracked files modified; untracked files such as ``reports/`` do not count) and
   ``source`` (``factory <spec>`` or ``working directory``); every value null outside git
 * ``settings``: ``max_memory`` (bytes per chunk), ``tf32``, ``on_missing_device``,
-  ``executor`` (its name, kept for older readers)
+  ``executor`` (its name, kept for older readers), ``cpu`` (the CPU policy at the start:
+  :meth:`gradprobe.bench.engine.cpu_policy.CpuPolicy.manifest_entry`)
 * ``executor``: ``name`` (``local``, ``processes`` or ``dask``), ``workers`` (worker
   processes used: ``--workers`` or one per core; null for ``local`` and for a remote Dask
   scheduler, whose cluster decides) and ``scheduler`` (``--scheduler`` address, or null)
@@ -24,8 +25,9 @@
   ``status`` (``running`` | ``complete`` | ``interrupted``; :func:`read_manifest` reports a
   ``running`` run whose lock no process holds as ``interrupted``), ``wall_seconds``
 * ``timings``: per cell id, ``compute_seconds`` (forward, backward, reductions),
-  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``, and
-  ``train_seconds`` for trained cells
+  ``init_seconds`` (its share of drawing initial states), ``n_seeds``, ``rows``,
+  ``threads`` (MLP cells: torch intra-op threads used) and ``train_seconds`` for trained
+  cells
 * ``batching``: per factory cell, ``mode`` (``vmap`` or ``loop``), ``reason`` (why vmap was
   not used) and ``notes`` (e.g. operations vmap ran without a batching rule)
 * ``peak_memory``: ``host_rss_bytes`` (peak RSS of the process) and ``devices`` (peak
@@ -128,11 +130,18 @@ def gpu_names() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
+def _installed_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def environment() -> dict[str, Any]:
     """Versions, hardware and numerics settings that can change the numbers."""
-    import pandas as pd
     import pyarrow as pa
-    import scipy
 
     return {
         "gradprobe": __version__,
@@ -141,8 +150,11 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pd.__version__,
+        # From the installed metadata: a sweep never needs scipy, and importing it (or
+        # pandas, which pyarrow loads only when it writes) just for a version string costs
+        # start-up time.
+        "scipy": _installed_version("scipy"),
+        "pandas": _installed_version("pandas"),
         "pyarrow": pa.__version__,
         "cuda": torch.version.cuda,
         "cpu": cpu_name(),

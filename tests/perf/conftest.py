@@ -6,17 +6,56 @@ measured call, report medians (pytest-benchmark's statistics).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from timing import BYTES_PER_PARAM, TABLE, copy_bandwidth
 
+# GRADPROBE_PERF_COMPETE=1 (make perf-loaded): run the suite beside a competing torch process.
+COMPETE = os.environ.get("GRADPROBE_PERF_COMPETE") == "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def competing_torch_process():
+    """Start tests/perf/competitor.py for the whole session when asked to, and stop it."""
+    if not COMPETE:
+        yield None
+        return
+    script = Path(__file__).with_name("competitor.py")
+    process = subprocess.Popen([sys.executable, str(script)])
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _load_line() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
 
 def pytest_terminal_summary(terminalreporter):
+    write = terminalreporter.write_line
+    if TABLE.draws:
+        _draws_table(write)
+    if len(TABLE.whole) == 2:
+        gradprobe, naive = TABLE.whole["gradprobe"], TABLE.whole["naive"]
+        write("")
+        write(f"whole process, (20, 64) x 2000 seeds x plain/residual: gradprobe run "
+              f"{gradprobe:.2f} s, the blog's loop {naive:.2f} s ({naive / gradprobe:.1f}x)")
     if not TABLE.engine:
         return
-    write = terminalreporter.write_line
     write("")
-    write("gradprobe engine vs the blog's naive loop (median time per seed)")
+    where = "beside a competing torch process" if COMPETE else "no competing process started"
+    write(f"gradprobe engine vs the blog's naive loop (median time per seed; {where}; "
+          f"{_load_line()})")
     header = f"{'cell':<28}{'naive seeds/s':>15}{'engine seeds/s':>16}{'ratio':>10}" \
              f"{'GB/s':>9}{'% of copy':>11}"
     write(header)
@@ -39,3 +78,19 @@ def pytest_terminal_summary(terminalreporter):
 def cuda_only():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
+
+
+def _draws_table(write) -> None:
+    write("")
+    write(f"exact initial state, one thread (draws per second; {_load_line()})")
+    header = f"{'cell|generator':<28}{'Mdraws/s':>10}{'vs torch':>10}{'stored GB/s':>13}" \
+             f"{'% of copy':>11}"
+    write(header)
+    write("-" * len(header))
+    copy = copy_bandwidth("cpu")
+    for key, draws in TABLE.draws.items():
+        base = TABLE.draws.get(key.split("|")[0] + "|torch_loop")
+        ratio = f"{draws / base:.2f}x" if base else "n/a"
+        stored = TABLE.stored[key]
+        write(f"{key:<28}{draws / 1e6:>10.0f}{ratio:>10}{stored / 1e9:>13.2f}"
+              f"{100 * stored / copy:>10.1f}%")

@@ -27,6 +27,9 @@ class PerfTable:
     engine: dict[str, float] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)  # cell key -> parameters per seed
     bandwidth: dict[str, float] = field(default_factory=dict)  # device -> copy bytes/s
+    draws: dict[str, float] = field(default_factory=dict)  # "cell|generator" -> draws/s
+    stored: dict[str, float] = field(default_factory=dict)  # "cell|generator" -> bytes/s
+    whole: dict[str, float] = field(default_factory=dict)  # gradprobe | naive -> seconds
 
 
 TABLE = PerfTable()
@@ -59,4 +62,4 @@ def record(benchmark, kind: str, key: str, seeds: int, params: int | None = None
     getattr(TABLE, kind)[key] = per_seed
     if params is not None:
         TABLE.params[key] = params
-    benchmark.extra_info.update(seeds=seeds, seconds_per_seed=per_seed)
+    benchmark.extra_info.update(seeds=seeds, seconds_per_seed=per_seed, kind=kind, key=key)

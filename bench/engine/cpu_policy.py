@@ -1,0 +1,161 @@
+"""How the engine uses the host's CPUs: how many threads, how idle threads wait, and how
+freed memory is kept. A policy for the machine the sweep really has, recorded in the manifest.
+
+* CPUs: what this process may use, the smaller of its affinity mask (``sched_getaffinity``:
+  taskset, cpusets, Slurm) and its cgroup CPU quota rounded up (cgroup v2 ``cpu.max``, v1
+  ``cpu.cfs_quota_us``: ``docker --cpus``, Kubernetes limits). ``os.cpu_count()`` counts the
+  host's cores, which a container or a CI runner does not own.
+* Threads per cell: a cell with narrow layers runs single-threaded: its per-layer batched
+  matmul is a few microseconds of work, less than a fork-join of the intra-op pool. A wide
+  cell gets the CPUs that are idle, judged from the 1-minute load average: beside another
+  busy process a pool's barrier waits for its slowest thread, which the scheduler may have
+  parked behind that process for a whole time slice, so two threads on two shared cores run
+  slower than one (measured: 2-15x slower per seed at (20, 64), docs/performance.md).
+* Waiting: OpenMP threads spin after a parallel region before they sleep, which beside
+  another spinning process takes CPU from both. The harness sets ``OMP_WAIT_POLICY=PASSIVE``
+  before torch loads (:mod:`gradprobe.bench`), unless the user set it.
+* Freed memory: glibc returns large freed blocks to the kernel (``mmap``/trim thresholds), so
+  every chunk's fresh tensors page-fault again; keeping them (``mallopt``) halved the engine's
+  CPU time per seed at (20, 64) and (50, 256). Memory stays bounded by ``max_memory``.
+
+Thread counts can change the last bits of parallel reductions, hence the manifest entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# From this width on, a layer's batched matmul is worth a thread pool (2-core machine: width
+# 64 ran faster on one thread, width 256 on two when the machine was idle).
+MIN_THREADED_WIDTH = 128
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# glibc mallopt parameters (malloc.h) and the values set: the largest mmap threshold glibc
+# accepts on 64-bit (32 MiB), and no trimming below 1 GiB of free heap.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 << 20, 1 << 30
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _own_cgroup_dirs(root: Path) -> list[Path]:
+    """This process's cgroup v2 directory and its parents up to ``root`` (any may limit)."""
+    text = _read(Path("/proc/self/cgroup")) or ""
+    path = next((line.split(":", 2)[2] for line in text.splitlines()
+                 if line.startswith("0::")), "/")
+    own = root / path.lstrip("/")
+    return [own, *[p for p in own.parents if p.is_relative_to(root)]]
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs' worth of time the cgroup quota allows per period (None: no quota)."""
+    quotas = []
+    for folder in _own_cgroup_dirs(root):
+        fields = (_read(folder / "cpu.max") or "max").split()
+        if fields[0] != "max" and len(fields) == 2:
+            quotas.append(int(fields[0]) / int(fields[1]))
+    v1_quota = _read(root / "cpu" / "cpu.cfs_quota_us")
+    v1_period = _read(root / "cpu" / "cpu.cfs_period_us")
+    if v1_quota and v1_period and int(v1_quota) > 0:
+        quotas.append(int(v1_quota) / int(v1_period))
+    return min(quotas) if quotas else None
+
+
+def available_cpus() -> int:
+    """CPUs this process can use: affinity mask, capped by the cgroup quota (at least 1)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def idle_cpus(cpus: int) -> int:
+    """Of ``cpus``, how many are idle: the host's 1-minute load average less this process's
+    own runnable thread, as a share of the host's cores (at least 1)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cpus
+    busy_share = max(0.0, load - 1.0) / (os.cpu_count() or 1)
+    return max(1, min(cpus, math.floor(cpus * (1.0 - busy_share) + 0.5)))
+
+
+def wait_policy() -> str:
+    """The OpenMP wait policy of torch's threads (libgomp reads it when torch loads)."""
+    return os.environ.get("OMP_WAIT_POLICY", "default (spin, then sleep)")
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks for reuse instead of returning them to the kernel
+    (once per process). False where that is not glibc, or it refused."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and \
+            bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    except (OSError, AttributeError, TypeError):  # musl, macOS, Windows: no mallopt
+        return False
+
+
+@dataclass(frozen=True)
+class CpuPolicy:
+    """Intra-op threads per cell: one below ``min_threaded_width``, else ``threads`` (the
+    CPUs available and idle when the sweep started)."""
+
+    cpus: int
+    threads: int
+    min_threaded_width: int = MIN_THREADED_WIDTH
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threads <= self.cpus or self.min_threaded_width < 1:
+            raise ValueError(f"CpuPolicy needs 1 <= threads <= cpus and min_threaded_width "
+                             f">= 1, got threads={self.threads}, cpus={self.cpus}, "
+                             f"min_threaded_width={self.min_threaded_width}")
+
+    def threads_for(self, width: int) -> int:
+        """Intra-op threads for a cell whose layers are ``width`` wide."""
+        return self.threads if width >= self.min_threaded_width else 1
+
+    def manifest_entry(self) -> dict:
+        return {"cpus": self.cpus, "host_cpus": os.cpu_count(), "threads": self.threads,
+                "min_threaded_width": self.min_threaded_width,
+                "omp_wait_policy": wait_policy(), "keep_freed_memory": keep_freed_memory()}
+
+
+def current_policy() -> CpuPolicy:
+    """The policy for this process now. ``torch.get_num_threads()`` caps it: a worker of
+    ``--executor processes`` is given its share of the cores that way."""
+    cpus = min(available_cpus(), torch.get_num_threads())
+    return CpuPolicy(cpus, idle_cpus(cpus))
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads, then restore the setting."""
+    before = torch.get_num_threads()
+    if count != before:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count != before:
+            torch.set_num_threads(before)

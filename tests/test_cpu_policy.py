@@ -1,0 +1,90 @@
+"""The CPU policy: available CPUs, threads per cell, waiting, and its manifest record."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gradprobe.bench.engine import cpu_policy
+from gradprobe.bench.engine.batched import measure_group
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.sweep import Cell
+
+
+def test_available_cpus_respects_affinity_not_the_host_count():
+    cpus = cpu_policy.available_cpus()
+    assert 1 <= cpus <= len(os.sched_getaffinity(0)) <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("content,expected", [("150000 100000", 1.5), ("max 100000", None)])
+def test_cgroup_v2_quota_is_read(tmp_path, monkeypatch, content, expected):
+    monkeypatch.setattr(cpu_policy, "_own_cgroup_dirs", lambda root: [root])
+    (tmp_path / "cpu.max").write_text(content + "\n")
+    assert cpu_policy.cgroup_cpu_quota(tmp_path) == expected
+
+
+def test_cgroup_v1_quota_is_read_and_minus_one_means_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_policy, "_own_cgroup_dirs", lambda root: [root])
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("250000\n")
+    assert cpu_policy.cgroup_cpu_quota(tmp_path) == 2.5
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu_policy.cgroup_cpu_quota(tmp_path) is None
+
+
+def test_quota_caps_the_cpus(monkeypatch):
+    monkeypatch.setattr(cpu_policy, "cgroup_cpu_quota", lambda: 0.5)
+    assert cpu_policy.available_cpus() == 1
+
+
+@pytest.mark.parametrize("load,expected", [(1.0, 2), (0.2, 2), (2.0, 1), (3.0, 1)])
+def test_idle_cpus_leave_out_what_other_processes_use(monkeypatch, load, expected):
+    # On a 2-core host: our own runnable thread is load 1; one more busy process takes one.
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert cpu_policy.idle_cpus(2) == expected
+
+
+def test_policy_runs_narrow_cells_single_threaded():
+    policy = cpu_policy.CpuPolicy(cpus=4, threads=3)
+    assert policy.threads_for(64) == 1
+    assert policy.threads_for(256) == 3
+    entry = policy.manifest_entry()
+    assert entry["threads"] == 3 and entry["cpus"] == 4 and "omp_wait_policy" in entry
+
+
+@pytest.mark.parametrize("kwargs", [{"cpus": 2, "threads": 3}, {"cpus": 2, "threads": 0},
+                                    {"cpus": 2, "threads": 1, "min_threaded_width": 0}])
+def test_policy_refuses_impossible_settings(kwargs):
+    with pytest.raises(ValueError, match="CpuPolicy needs"):
+        cpu_policy.CpuPolicy(**kwargs)
+
+
+def test_measure_group_uses_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    cell = Cell(ModelConfig(depth=3, width=8), DataConfig(), "cpu", "float32", (0, 1, 2))
+    result = measure_group([cell], policy=cpu_policy.CpuPolicy(cpus=2, threads=2))
+    assert result[cell.cell_id].threads == 1  # narrow: single-threaded
+    assert torch.get_num_threads() == before
+
+
+def test_freed_memory_is_kept_on_glibc():
+    if not os.path.exists("/proc/self/maps") or sys.platform != "linux":
+        pytest.skip("glibc's mallopt is Linux-only here")
+    assert cpu_policy.keep_freed_memory() is True
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_harness_sets_a_passive_wait_policy_unless_the_user_chose(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import gradprobe.bench, os; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == expected
