@@ -41,7 +41,7 @@ import pandas as pd
 
 from gradprobe.analysis.stats.device_agreement import cost_table, device_agreement
 from gradprobe.analysis.stats.effects import ALPHA, paired_effects
-from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES
+from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES, check_resamples
 from gradprobe.analysis.stats.series import build_series
 from gradprobe.analysis.stats.summary import describe
 from gradprobe.analysis.stats.theory import predicted_slopes
@@ -78,8 +78,7 @@ class AnalysisSettings:
     adjust: str = "bh"  # Benjamini-Hochberg across each family of tests
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
-            raise UserError(f"--resamples {self.n_resamples}: use at least 100 resamples")
+        check_resamples(self.n_resamples)
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha = {self.alpha}: must be between 0 and 1")
         if not 0 < self.confidence < 1:

@@ -22,6 +22,7 @@ import torch
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
 from gradprobe.bench.engine.cpu_policy import current_policy
 from gradprobe.bench.execute.executors import Executor, open_executor
+from gradprobe.bench.execute.memory_guard import check_memory
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
 from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
@@ -159,6 +160,7 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     ``on_start(run_dir, cells, cells_done)`` is called once every check has passed."""
     cells, skipped = plan_cells(config)
     budget = max_memory or config.sweep.max_memory or DEFAULT_MAX_MEMORY
+    check_memory(cells, budget, config.source)  # before the directory: nothing written
     run_dir = Path(out) if out is not None else default_run_dir(config)
     # The executor starts first: a scheduler that cannot be reached must not leave a
     # half-made run directory behind.
