@@ -19,7 +19,11 @@ Writes ``<run>/analysis/``:
   ``[train]``)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
   bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
-  Written last: its presence means the tables are complete.
+  Written last.
+
+The whole directory is one unit: it is built in a hidden sibling and swapped in
+(:func:`gradprobe.core.atomic_files.replace_directory_atomic`), so a killed re-analysis leaves
+the previous analysis whole, never tables of one analysis under another's ``analysis.json``.
 
 The bootstrap uses ``numpy.random.default_rng(seed)``, one independent child stream per
 table, so re-analysing a run reproduces every interval exactly.
@@ -37,7 +41,7 @@ import pandas as pd
 
 from gradprobe.analysis.stats.device_agreement import cost_table, device_agreement
 from gradprobe.analysis.stats.effects import ALPHA, paired_effects
-from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES
+from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES, check_resamples
 from gradprobe.analysis.stats.series import build_series
 from gradprobe.analysis.stats.summary import describe
 from gradprobe.analysis.stats.theory import predicted_slopes
@@ -49,7 +53,11 @@ from gradprobe.bench.store.manifest import Manifest, read_manifest, utc_now
 from gradprobe.bench.store.records import read_records
 from gradprobe.bench.store.run_dir import ANALYSIS_DIR
 from gradprobe.bench.store.train_records import read_training
-from gradprobe.core.atomic_files import ensure_directory, write_json_atomic, write_parquet_atomic
+from gradprobe.core.atomic_files import (
+    replace_directory_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from gradprobe.core.documents import read_versioned_json
 from gradprobe.core.errors import UserError
 
@@ -70,8 +78,7 @@ class AnalysisSettings:
     adjust: str = "bh"  # Benjamini-Hochberg across each family of tests
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
-            raise UserError(f"--resamples {self.n_resamples}: use at least 100 resamples")
+        check_resamples(self.n_resamples)
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha = {self.alpha}: must be between 0 and 1")
         if not 0 < self.confidence < 1:
@@ -125,10 +132,6 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     done = completeness(manifest, records)
     del records
     tables.update(_training(run_dir, manifest, rngs[4], settings))
-    out = run_dir / ANALYSIS_DIR
-    ensure_directory(out)
-    for name, frame in tables.items():
-        write_parquet_atomic(out / f"{name}.parquet", frame)
     meta = {
         "analysis_version": ANALYSIS_VERSION,
         "created_at": utc_now(),
@@ -139,8 +142,15 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
         "rows": {name: len(frame) for name, frame in tables.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json_atomic(out / "analysis.json", meta)
+    replace_directory_atomic(run_dir / ANALYSIS_DIR, lambda tmp: _write_tables(tmp, tables, meta))
     return Analysis(run_dir, meta=meta, **tables)
+
+
+def _write_tables(out: Path, tables: dict[str, pd.DataFrame], meta: dict) -> None:
+    """Every table, then ``analysis.json``, into the (temporary) directory ``out``."""
+    for name, frame in tables.items():
+        write_parquet_atomic(out / f"{name}.parquet", frame)
+    write_json_atomic(out / "analysis.json", meta)
 
 
 def completeness(manifest: Manifest, records: pd.DataFrame) -> dict[str, Any]:
@@ -164,10 +174,14 @@ def incomplete_note(run_dir: Path, meta: dict) -> str | None:
             f"with `gradprobe run <its config> --out {run_dir}`")
 
 
-def is_stale(run_dir: Path, meta: dict, manifest: Manifest) -> bool:
-    """Whether the run changed since ``meta`` was written: another config was forced into
-    the directory, or the run was resumed or finished (its status, or its number of record
-    files, differs from what the analysis saw)."""
+def is_stale(run_dir: Path, meta: dict, manifest: Manifest,
+             settings: AnalysisSettings | None = None) -> bool:
+    """Whether ``meta`` no longer describes the analysis wanted: ``settings`` are given and
+    differ from those it was computed with, another config was forced into the directory,
+    or the run was resumed or finished (its status, or its number of record files, differs
+    from what the analysis saw)."""
+    if settings is not None and meta.get("settings") != asdict(settings):
+        return True
     seen = meta.get("run", {})
     if seen.get("config_sha256") != manifest.config.sha256:
         return True

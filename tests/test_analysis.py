@@ -146,3 +146,63 @@ def test_analysis_is_reproducible(smoke_run, tmp_path):
 def test_unanalysed_run_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="not analysed yet"):
         load_analysis(tmp_path)
+
+
+def test_killed_reanalysis_leaves_the_previous_analysis_whole(smoke_run, tmp_path,
+                                                              monkeypatch):
+    """Bug (issue 14, item 10): a re-analysis killed before ``analysis.json`` was written
+    left the new tables (100 resamples) under the old ``analysis.json`` ("4999 resamples")."""
+    import shutil
+
+    from gradprobe.analysis import analyze as analyze_module
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis"))
+    analyze_run(run, settings=AnalysisSettings(n_resamples=199))
+    first = load_analysis(run)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # every table is written by now; analysis.json is not
+
+    monkeypatch.setattr(analyze_module, "write_json_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        analyze_run(run, settings=AnalysisSettings(n_resamples=100, seed=5))
+    loaded = load_analysis(run)
+    assert loaded.meta["settings"]["n_resamples"] == 199
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(first, name))
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".analysis")) == []
+
+
+def test_leftovers_of_a_killed_analysis_are_removed(smoke_run, tmp_path):
+    """A SIGKILL runs no clean-up: the hidden directory of a dead writer goes next time."""
+    import shutil
+
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis"))
+    dead = run / ".analysis.999999999.tmp"  # above any Linux pid_max: no such process
+    dead.mkdir()
+    (dead / "summary.parquet").write_text("half")
+    analyze_run(run, settings=AnalysisSettings(n_resamples=100))
+    assert not dead.exists() and (run / "analysis" / "analysis.json").is_file()
+
+
+def test_staleness_includes_the_settings(smoke_run, tmp_path):
+    """Item 10: an analysis computed with other settings is stale for the settings asked."""
+    import shutil
+
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run, is_stale
+    from gradprobe.bench.store.manifest import read_manifest
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis"))
+    settings = AnalysisSettings(n_resamples=100)
+    meta = analyze_run(run, settings=settings).meta
+    manifest = read_manifest(run)
+    assert not is_stale(run, meta, manifest)
+    assert not is_stale(run, meta, manifest, settings)
+    assert is_stale(run, meta, manifest, AnalysisSettings(n_resamples=100, seed=1))
+    assert is_stale(run, meta, manifest, AnalysisSettings())

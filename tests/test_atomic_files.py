@@ -104,3 +104,25 @@ def test_special_files_are_never_replaced(tmp_path):
     with pytest.raises(UserError, match="is a directory, not a file"):
         write_text_atomic(tmp_path, "x")
     assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary left
+
+
+def test_replace_directory_is_all_or_nothing(tmp_path):
+    from gradprobe.core.atomic_files import replace_directory_atomic
+
+    target = tmp_path / "out"
+    replace_directory_atomic(target, lambda d: (d / "a").write_text("old"))
+
+    def fails(d: Path) -> None:
+        (d / "a").write_text("new")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserError, match="cannot write"):
+        replace_directory_atomic(target, fails)
+    assert (target / "a").read_text() == "old"
+    replace_directory_atomic(target, lambda d: (d / "b").write_text("new"))
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no hidden leftovers
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        replace_directory_atomic(tmp_path / "file", lambda d: None)
+    assert (tmp_path / "file").read_text() == "keep"

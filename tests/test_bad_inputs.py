@@ -299,3 +299,22 @@ def test_manifest_missing_keys_is_one_line(run_copy, damage):
     del manifest[damage]
     (run_copy / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(gradprobe("analyze", run_copy), "manifest.json: damaged manifest")
+
+
+def test_cell_over_max_memory_is_refused_before_writing(tmp_path):
+    """Bug (issue 14, item 2): a cell whose one seed needs more than --max-memory started
+    anyway (depth 64 x width 8192, 80 GB a seed, was OOM-killed)."""
+    config = tmp_path / "wide.toml"
+    config.write_text('name = "wide"\n[model]\ndepth = 4\nwidth = 512\n[sweep]\nseeds = 2\n')
+    out = tmp_path / "run"
+    assert_one_line_error(gradprobe("run", config, "--out", out, "--max-memory", "1M"),
+                          "one seed needs about", "raise --max-memory")
+    assert not out.exists()
+
+
+def test_resamples_above_the_bound_are_refused(run_copy):
+    """Bug (issue 14, item 2): `analyze --resamples 100000000000` was OOM-killed at 23 GB."""
+    before = sorted(p.name for p in run_copy.rglob("*"))
+    assert_one_line_error(gradprobe("analyze", run_copy, "--resamples", "100000000000"),
+                          "--resamples 100000000000: use 100 to 100000")
+    assert sorted(p.name for p in run_copy.rglob("*")) == before

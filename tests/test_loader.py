@@ -238,3 +238,11 @@ def test_oversized_config_is_refused(tmp_path):
     path = write_config(tmp_path, f'description = "{"x" * MAX_CONFIG_BYTES}"\n' + BASE)
     with pytest.raises(UserError, match=r": config is larger than 1024 KiB"):
         load_config(path)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/zero"), reason="no /dev/zero")
+def test_endless_config_file_is_read_with_a_limit():
+    """Issue 14, item 2: `run /dev/zero` must stop reading at the size limit, not exhaust
+    memory."""
+    with pytest.raises(UserError, match=r"/dev/zero: config is larger than 1024 KiB"):
+        load_config("/dev/zero")

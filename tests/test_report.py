@@ -227,3 +227,21 @@ def test_cost_is_printed_in_a_readable_unit(microseconds, text):
     from gradprobe.analysis.report.report_page import duration
 
     assert duration(microseconds) == text
+
+
+def test_report_reanalyses_an_analysis_with_other_settings(smoke_run, tmp_path):
+    """Item 10 of issue 14: staleness includes the settings, so a report asked for other
+    settings than the stored analysis's is not drawn from that analysis."""
+    import shutil
+
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run, load_analysis
+    from gradprobe.analysis.report.report_page import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis", "index.html"))
+    analyze_run(run, settings=AnalysisSettings(n_resamples=199))
+    inode = (run / "analysis").stat().st_ino  # a re-analysis swaps in a new directory
+    write_report(run, settings=AnalysisSettings(n_resamples=199))
+    assert (run / "analysis").stat().st_ino == inode  # same settings: reused
+    write_report(run, settings=AnalysisSettings(n_resamples=100))
+    assert load_analysis(run).meta["settings"]["n_resamples"] == 100

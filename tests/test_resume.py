@@ -230,3 +230,45 @@ def test_second_run_at_the_first_runs_start_is_told_who_writes(tmp_path):
         (out / f".manifest.json.{os.getpid()}.tmp").write_text("{")
         with pytest.raises(UserError, match=rf"another gradprobe run \(pid {os.getpid()}\)"):
             run_sweep(load_config("smoke"), out=out, progress=False)
+
+
+# 42 MB a seed at depth 4: --max-memory 64M runs one seed per chunk, the default 1G all
+# three at once (a one-seed chunk can round differently, see docs/records.md).
+CHUNKED = ('name = "chunked"\n[model]\nwidth = 512\nresidual = true\n[sweep]\n'
+           'depth = [3, 4]\nseeds = 3\n')
+
+
+def _run_then_lose_a_cell(tmp_path, name: str) -> tuple[Path, Path]:
+    out = tmp_path / name
+    run_sweep(parse_config(CHUNKED), out=out, progress=False, max_memory=64 * 2**20)
+    victim = sorted((out / "records").glob("cell-*.parquet"))[0]
+    victim.unlink()
+    return out, victim
+
+
+def test_resume_keeps_the_recorded_memory_budget(tmp_path):
+    """Bug (issue 14, item 9): resuming with another --max-memory (or none) mixed records
+    of two chunkings, whose rounding differs; a resume now runs with the recorded budget."""
+    reference = tmp_path / "reference"
+    run_sweep(parse_config(CHUNKED), out=reference, progress=False, max_memory=64 * 2**20)
+    out, victim = _run_then_lose_a_cell(tmp_path, "run")
+    result = run_sweep(parse_config(CHUNKED), out=out, progress=False)  # no --max-memory
+    assert result.cells_run == 1 and victim.exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["max_memory"] == 64 * 2**20
+    pd.testing.assert_frame_equal(sorted_records(out), sorted_records(reference),
+                                  check_exact=True)
+
+
+def test_resume_with_another_explicit_budget_is_refused(tmp_path):
+    from gradprobe.core.errors import UserError
+
+    out, victim = _run_then_lose_a_cell(tmp_path, "run")
+    with pytest.raises(UserError, match=r"was run with --max-memory 67108864 \(bytes\)"):
+        run_sweep(parse_config(CHUNKED), out=out, progress=False, max_memory=2**30)
+    assert not victim.exists()
+    result = run_sweep(parse_config(CHUNKED), out=out, progress=False, max_memory=2**30,
+                       force=True)
+    assert result.cells_run == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["max_memory"] == 2**30

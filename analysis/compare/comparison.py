@@ -75,6 +75,7 @@ from gradprobe.analysis.compare.verdicts import (
 from gradprobe.analysis.stats.estimators import (
     CONFIDENCE,
     adjust_pvalues,
+    check_resamples,
     count_change_pvalues,
     discordant_pvalues,
     log10_or_nan,
@@ -127,8 +128,7 @@ class CompareSettings:
             raise UserError(f"--alpha {self.alpha}: must be between 0 and 1")
         if not self.tolerance > 1:
             raise UserError(f"--tolerance {self.tolerance}: must be a ratio > 1, e.g. 1.01")
-        if not isinstance(self.n_resamples, int) or self.n_resamples < 100:
-            raise UserError(f"--resamples {self.n_resamples}: use at least 100 resamples")
+        check_resamples(self.n_resamples)
 
     def prefer_sign(self, metric: str) -> int:
         return PREFER_SIGN.get(dict(self.prefer).get(metric, ""), 0)

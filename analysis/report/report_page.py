@@ -16,6 +16,7 @@ from typing import Any
 
 from gradprobe.analysis.analyze import (
     Analysis,
+    AnalysisSettings,
     analyze_run,
     incomplete_note,
     is_stale,
@@ -216,17 +217,21 @@ def theory_context(analysis: Analysis, metric: str) -> dict[str, Any]:
 
 
 def write_report(run_dir: str | Path, *, out: str | Path | None = None,
-                 analysis: Analysis | None = None) -> Path:
-    """Render ``<run>/index.html`` (or ``out``), analysing the run first if needed."""
+                 analysis: Analysis | None = None,
+                 settings: AnalysisSettings | None = None) -> Path:
+    """Render ``<run>/index.html`` (or ``out``), analysing the run first if needed: when it
+    has no analysis, when the run changed since, or when ``settings`` are given and differ
+    from the analysis's."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     if analysis is None:
+        wanted = settings or AnalysisSettings()
         try:
             analysis = load_analysis(run_dir)
         except UserError:  # not analysed yet: do it now
-            analysis = analyze_run(run_dir)
-        if is_stale(run_dir, analysis.meta, manifest):  # resumed or finished since
-            analysis = analyze_run(run_dir)
+            analysis = analyze_run(run_dir, settings=wanted)
+        if is_stale(run_dir, analysis.meta, manifest, settings):  # resumed, or other settings
+            analysis = analyze_run(run_dir, settings=wanted)
     path = Path(out) if out else run_dir / REPORT_FILE
     ensure_directory(path.parent)
     return write_text_atomic(path, render_report(analysis, manifest))

@@ -22,13 +22,14 @@ import torch
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
 from gradprobe.bench.engine.cpu_policy import current_policy
 from gradprobe.bench.execute.executors import Executor, open_executor
+from gradprobe.bench.execute.memory_guard import check_memory
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
 from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
 from gradprobe.bench.execute.tasks import run_group, task_payload
 from gradprobe.bench.plan.devices import device_available
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
-from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, utc_now
+from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, read_manifest, utc_now
 from gradprobe.bench.store.records import record_manifest
 from gradprobe.bench.store.run_dir import (
     RECORD_FOLDERS,
@@ -154,11 +155,13 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
               on_start: Callable[[Path, int, int], None] | None = None) -> RunResult:
     """Run every cell of ``config`` into ``out`` (default :func:`default_run_dir`).
 
-    ``max_memory`` (bytes per chunk) overrides the config's ``[sweep] max_memory``;
+    ``max_memory`` (bytes per chunk) overrides the config's ``[sweep] max_memory``; a
+    resumed run keeps the budget it started with (:func:`resume_budget`);
     ``executor`` is ``local``, ``processes`` (``workers``) or ``dask`` (``scheduler``).
     ``on_start(run_dir, cells, cells_done)`` is called once every check has passed."""
     cells, skipped = plan_cells(config)
     budget = max_memory or config.sweep.max_memory or DEFAULT_MAX_MEMORY
+    check_memory(cells, budget, config.source)  # before the directory: nothing written
     run_dir = Path(out) if out is not None else default_run_dir(config)
     # The executor starts first: a scheduler that cannot be reached must not leave a
     # half-made run directory behind.
@@ -166,7 +169,10 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
         create_run_dir(run_dir)
         with run_lock(run_dir), catch_stop_signals() as stop:
             manifest, done = _prepare(config, run_dir, cells, skipped, force=force,
-                                      overrides=overrides, budget=budget, executor=started)
+                                      overrides=overrides, budget=budget,
+                                      explicit_budget=max_memory is not None,
+                                      executor=started)
+            budget = manifest["settings"]["max_memory"]
             if on_start:
                 on_start(run_dir, len(cells), len(done))
             seconds = _run_and_record(Invocation(cells, done, run_dir, manifest, budget,
@@ -176,13 +182,36 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
                      rows - count_rows(run_dir, done), seconds)
 
 
-def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget,
+def resume_budget(run_dir: Path, budget: int, *, explicit: bool, force: bool) -> int:
+    """The memory budget to run with: a resumed run keeps the one its manifest records.
+
+    Chunk sizes follow from the budget, and a seed's float rounding can depend on its chunk
+    (a one-seed chunk was seen 1.7e-7 relative off a 12-seed one in float32, in some
+    processes; docs/records.md), so cells run under two budgets could mix two roundings.
+    Without ``--max-memory`` the recorded budget is used; an ``explicit`` other one is
+    refused unless ``force`` redoes every cell."""
+    if force or not (run_dir / MANIFEST_FILE).exists():
+        return budget
+    recorded = read_manifest(run_dir).settings.get("max_memory")
+    if not isinstance(recorded, int) or recorded == budget:
+        return budget
+    if explicit:
+        raise UserError(f"{run_dir}: was run with --max-memory {recorded} (bytes), and "
+                        "chunk sizes change a seed's rounding; resume with --max-memory "
+                        f"{recorded} or without --max-memory, or pass --force to redo it "
+                        "all with the new budget")
+    return recorded
+
+
+def _prepare(config, run_dir, cells, skipped, *, force, overrides, budget, explicit_budget,
              executor: Executor) -> tuple[dict[str, Any], list[Cell]]:
     """Claim the directory (under the lock), write the manifest, find the finished cells."""
     claim_run_dir(run_dir, cells, force)
     for folder in RECORD_FOLDERS:
         remove_stale_temporaries(run_dir / folder)
     apply_numerics(config)
+    budget = resume_budget(run_dir, budget, explicit=explicit_budget, force=force)
+    check_memory(cells, budget, config.source)  # the recorded budget may be another
     manifest = _start_manifest(config, cells, skipped, overrides, budget, executor)
     write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     # After the manifest: until it exists, the directory must hold nothing but the lock and

@@ -76,6 +76,56 @@ def ensure_directory(path: str | Path) -> Path:
     return path
 
 
+def replace_directory_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Build a whole directory with ``write(tmp_dir)`` in a hidden sibling, then swap it in
+    for ``path``: readers see the old directory or the whole new one, never a mix.
+
+    POSIX has no atomic exchange of two non-empty directories in Python, so the old one is
+    first renamed aside: a kill between the two renames leaves no ``path`` (a reader says
+    "not written yet"), still never a mix. Leftovers of killed writers (``.NAME.PID.tmp``,
+    ``.NAME.PID.old`` of a dead PID) are removed first."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a directory; gradprobe would replace it "
+                        "with a directory, so move it away or choose another location")
+    _remove_dead_leftovers(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        write(tmp)
+        if path.is_dir():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror or err}); check free space "
+                        "and permissions of the output directory") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _remove_dead_leftovers(path: Path) -> None:
+    """Delete ``.NAME.PID.tmp`` / ``.NAME.PID.old`` siblings whose writer no longer runs
+    (a live PID may be another process writing the same directory now)."""
+    for leftover in path.parent.glob(f".{path.name}.*.*"):
+        pid = leftover.name[len(path.name) + 2:].rsplit(".", 1)[0]
+        if pid.isdigit() and leftover.suffix in (".tmp", ".old") and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def copy_file_atomic(source: str | Path, target: str | Path) -> Path:
     """Copy ``source`` to ``target`` so that readers never see a partial copy."""
     return write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))

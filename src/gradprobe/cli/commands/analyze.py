@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     analyze = sub.add_parser("analyze", help="compute statistics over seeds")
     analyze.add_argument("run_dir", type=Path)
     analyze.add_argument("--resamples", type=int,
-                         help="bootstrap resamples per interval (default 4999)")
+                         help="bootstrap resamples per interval, 100 to 100000 "
+                         "(default 4999)")
     analyze.add_argument("--bootstrap-seed", type=bootstrap_seed, default=0)
     analyze.add_argument("--json", action="store_true",
                          help="print one JSON object (settings, row counts, headline table)")
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from gradprobe.analysis.analyze import incomplete_note
+    from gradprobe.analysis.analyze import AnalysisSettings, incomplete_note
     from gradprobe.analysis.report.headline import headline_for
     from gradprobe.api import open_run
     from gradprobe.core.json_output import to_json
@@ -30,6 +31,7 @@ def command(args: argparse.Namespace) -> int:
     options = {"seed": args.bootstrap_seed}
     if args.resamples is not None:
         options["n_resamples"] = args.resamples
+    AnalysisSettings(**options)  # refuse bad settings before reading the run
     run = open_run(args.run_dir)
     analysis = run.analyze(**options)
     note = incomplete_note(args.run_dir, analysis.meta)

@@ -1,0 +1,84 @@
+"""Refuse, before anything is written, a cell whose smallest chunk cannot fit in memory.
+
+The engines split a cell's seeds into chunks within the memory budget (``--max-memory`` or
+``[sweep] max_memory``), but never below one seed (one generator block in device-RNG mode):
+a cell whose one seed needs more than the budget, or more than the machine has, used to start
+anyway and be OOM-killed (depth 64 x width 8192 needs about 80 GB a seed). The estimate is the
+engines' own (:func:`gradprobe.bench.engine.batched.bytes_per_seed`: parameters, gradients,
+activations and reduction temporaries; :func:`gradprobe.bench.engine.training.
+bytes_per_training_seed` adds the optimizer state and the task), so the guard and the chunking
+agree. Factory models (``[model] factory``) are sized by their own code and not checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradprobe.bench.engine.batched import bytes_per_seed
+from gradprobe.bench.engine.training import bytes_per_training_seed
+from gradprobe.bench.init.device_rng import block_size
+from gradprobe.bench.plan.sweep import Cell
+from gradprobe.core.errors import UserError
+
+# cgroup v2, then v1: a container's limit is what the OOM killer enforces, not the RAM size.
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process can have: physical memory, or the cgroup limit if lower."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for path in CGROUP_LIMITS:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" means no limit
+            total = min(total, int(text))
+    return total
+
+
+@functools.cache
+def device_memory(device: str) -> int:
+    """Bytes of memory of ``device``: the GPU's total for ``cuda:N``, else the machine's."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return machine_memory()
+
+
+def smallest_chunk_bytes(cell: Cell) -> int:
+    """Working memory of the smallest chunk the engines run for ``cell``: one seed (a whole
+    generator block, at most the cell's seeds, in device-RNG mode), the largest of the
+    measurement and each ``[train]``."""
+    per_seed = max([bytes_per_seed(cell),
+                    *(bytes_per_training_seed(cell, train) for train in cell.trains)])
+    if cell.model.init_rng == "device":
+        per_seed *= min(block_size(cell.model, cell.data), len(cell.seeds))
+    return per_seed
+
+
+def check_memory(cells: Sequence[Cell], budget: int, source: str | None = None) -> None:
+    """UserError naming the first cell (from config ``source``) whose smallest chunk needs
+    more than ``budget`` bytes or more than its device has; nothing is written before."""
+    for cell in cells:
+        if cell.model.factory:
+            continue
+        need = smallest_chunk_bytes(cell)
+        machine = device_memory(cell.device)
+        limit, what = ((budget, "the memory budget (--max-memory or [sweep] max_memory)")
+                       if budget <= machine else (machine, f"the memory of {cell.device}"))
+        if need > limit:
+            m, d = cell.model, cell.data
+            raise UserError(
+                f"{source or 'config'}: cell depth {m.depth}, width {m.width}, batch_size "
+                f"{d.batch_size}, dtype {cell.dtype}: one seed needs about {gib(need)}, more "
+                f"than {what} of {gib(limit)}; make the cell smaller"
+                + (" or raise --max-memory" if limit == budget else ""))
+
+
+def gib(size: int) -> str:
+    return f"{size / 2**30:.3g} GiB"
