@@ -208,7 +208,8 @@ def false_positive_rates(aa: list[pd.DataFrame], settings: CalibrationSettings) 
 
 def _flagged(tests: pd.DataFrame, tolerance: float, alpha: float) -> np.ndarray:
     """Gate tests (the gate's family, and values turning non-finite) that would fail the
-    gate at ``tolerance``; secondary metrics do not fail it (analysis.compare)."""
+    gate at ``tolerance``; secondary metrics do not fail it
+    (:mod:`gradprobe.analysis.compare.comparison`)."""
     tests = tests[tests["gate"].astype(bool)]
     ratio = tests[(tests["test"] == "ratio") & tests["family"].notna()]
     verdict = ratio_verdicts(ratio["p_adjusted"], ratio["ci_low"], ratio["ci_high"],
