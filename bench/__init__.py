@@ -1,9 +1,9 @@
-"""gradprobe bench harness: configs, the seed-batched engine, records and the CLI."""
+"""The harness (``gradprobe.bench``): plan, initial states, models, engines, records, runner.
+
+gradprobe's version is ``gradprobe.__version__`` (one source: ``pyproject.toml``)."""
 
 import os
 import sys
-
-__version__ = "0.1.0"
 
 # Idle OpenMP threads sleep instead of spinning, so that a sweep beside another busy process
 # (a training job, a shared CI runner) does not take CPU from it and from itself. libgomp
