@@ -87,6 +87,34 @@ def test_previous_run_ignores_other_configs_and_unfinished_runs(tmp_path):
     assert previous_run(tmp_path / "absent", "default", exclude=tmp_path) is None
 
 
+def test_runs_started_in_the_same_second_keep_their_order(tmp_path):
+    """Bug: ``started_at`` had one-second resolution, so two runs made in the same second
+    tied: ``previous_of`` the second found nothing before it and a published site listed
+    them oldest first. Stamps are now to the microsecond; old stamps that tie fall back to
+    the order ``default_run_dir`` made the directories in (``-2`` after the bare name)."""
+    from gradprobe.bench.store.manifest import utc_now
+
+    def fake_run(name: str, started: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps(
+            {"manifest_version": 1, "records_schema_version": 4,
+             "config": {"name": "default", "source": "c.toml", "text": "", "sha256": "0",
+                        "seeds": [0]},
+             "environment": {}, "status": "complete", "started_at": started, "cells": []}))
+
+    second = "2026-11-30T16:01:58+00:00"
+    for name in ["default-20261130-160158", "default-20261130-160158-2",
+                 "default-20261130-160158-10"]:
+        fake_run(name, second)
+    assert previous_run(tmp_path, "default", exclude=tmp_path / "x").name.endswith("-10")
+    assert previous_of(tmp_path / "default-20261130-160158-2").name == "default-20261130-160158"
+    assert previous_of(tmp_path / "default-20261130-160158-10").name.endswith("-2")
+    with pytest.raises(UserError, match="started before it"):
+        previous_of(tmp_path / "default-20261130-160158")
+    first, then = utc_now(), utc_now()
+    assert "." in first and first <= then  # microseconds, so ties need a second clock tick
+
+
 def test_change_at_commit_4_is_a_change_point_and_a_regression(scratch_history, tmp_path):
     """Done-when of the history issue: runs at each of 6 commits of a user's repository
     whose model's init changes at commit 4, then publish: the history has a change point

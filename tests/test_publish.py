@@ -263,3 +263,21 @@ def test_a_killed_publish_leaves_nothing_behind_after_the_next(reports_dir, tmp_
         (path / "runs").mkdir(parents=True)
     site.publish(reports=reports_dir, out=tmp_path / "site")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["site", running.name])
+
+
+def test_runs_of_one_second_are_listed_newest_first(tmp_path):
+    """Bug (CI, once): two ``make bench`` runs in the same second got ``x-<stamp>`` and
+    ``x-<stamp>-2`` and equal second-resolution ``started_at``; the site's newest-first
+    table and the regressions page listed the older first."""
+    from gradprobe.bench.store.run_dir import start_order
+
+    stamp = "2026-11-30T16:01:58+00:00"
+    names = ["x-20261130-160158", "x-20261130-160158-2", "x-20261130-160159", "mine"]
+    keys = {n: start_order(stamp if n != "x-20261130-160159" else "2026-11-30T16:01:59+00:00",
+                           tmp_path / n) for n in names}
+    newest_first = sorted(names, key=keys.get, reverse=True)
+    assert newest_first == ["x-20261130-160159", "x-20261130-160158-2", "x-20261130-160158",
+                            "mine"]
+    assert start_order("2026-11-30T16:01:58.5+00:00", tmp_path / "a") > keys["x-20261130-160158-2"]
+    with pytest.raises(UserError, match=r"started_at.*ISO 8601"):
+        start_order("yesterday", tmp_path / "y")

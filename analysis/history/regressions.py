@@ -19,7 +19,7 @@ from gradprobe.analysis.compare.compare_output import read_comparison
 from gradprobe.analysis.report.headline import fmt_ci, fmt_p
 from gradprobe.analysis.report.pages import render_page
 from gradprobe.bench.store.manifest import read_manifest
-from gradprobe.bench.store.run_dir import COMPARE_JSON
+from gradprobe.bench.store.run_dir import COMPARE_JSON, start_order
 from gradprobe.core.errors import UserError
 
 FLAGGED = ("regressed", "improved")
@@ -52,7 +52,7 @@ def flagged_rows(runs, *, prefix: str = "") -> list[dict]:
     known = {r.name for r in runs}
     commits = {r.name: r.commit for r in runs}
     rows = []
-    for run in sorted(runs, key=lambda r: r.started_at, reverse=True):
+    for run in sorted(runs, key=lambda r: start_order(r.started_at, r.path), reverse=True):
         data = read_comparison(run.path / COMPARE_JSON)
         if not data:
             continue

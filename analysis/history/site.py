@@ -49,7 +49,7 @@ from gradprobe.analysis.report.headline import fmt_ci, fmt_p
 from gradprobe.analysis.report.pages import csv_data_uri, csv_safe, render_page, sort_value
 from gradprobe.analysis.report.report_page import headline_for, write_report
 from gradprobe.bench.store.manifest import MANIFEST_FILE, Manifest, read_manifest
-from gradprobe.bench.store.run_dir import COMPARE_JSON
+from gradprobe.bench.store.run_dir import COMPARE_JSON, start_order
 from gradprobe.core.atomic_files import ensure_directory, write_atomic, write_text_atomic
 from gradprobe.core.errors import UserError
 
@@ -138,7 +138,7 @@ def find_runs(reports: Path) -> tuple[list[RunEntry], list[str]]:
             runs.append(run_entry(path))
         except UserError as err:
             skipped.append(f"{path}: {err}")
-    runs.sort(key=lambda r: r.started_at, reverse=True)
+    runs.sort(key=lambda r: start_order(r.started_at, r.path), reverse=True)
     return runs, skipped
 
 

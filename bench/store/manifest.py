@@ -66,7 +66,9 @@ _SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding bench
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now, UTC, ISO 8601 to the microsecond: runs started within one second must still
+    order (a site's newest-first table, ``compare --previous``)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _git(root: Path, *args: str) -> str | None:

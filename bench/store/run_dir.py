@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -120,6 +120,29 @@ def default_run_dir(config: ExperimentConfig, root: Path = Path("reports")) -> P
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+# A default run directory's name: ``<name>-<YYYYmmdd-HHMMSS>`` and, for a second one made
+# in the same second, ``-<n>`` (n >= 2).
+_DEFAULT_NAME = re.compile(r"(?P<base>.*-\d{8}-\d{6})(?:-(?P<n>\d+))?")
+
+
+def start_order(started_at: str, path: Path) -> tuple:
+    """A sort key that orders runs by when they started: the manifest's ``started_at``
+    (parsed, so second- and microsecond-resolution stamps compare), then, for runs whose
+    stamps tie (manifests before microsecond stamps), the order :func:`default_run_dir`
+    made their directories in, then the path."""
+    try:
+        started = datetime.fromisoformat(started_at)
+    except ValueError:
+        raise UserError(f"{path / MANIFEST_FILE}: damaged manifest (key started_at: "
+                        f"{started_at!r} is not an ISO 8601 time); re-run into a new "
+                        "directory") from None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    match = _DEFAULT_NAME.fullmatch(path.name)
+    made = (match["base"], int(match["n"] or 1)) if match else (path.name, 0)
+    return started, made, str(path)
 
 
 def plan_id(cells: list[Cell]) -> str:

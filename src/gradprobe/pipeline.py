@@ -18,6 +18,7 @@ from gradprobe.analysis.report.report_page import headline_for, write_report
 from gradprobe.bench.execute.runner import default_run_dir, run_sweep
 from gradprobe.bench.plan.loader import config_with_overrides, load_config
 from gradprobe.bench.store.manifest import MANIFEST_FILE, read_manifest
+from gradprobe.bench.store.run_dir import start_order
 from gradprobe.core.atomic_files import copy_file_atomic, ensure_directory
 from gradprobe.core.errors import UserError
 
@@ -68,19 +69,24 @@ def latest_name(config_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", config_name).strip(".") or "_"
 
 
+def _complete_runs(root: Path, name: str) -> list[tuple[tuple, Path]]:
+    """``(start_order key, run directory)`` of every complete run of config ``name``
+    directly under ``root``; unreadable directories are passed over."""
+    found = []
+    for path in root.glob(f"*/{MANIFEST_FILE}") if root.is_dir() else ():
+        try:
+            manifest = read_manifest(path.parent)
+            if manifest.status == "complete" and manifest.config.name == name:
+                found.append((start_order(manifest.started_at, path.parent), path.parent))
+        except UserError:
+            continue
+    return found
+
+
 def previous_run(root: Path, name: str, *, exclude: Path) -> Path | None:
     """The most recently started complete run of config ``name`` directly under ``root``
     (not ``exclude``), or None. Unreadable directories are passed over."""
-    found = []
-    for path in root.glob(f"*/{MANIFEST_FILE}") if root.is_dir() else ():
-        run_dir = path.parent
-        try:
-            manifest = read_manifest(run_dir)
-        except UserError:
-            continue
-        if (run_dir != exclude and manifest.status == "complete"
-                and manifest.config.name == name):
-            found.append((manifest.started_at, run_dir))
+    found = [(key, path) for key, path in _complete_runs(root, name) if path != exclude]
     return max(found)[1] if found else None
 
 
@@ -89,16 +95,9 @@ def previous_of(run_dir: str | Path) -> Path:
     RUN's config, beside RUN (in its parent directory), that started before RUN."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    found = []
-    for path in run_dir.parent.glob(f"*/{MANIFEST_FILE}"):
-        try:
-            other = read_manifest(path.parent)
-        except UserError:
-            continue
-        if (path.parent.resolve() != run_dir.resolve() and other.status == "complete"
-                and other.config.name == manifest.config.name
-                and other.started_at < manifest.started_at):
-            found.append((other.started_at, path.parent))
+    own = start_order(manifest.started_at, run_dir)
+    found = [(key, path) for key, path in _complete_runs(run_dir.parent, manifest.config.name)
+             if path.resolve() != run_dir.resolve() and key < own]
     if not found:
         raise UserError(f"--previous {run_dir}: no complete run of config "
                         f"{manifest.config.name!r} started before it in {run_dir.parent}; "
