@@ -23,6 +23,7 @@ from gradprobe.bench.engine.cpu_policy import (
     intra_op_threads,
     keep_freed_memory,
 )
+from gradprobe.bench.engine.histograms import histogram_bytes_per_seed, log_histograms
 from gradprobe.bench.engine.metrics import reduce_metrics
 from gradprobe.bench.init.device_rng import block_size, draw_on_device
 from gradprobe.bench.init.initialization import InitialState, draw_initial_state, scaled_params
@@ -43,24 +44,32 @@ class ChunkResult:
     compute_seconds: float = 0.0  # forward, backward and reductions of this cell
     init_seconds: float = 0.0  # drawing the initial state (shared by the cell's group)
     threads: int = 0  # torch intra-op threads it ran with (gradprobe.bench.engine.cpu_policy)
+    # (S, P, n_counts) int64 log10|g| counts (gradprobe.bench.engine.histograms), or None
+    histograms: np.ndarray | None = None
 
     @staticmethod
     def concat(parts: Sequence[ChunkResult]) -> ChunkResult:
         arrays = (np.concatenate([getattr(p, f) for p in parts])
                   for f in ("seeds", "values", "loss", "fingerprints"))
+        histograms = (np.concatenate([p.histograms for p in parts])
+                      if parts[0].histograms is not None else None)
         return ChunkResult(*arrays, compute_seconds=sum(p.compute_seconds for p in parts),
                            init_seconds=sum(p.init_seconds for p in parts),
-                           threads=max(p.threads for p in parts))
+                           threads=max(p.threads for p in parts), histograms=histograms)
 
 
 def bytes_per_seed(cell: Cell) -> int:
     """Working memory one seed needs: float32 draw, cast parameters and their gradients,
-    float32 reduction temporaries, and four activation-sized tensors per layer."""
+    float32 reduction temporaries, four activation-sized tensors per layer, and the
+    histogram buffers (:func:`gradprobe.bench.engine.histograms.histogram_bytes_per_seed`)."""
     m, d = cell.model, cell.data
     size = DTYPES[cell.dtype].itemsize
     n_params = m.depth * m.width * m.width * (1 + m.bias)
     n_acts = d.batch_size * m.width * m.depth
-    return n_params * (4 + 2 * size + 8) + n_acts * size * 4 + d.batch_size * m.width * 4
+    histograms = histogram_bytes_per_seed(m.width * max(m.width, m.out_features),
+                                          m.depth * 5, size, cell.histograms)
+    return (n_params * (4 + 2 * size + 8) + n_acts * size * 4 + d.batch_size * m.width * 4
+            + histograms)
 
 
 def seeds_per_chunk(cell: Cell, max_memory: int = DEFAULT_MAX_MEMORY) -> int:
@@ -106,6 +115,8 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
     n = len(params)
     with torch.no_grad():
         values = reduce_metrics(state.specs, params, grads[:n], outputs, grads[n:])
+        histograms = (log_histograms(grads[:n], cell.histograms).numpy()
+                      if cell.histograms else None)
     loss = loss.detach().to("cpu", torch.float64).numpy()
     return ChunkResult(
         seeds=np.asarray(state.seeds, dtype=np.int64),
@@ -113,6 +124,7 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
         loss=loss,
         fingerprints=np.asarray(state.fingerprints),
         compute_seconds=time.perf_counter() - started,  # .cpu() above waited for the device
+        histograms=histograms,
     )
 
 

@@ -69,7 +69,8 @@ def draw_factory_task(cell: Cell, train: TrainConfig, module: torch.nn.Module,
 
 
 def train_seed(cell: Cell, train: TrainConfig, seed: int) -> tuple:
-    """One seed: ``(loss (steps + 1,), values (L, P, M), init print, task print)``."""
+    """One seed: ``(loss (steps + 1,), values (L, P, M), init print, task print, counts
+    (L, P, n_counts) or None)``."""
     module, batch = build(cell.model, cell.data, seed)
     init_print = fingerprints([module], [batch])[0]
     task = draw_factory_task(cell, train, module, seed)
@@ -79,23 +80,28 @@ def train_seed(cell: Cell, train: TrainConfig, seed: int) -> tuple:
     module, task = module.to(device=device, dtype=dtype), task.to(device, dtype)
     specs, shapes = param_specs(module), _shapes(module, task)
     optimizer = make_optimizer(train, list(module.parameters()))
-    losses, stats = [], []
+    losses, stats, counts = [], [], []
     largest = max([torch.Size(shape).numel() for shape in shapes.shapes.values()] +
                   [t.numel() for t in task.tensors()])
     with _threads_for(largest):  # small steps: one thread (measured 12x faster for gpt2)
-        _steps(train, module, task, cell.data, shapes, specs, optimizer, losses, stats)
-    return np.asarray(losses), np.stack(stats), init_print, task_print
+        _steps(train, module, task, cell, shapes, specs, optimizer, losses, (stats, counts))
+    return (np.asarray(losses), np.stack(stats), init_print, task_print,
+            np.stack(counts) if counts else None)
 
 
-def _steps(train, module, task, data, shapes, specs, optimizer, losses, stats) -> None:
-    """``train.steps`` updates, appending each step's loss and each logged step's metrics."""
+def _steps(train, module, task, cell, shapes, specs, optimizer, losses, logs) -> None:
+    """``train.steps`` updates, appending each step's loss and each logged step's metrics
+    and histogram counts to ``logs = (stats, counts)``."""
     params, logged = list(module.parameters()), set(logged_steps(train).tolist())
     for step in range(train.steps + 1):
         with torch.enable_grad():
-            passed = _loop_pass([module], [task], data, shapes)
+            passed = _loop_pass([module], [task], cell.data, shapes)
         losses.append(passed[1][0].item())
         if step in logged:
-            stats.append(_reduce(specs, *passed, shapes.probed)[0][0])
+            values, _, counts = _reduce(specs, *passed, shapes.probed, cell.histograms)
+            logs[0].append(values[0])
+            if counts is not None:
+                logs[1].append(counts[0])
         if step < train.steps:
             for param, grad in zip(params, passed[2], strict=True):
                 param.grad = None if grad is None else grad[0]
@@ -113,5 +119,6 @@ def train_factory_cell(cell: Cell, seeds: Sequence[int] | None = None) -> list[T
             train, np.asarray(seeds, dtype=np.int64), np.stack([r[0] for r in per_seed]),
             logged_steps(train), np.stack([r[1] for r in per_seed]),
             np.asarray([r[2] for r in per_seed]), np.asarray([r[3] for r in per_seed]),
-            seconds=time.perf_counter() - started))
+            seconds=time.perf_counter() - started,
+            histograms=np.stack([r[4] for r in per_seed]) if cell.histograms else None))
     return results

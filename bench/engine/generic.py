@@ -41,6 +41,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY, ChunkResult
+from gradprobe.bench.engine.histograms import histogram_bytes_per_seed, log_histograms
 from gradprobe.bench.engine.metrics import reduce_metrics
 from gradprobe.bench.engine.training import _threads_for
 from gradprobe.bench.init.initialization import ParamSpec
@@ -51,6 +52,7 @@ from gradprobe.bench.models.factory import build, fingerprints, owner_modules, p
 from gradprobe.bench.models.user_code import first_line
 from gradprobe.bench.plan.config import DataConfig
 from gradprobe.bench.plan.devices import DTYPES
+from gradprobe.bench.plan.histograms import HistogramConfig
 from gradprobe.bench.plan.sweep import Cell
 
 # What vmap raises for a model it cannot batch; anything else is a real error.
@@ -208,18 +210,21 @@ def _layer_signals(n_layers, probed, outputs, output_grads, like: torch.Tensor):
     return [s[0] for s in signals], [s[1] for s in signals]
 
 
-def _reduce(specs, params, loss, grads, outputs, output_grads, probed) -> tuple:
+def _reduce(specs, params, loss, grads, outputs, output_grads, probed,
+            histograms: HistogramConfig | None = None) -> tuple:
+    """``(values (S, P, M), loss (S,), counts (S, P, n_counts) or None)`` on the host."""
     grads = [g if g is not None else torch.zeros_like(p)  # an unused parameter: no gradient
              for g, p in zip(grads, params, strict=True)]
     n_layers = max(s.layer for s in specs) + 1
     acts, act_grads = _layer_signals(n_layers, probed, outputs, output_grads, params[0])
     with torch.no_grad():
         values = reduce_metrics(specs, [p.detach() for p in params], grads, acts, act_grads)
-    return values.numpy(), loss.detach().to("cpu", torch.float64).numpy()
+        counts = log_histograms(grads, histograms).numpy() if histograms else None
+    return values.numpy(), loss.detach().to("cpu", torch.float64).numpy(), counts
 
 
 def _measure_chunk(cell: Cell, seeds: Sequence[int], use_vmap: bool):
-    """Build, stack and measure ``seeds``; returns (values, loss, prints, specs, batching)."""
+    """Build, stack and measure ``seeds``; returns (values, loss, prints, specs, counts)."""
     built = [build(cell.model, cell.data, seed) for seed in seeds]
     prints = fingerprints([m for m, _ in built], [b for _, b in built])
     device, dtype = torch.device(cell.device), DTYPES[cell.dtype]
@@ -235,10 +240,13 @@ def _measure_chunk(cell: Cell, seeds: Sequence[int], use_vmap: bool):
                   [t.numel() for t in inputs[0].tensors()])
     with torch.enable_grad(), _threads_for(largest * (len(seeds) if use_vmap else 1)):
         if use_vmap:
-            values, loss = _reduce(specs, *_vmap_pass(*args), shapes.probed)
+            values, loss, counts = _reduce(specs, *_vmap_pass(*args), shapes.probed,
+                                           cell.histograms)
             _check_vmap(modules[0], inputs[0], cell.data, loss[0], seeds[0])
-            return values, loss, prints, specs
-        return (*_reduce(specs, *_loop_pass(*args), shapes.probed), prints, specs)
+            return values, loss, prints, specs, counts
+        values, loss, counts = _reduce(specs, *_loop_pass(*args), shapes.probed,
+                                       cell.histograms)
+        return values, loss, prints, specs, counts
 
 
 class VmapMismatch(RuntimeError):
@@ -270,7 +278,9 @@ def seeds_per_chunk(cell: Cell, max_memory: int) -> int:
     n_params = sum(p.numel() for p in module.parameters())
     n_acts = sum(torch.Size(shapes.shapes[i]).numel() for i in shapes.probed)
     n_batch = sum(t.numel() for t in batch.tensors())
-    per_seed = (n_params * 6 + n_acts * 6 + n_batch * 2) * max(size, 4)
+    largest = max(p.numel() for p in module.parameters())
+    per_seed = (n_params * 6 + n_acts * 6 + n_batch * 2) * max(size, 4) + \
+        histogram_bytes_per_seed(largest, len(list(module.parameters())), size, cell.histograms)
     return max(1, max_memory // per_seed)
 
 
@@ -288,11 +298,11 @@ def measure_factory(cell: Cell, *, max_memory: int = DEFAULT_MAX_MEMORY) -> Fact
             except VMAP_ERRORS as err:
                 batching, reason = "loop", f"{type(err).__name__}: {first_line(err)}"
         parts.append(_measure_chunk(cell, seeds, use_vmap=False))
-    values, loss, prints, specs = (np.concatenate([p[0] for p in parts]),
-                                   np.concatenate([p[1] for p in parts]),
-                                   np.concatenate([p[2] for p in parts]), parts[0][3])
+    values, loss, prints = (np.concatenate([p[k] for p in parts]) for k in (0, 1, 2))
+    counts = np.concatenate([p[4] for p in parts]) if cell.histograms else None
     result = ChunkResult(np.asarray(cell.seeds, dtype=np.int64), values, loss, prints,
-                         compute_seconds=time.perf_counter() - started)
+                         compute_seconds=time.perf_counter() - started, histograms=counts)
+    specs = parts[0][3]
     return FactoryResult(result, specs, batching, reason, notes)
 
 

@@ -41,6 +41,7 @@ import torch
 
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY, bytes_per_seed, draw_state
 from gradprobe.bench.engine.batched_mlp import forward
+from gradprobe.bench.engine.histograms import log_histograms
 from gradprobe.bench.engine.metrics import reduce_metrics
 from gradprobe.bench.init.device_rng import block_size
 from gradprobe.bench.init.initialization import (
@@ -142,12 +143,15 @@ class TrainResult:
     init_fingerprints: np.ndarray  # (S,) str
     task_fingerprints: np.ndarray  # (S,) str
     seconds: float = 0.0
+    # (S, L, P, n_counts) int64 log10|g| counts at the logged steps, or None
+    histograms: np.ndarray | None = None
 
     @staticmethod
     def concat(parts: Sequence[TrainResult]) -> TrainResult:
         first = parts[0]
-        arrays = {f: np.concatenate([getattr(p, f) for p in parts])
-                  for f in ("seeds", "loss", "values", "init_fingerprints", "task_fingerprints")}
+        fields = ("seeds", "loss", "values", "init_fingerprints", "task_fingerprints",
+                  *(("histograms",) if first.histograms is not None else ()))
+        arrays = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
         return TrainResult(first.train, steps=first.steps,
                            seconds=sum(p.seconds for p in parts), **arrays)
 
@@ -188,7 +192,7 @@ def _train_chunk(cell: Cell, train: TrainConfig, state: InitialState, task: Task
     optimizer = make_optimizer(train, params)
     logged = logged_steps(train)
     losses = torch.empty(len(state.seeds), train.steps + 1, dtype=torch.float64, device=device)
-    stats, n = [], len(params)
+    stats, counts, n = [], [], len(params)
     for step in range(train.steps + 1):
         log = step in logged
         with torch.enable_grad():
@@ -199,6 +203,8 @@ def _train_chunk(cell: Cell, train: TrainConfig, state: InitialState, task: Task
         if log:
             with torch.no_grad():
                 stats.append(reduce_metrics(state.specs, params, grads[:n], outputs, grads[n:]))
+                if cell.histograms:
+                    counts.append(log_histograms(grads[:n], cell.histograms))
         if step < train.steps:
             for param, grad in zip(params, grads[:n], strict=True):
                 param.grad = grad
@@ -206,7 +212,8 @@ def _train_chunk(cell: Cell, train: TrainConfig, state: InitialState, task: Task
     return TrainResult(train, np.asarray(state.seeds, dtype=np.int64),
                        losses.cpu().numpy(), logged, torch.stack(stats, dim=1).numpy(),
                        np.asarray(state.fingerprints), np.asarray(task.fingerprints),
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started,
+                       histograms=torch.stack(counts, dim=1).numpy() if counts else None)
 
 
 def bytes_per_training_seed(cell: Cell, train: TrainConfig) -> int:

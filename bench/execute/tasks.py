@@ -23,7 +23,9 @@ from gradprobe.bench.engine.training import train_cell
 from gradprobe.bench.init.initialization import mlp_param_specs
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
 from gradprobe.bench.plan.sweep import Cell
-from gradprobe.bench.store.records import cell_path, cell_table, write_cell
+from gradprobe.bench.store.histogram_records import histogram_table, write_histograms
+from gradprobe.bench.store.records import cell_table, write_cell
+from gradprobe.bench.store.run_dir import cell_is_done
 from gradprobe.bench.store.train_records import write_training
 from gradprobe.core.errors import UserError, toml_repr
 
@@ -52,7 +54,7 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
     """Measure a group of cells sharing initial state and write each cell's records.
 
     Returns ``{cell_id: timing}`` for the cells it ran (finished cells are skipped)."""
-    todo = [c for c in group if not cell_path(run_dir, c.cell_id).exists()]
+    todo = [c for c in group if not cell_is_done(run_dir, c)]
     if not todo:
         return {}
     measured = _measure(todo, max_memory,
@@ -68,8 +70,13 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
                   "rows": table.num_rows, **extra}
         if result.threads:  # set by the MLP engine's CPU policy
             timing["threads"] = result.threads
-        if cell.trains:  # training files first: the records file marks the cell as done
-            timing["train_seconds"] = round(_train(cell, specs, run_dir, max_memory), 6)
+        # training and histogram files first: the records file marks the cell as done
+        trained = _train(cell, specs, run_dir, max_memory) if cell.trains else []
+        if trained:
+            timing["train_seconds"] = round(sum(r.seconds for r in trained), 6)
+        if cell.histograms:
+            write_histograms(run_dir, cell, histogram_table(cell, specs, result.seeds,
+                                                            result.histograms, trained))
         write_cell(run_dir, cell, table, manifest, timing)
         timings[cell.cell_id] = timing
         if on_progress:
@@ -119,9 +126,10 @@ def _measure(todo: list[Cell], max_memory: int, on_chunk) -> dict[str, tuple]:
     return measured
 
 
-def _train(cell: Cell, specs, run_dir: Path, max_memory: int) -> float:
-    """Train ``cell`` under each of its training setups and write its training records."""
+def _train(cell: Cell, specs, run_dir: Path, max_memory: int) -> list:
+    """Train ``cell`` under each of its training setups, write its training records and
+    return the :class:`gradprobe.bench.engine.training.TrainResult` of each setup."""
     results = (train_factory_cell(cell) if cell.model.factory  # seed by seed
                else train_cell(cell, max_memory=max_memory))
     write_training(run_dir, cell, specs, results)
-    return sum(r.seconds for r in results)
+    return results

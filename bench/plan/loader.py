@@ -20,6 +20,7 @@ from gradprobe.bench.plan.config import (
     ModelConfig,
     TrainConfig,
 )
+from gradprobe.bench.plan.histograms import check_histogram_table
 from gradprobe.bench.plan.measures import METRICS
 from gradprobe.bench.plan.sweep import (
     MAX_SEED_COUNT,
@@ -31,7 +32,9 @@ from gradprobe.bench.plan.sweep import (
 from gradprobe.core.errors import ConfigError, UserError
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
-TOP_KEYS = ("name", "description", "model", "data", "sweep", "report", "compare", "train")
+TOP_KEYS = ("name", "description", "model", "data", "sweep", "report", "compare", "train",
+            "histograms")
+HISTOGRAM_KEYS = ("enabled", "low", "high", "step")
 SWEEP_KEYS = ("seeds", "device", "dtype", "tf32", "on_missing_device", "max_memory")
 SWEEP_SETTINGS = ("tf32", "on_missing_device")
 REPORT_KEYS = ("headline", "metric", "target_loss")
@@ -115,13 +118,14 @@ def _build(raw: dict[str, Any], source: str, text: str) -> ExperimentConfig:
     report = _report(_section(raw, "report", REPORT_KEYS))
     compare = _compare(_section(raw, "compare", COMPARE_KEYS))
     train = TrainConfig(**_section(raw, "train", TRAIN_KEYS)) if "train" in raw else None
+    histograms = check_histogram_table(_section(raw, "histograms", HISTOGRAM_KEYS))
     name = raw.get("name", Path(source).stem)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description", "must be a string", description)
     return ExperimentConfig(name=name, description=description, model=model, data=data,
                             sweep=sweep, report=report, compare=compare, train=train,
-                            source=source, text=text)
+                            histograms=histograms, source=source, text=text)
 
 
 def _check_keys(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:

@@ -26,6 +26,7 @@ from gradprobe.bench.plan.config import (
     check_trainable,
 )
 from gradprobe.bench.plan.devices import check_device_name, check_dtype_name, expand_auto
+from gradprobe.bench.plan.histograms import HistogramConfig
 from gradprobe.bench.plan.measures import RECORDS_SCHEMA_VERSION
 from gradprobe.core.errors import ConfigError, toml_repr
 from gradprobe.core.hashing import short_hash
@@ -57,6 +58,8 @@ class Cell:
     dtype: str
     seeds: tuple[int, ...]
     trains: tuple[TrainConfig, ...] = ()
+    # log10 |g| histograms ([histograms]); None: not computed
+    histograms: HistogramConfig | None = None
 
     def axes(self) -> dict[str, Any]:
         """The record columns that identify this cell (``input`` as its label)."""
@@ -70,20 +73,25 @@ class Cell:
         content = {**self.axes(), "input": self.data.input, "seeds": list(self.seeds)}
         if self.trains:  # untrained cells keep the ids they had before [train] existed
             content["trains"] = [asdict(t) for t in self.trains]
+        if self.histograms:  # cells without histograms keep the ids they had before them
+            content["histograms"] = asdict(self.histograms)
         return short_hash({"cell": content, "schema": RECORDS_SCHEMA_VERSION})
 
     def to_json(self) -> dict[str, Any]:
         """Everything needed to rebuild the cell elsewhere (a worker process, a cluster)."""
         return {"model": asdict(self.model), "data": asdict(self.data), "device": self.device,
                 "dtype": self.dtype, "seeds": list(self.seeds),
-                "trains": [asdict(t) for t in self.trains]}
+                "trains": [asdict(t) for t in self.trains],
+                "histograms": asdict(self.histograms) if self.histograms else None}
 
     @staticmethod
     def from_json(payload: dict[str, Any]) -> Cell:
         """Inverse of :meth:`to_json`; the dataclasses re-validate every value."""
+        histograms = payload.get("histograms")
         return Cell(ModelConfig(**payload["model"]), DataConfig(**payload["data"]),
                     payload["device"], payload["dtype"], tuple(payload["seeds"]),
-                    tuple(TrainConfig(**t) for t in payload.get("trains", [])))
+                    tuple(TrainConfig(**t) for t in payload.get("trains", [])),
+                    HistogramConfig(**histograms) if histograms else None)
 
     @property
     def init_key(self) -> tuple:
@@ -239,6 +247,8 @@ class ExperimentConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     train: TrainConfig | None = None  # [train]; None: measure at initialisation only
+    # [histograms]: log10 |g| histograms per seed and parameter; None: off
+    histograms: HistogramConfig | None = field(default_factory=HistogramConfig)
     source: str = "<memory>"  # the file it came from, for messages and the manifest
     text: str = ""  # the file's text, stored verbatim in the manifest
 
@@ -286,7 +296,8 @@ class ExperimentConfig:
                 raise ConfigError(err.key, problem, err.value, has_value=err.has_value) from None
             for dtype in self.sweep.dtype:
                 for device in expand_auto(self.sweep.device):
-                    cells.append(Cell(model, data, device, dtype, self.sweep.seeds, trains))
+                    cells.append(Cell(model, data, device, dtype, self.sweep.seeds, trains,
+                                      self.histograms))
         return cells
 
     def train_configs(self) -> tuple[TrainConfig, ...]:

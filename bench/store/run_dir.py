@@ -18,6 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
+from gradprobe.bench.store.histogram_records import (
+    HISTOGRAM_DIR,
+    histogram_path,
+    read_histograms,
+)
 from gradprobe.bench.store.manifest import MANIFEST_FILE, Manifest, read_manifest
 from gradprobe.bench.store.records import (
     RECORDS_DIR,
@@ -34,7 +39,7 @@ from gradprobe.core.errors import UserError
 from gradprobe.core.hashing import short_hash
 
 # Where gradprobe writes cell files; --force and stale-temporary cleanup look only here.
-RECORD_FOLDERS = (RECORDS_DIR, f"{TRAIN_DIR}/loss", f"{TRAIN_DIR}/grads")
+RECORD_FOLDERS = (RECORDS_DIR, f"{TRAIN_DIR}/loss", f"{TRAIN_DIR}/grads", HISTOGRAM_DIR)
 # What later stages add to a run directory (written by gradprobe.analysis).
 ANALYSIS_DIR = "analysis"
 COMPARE_JSON, COMPARE_MD = "compare.json", "compare.md"
@@ -50,6 +55,7 @@ class RunDir:
         <run>/manifest.json        what ran, where, with which code (:attr:`manifest`)
         <run>/records/cell-*.parquet   raw records, one file per cell (:meth:`records`)
         <run>/train/{loss,grads}/  training records, for configs with [train]
+        <run>/histograms/cell-*.parquet   log10|g| histograms (:meth:`histograms`)
         <run>/analysis/            analysis tables and analysis.json (gradprobe analyze)
         <run>/compare.json, compare.md   the last comparison (gradprobe compare)
         <run>/index.html           the report (gradprobe report)
@@ -105,6 +111,19 @@ class RunDir:
         """Training records ``kind`` (``loss`` or ``grads``) of the planned cells; empty
         for a run without ``[train]``."""
         return read_training(self.path, kind, cells=self.manifest.cell_ids)
+
+    def histograms(self, *, cells: list[str] | None = None,
+                   columns: list[str] | None = None) -> pd.DataFrame:
+        """Histogram records of the planned cells (or of ``cells``), columns as in
+        :mod:`gradprobe.bench.store.histogram_records`; empty when the run made none
+        (``[histograms] enabled = false``, or a run of an older gradprobe)."""
+        bins = self.config.histograms
+        if bins is None:
+            return pd.DataFrame()
+        seeds = [int(s) for s in self.manifest.config.seeds]
+        wanted = self.manifest.cell_ids if cells is None else cells
+        return read_histograms(self.path, bins, cells={c: seeds for c in wanted},
+                               columns=columns)
 
 
 def slug(text: str, default: str = "run") -> str:
@@ -210,6 +229,13 @@ def claim_run_dir(run_dir: Path, cells: list[Cell], force: bool) -> None:
         remove_own_records(run_dir)
 
 
+def cell_is_done(run_dir: Path, cell: Cell) -> bool:
+    """Whether ``cell``'s files are in place: its records file (written last), and its
+    histogram file when it makes one (a histogram file deleted by hand redoes the cell)."""
+    return cell_path(run_dir, cell.cell_id).exists() and (
+        cell.histograms is None or histogram_path(run_dir, cell.cell_id).exists())
+
+
 def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
     """Cells whose records file is already in place.
 
@@ -217,7 +243,7 @@ def finished_cells(run_dir: Path, cells: list[Cell]) -> list[Cell]:
     gradprobe damaged it, or a newer gradprobe wrote it: each is checked as ``analyze``
     checks it, and one it would refuse is a one-line error naming it (never silently
     counted as done, never silently deleted)."""
-    done = [c for c in cells if cell_path(run_dir, c.cell_id).exists()]
+    done = [c for c in cells if cell_is_done(run_dir, c)]
     plan = {c.cell_id: list(c.seeds) for c in cells}
     for cell in done:
         readable_schema_version(cell_path(run_dir, cell.cell_id))
