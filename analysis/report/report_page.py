@@ -22,7 +22,11 @@ from gradprobe.analysis.analyze import (
     is_stale,
     load_analysis,
 )
-from gradprobe.analysis.report.figure_selection import build_figures, headline_figure
+from gradprobe.analysis.report.figure_selection import (
+    build_figures,
+    headline_figure,
+    swept_values,
+)
 from gradprobe.analysis.report.findings import findings
 from gradprobe.analysis.report.headline import (
     VARIANTS,
@@ -32,10 +36,11 @@ from gradprobe.analysis.report.headline import (
     headline_sort_values,
     select,
 )
+from gradprobe.analysis.report.histogram_figures import histogram_figures
 from gradprobe.analysis.report.pages import csv_data_uri, render_page, sort_value
 from gradprobe.analysis.report.training_section import training_context
 from gradprobe.bench.store.manifest import Manifest, read_manifest
-from gradprobe.bench.store.run_dir import REPORT_FILE, slug
+from gradprobe.bench.store.run_dir import REPORT_FILE, RunDir, slug
 from gradprobe.core.atomic_files import ensure_directory, write_text_atomic
 from gradprobe.core.errors import UserError
 
@@ -81,6 +86,8 @@ def render_report(analysis: Analysis, manifest: Manifest) -> str:
     headline = headline_for(analysis, manifest)
     figures = build_figures(analysis, headline.selection, headline.metric)
     top = headline_figure(analysis, headline.selection, headline.metric)
+    distributions = histogram_figures(RunDir(analysis.run_dir), headline.selection,
+                                      swept_values(analysis))
     return render_page(
         "report.html.j2",
         manifest=manifest,
@@ -95,6 +102,7 @@ def render_report(analysis: Analysis, manifest: Manifest) -> str:
         findings=findings(analysis, headline.selection, headline.metric),
         figures=[_figure(f, analysis) for f in figures],
         headline_figure=_figure(top, analysis) if top else None,
+        histogram_figures=[_figure(f, analysis) for f in distributions],
         manifest_json=json.dumps(
             {k: v for k, v in manifest.document.items() if k != "cells"}, indent=2),
         n_cells=analysis.meta["run"].get("cells_found", len(manifest.cells)),
