@@ -29,7 +29,7 @@ from gradprobe.analysis.report.figure_selection import ReportFigure, cells_shown
 from gradprobe.analysis.report.figures import with_variant
 from gradprobe.analysis.report.param_groups import block_role
 from gradprobe.analysis.report.plot_style import embed
-from gradprobe.bench.plan.histograms import SPECIAL_COUNTS, HistogramConfig
+from gradprobe.bench.plan.histogram_bins import SPECIAL_COUNTS, HistogramConfig
 from gradprobe.bench.store.histogram_records import count_matrix
 from gradprobe.bench.store.records import AXIS_COLUMNS
 from gradprobe.bench.store.run_dir import RunDir

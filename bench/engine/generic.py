@@ -52,7 +52,7 @@ from gradprobe.bench.models.factory import build, fingerprints, owner_modules, p
 from gradprobe.bench.models.user_code import first_line
 from gradprobe.bench.plan.config import DataConfig
 from gradprobe.bench.plan.devices import DTYPES
-from gradprobe.bench.plan.histograms import HistogramConfig
+from gradprobe.bench.plan.histogram_bins import HistogramConfig
 from gradprobe.bench.plan.sweep import Cell
 
 # What vmap raises for a model it cannot batch; anything else is a real error.

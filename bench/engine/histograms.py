@@ -2,7 +2,7 @@
 
 Each parameter's gradient ``(S, *shape)`` is binned for all ``S`` seeds at once: the bin of
 every entry comes from ``torch.bucketize`` against the fixed edges of
-:class:`gradprobe.bench.plan.histograms.HistogramConfig`, each seed's bins are offset by
+:class:`gradprobe.bench.plan.histogram_bins.HistogramConfig`, each seed's bins are offset by
 ``seed_row * n_counts``, and one ``torch.bincount`` counts them all. Only the ``(S, P,
 n_counts)`` count array moves to the host, never the gradients.
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from gradprobe.bench.plan.histograms import SPECIAL_COUNTS, HistogramConfig
+from gradprobe.bench.plan.histogram_bins import SPECIAL_COUNTS, HistogramConfig
 
 __all__ = ["SPECIAL_COUNTS", "histogram_bytes_per_seed", "log_histograms", "param_histogram"]
 

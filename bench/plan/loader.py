@@ -20,7 +20,7 @@ from gradprobe.bench.plan.config import (
     ModelConfig,
     TrainConfig,
 )
-from gradprobe.bench.plan.histograms import check_histogram_table
+from gradprobe.bench.plan.histogram_bins import check_histogram_table
 from gradprobe.bench.plan.measures import METRICS
 from gradprobe.bench.plan.sweep import (
     MAX_SEED_COUNT,

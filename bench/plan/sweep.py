@@ -26,7 +26,7 @@ from gradprobe.bench.plan.config import (
     check_trainable,
 )
 from gradprobe.bench.plan.devices import check_device_name, check_dtype_name, expand_auto
-from gradprobe.bench.plan.histograms import HistogramConfig
+from gradprobe.bench.plan.histogram_bins import HistogramConfig
 from gradprobe.bench.plan.measures import RECORDS_SCHEMA_VERSION
 from gradprobe.core.errors import ConfigError, toml_repr
 from gradprobe.core.hashing import short_hash

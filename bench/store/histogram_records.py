@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from gradprobe.bench.engine.training import TrainResult
 from gradprobe.bench.init.initialization import ParamSpec
-from gradprobe.bench.plan.histograms import SPECIAL_COUNTS, HistogramConfig
+from gradprobe.bench.plan.histogram_bins import SPECIAL_COUNTS, HistogramConfig
 from gradprobe.bench.plan.sweep import Cell
 from gradprobe.bench.store.records import AXIS_FIELDS, META_CELL
 from gradprobe.core.atomic_files import write_atomic

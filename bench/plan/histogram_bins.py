@@ -76,8 +76,3 @@ def check_histogram_table(table: dict) -> HistogramConfig | None:
     return HistogramConfig(**values)
 
 
-def bins_label(config: HistogramConfig) -> str:
-    """``log10|g| in [-40, 5), 0.25-decade bins`` for captions."""
-    return (f"log10|g| in [{config.low:g}, {config.high:g}), {config.step:g}-decade bins "
-            f"({config.n_bins})")
-

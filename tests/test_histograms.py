@@ -1,0 +1,148 @@
+"""log10 |g| histograms counted on the device: hand-computed bins, the seed-batched engines
+against a literal loop over seeds, and counts that add up to every parameter's size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradprobe.bench.engine.batched import bytes_per_seed, run_chunk
+from gradprobe.bench.engine.generic import _measure_chunk
+from gradprobe.bench.engine.histograms import log_histograms, param_histogram
+from gradprobe.bench.engine.training import train_cell
+from gradprobe.bench.init.initialization import draw_initial_state
+from gradprobe.bench.models.reference import build_reference
+from gradprobe.bench.plan.config import DataConfig, ModelConfig, TrainConfig
+from gradprobe.bench.plan.histogram_bins import SPECIAL_COUNTS, HistogramConfig
+from gradprobe.bench.plan.sweep import Cell
+
+# Bins of one decade from 1e-3 to 10: [-3, -2), [-2, -1), [-1, 0), [0, 1).
+DECADES = HistogramConfig(low=-3.0, high=1.0, step=1.0)
+N_OVER, N_UNDER, N_ZERO, N_NONFINITE = (DECADES.n_bins + SPECIAL_COUNTS.index(name)
+                                        for name in SPECIAL_COUNTS)
+SEEDS = (0, 1, 2, 5)
+
+
+def test_special_counts_are_laid_out_after_the_bins():
+    assert SPECIAL_COUNTS == ("n_over", "n_under", "n_zero", "n_nonfinite")
+    assert (N_OVER, N_UNDER, N_ZERO, N_NONFINITE) == (4, 5, 6, 7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16,
+                                   torch.float16])
+def test_hand_computed_bins_with_zeros_nonfinite_and_values_out_of_range(dtype):
+    grad = torch.tensor([[0.0, -0.0, 5e-4, 2e-3, -0.02, 0.5, 3.0, 50.0,
+                          float("inf"), float("-inf"), float("nan"), 0.07]], dtype=dtype)
+    counts = param_histogram(grad, DECADES)
+    #         [-3,-2) [-2,-1) [-1,0) [0,1)  over under zero nonfinite
+    expected = [1, 2, 1, 1, 1, 1, 2, 3]
+    assert counts.tolist() == [expected]
+    assert counts.dtype == torch.int64
+
+
+def test_each_seed_is_counted_on_its_own_row():
+    grad = torch.tensor([[[3e-2, 3e-2], [0.0, 5.0]],
+                         [[1e-9, 20.0], [0.5, float("nan")]]])  # (S=2, 2, 2)
+    assert param_histogram(grad, DECADES).tolist() == [[0, 2, 0, 1, 0, 0, 1, 0],
+                                                       [0, 0, 1, 0, 1, 1, 0, 1]]
+
+
+def test_edges_are_the_documented_quarter_decades():
+    config = HistogramConfig()
+    assert config.n_bins == 180 and config.n_counts == 184
+    assert config.edges[0] == -40.0 and config.edges[-1] == 5.0
+    np.testing.assert_allclose(np.diff(config.edges), 0.25)
+
+
+def _loop_histograms(model: ModelConfig, data: DataConfig, config: HistogramConfig,
+                     dtype=torch.float64) -> np.ndarray:
+    """The literal loop: per seed ``torch.manual_seed(s)``, build, forward, loss, backward,
+    then the histogram of each ``param.grad``. ``(S, P, n_counts)``."""
+    rows = []
+    for seed in SEEDS:
+        net, x = build_reference(model, data, seed, dtype)
+        y = net(x)[-1]
+        torch.nn.functional.mse_loss(y, torch.full_like(y, data.target)).backward()
+        rows.append([param_histogram(p.grad[None], config)[0].numpy()
+                     for _, p in net.named_parameters()])
+    return np.asarray(rows)
+
+
+@pytest.mark.parametrize("model_kwargs", [
+    {"depth": 8, "width": 12},
+    {"depth": 8, "width": 12, "residual": True, "bias": True},
+    {"depth": 4, "width": 6, "norm": "layernorm", "residual": True, "activation": "tanh"},
+])
+def test_batched_histograms_equal_a_loop_over_seeds(model_kwargs):
+    model, data = ModelConfig(**model_kwargs), DataConfig(batch_size=3, target=0.5)
+    config = HistogramConfig()
+    cell = Cell(model, data, "cpu", "float64", SEEDS, histograms=config)
+    result = run_chunk(cell, draw_initial_state(model, data, SEEDS))
+    expected = _loop_histograms(model, data, config)
+    assert result.histograms.shape == expected.shape
+    np.testing.assert_array_equal(result.histograms, expected)
+
+
+def test_counts_sum_to_numel_and_match_the_zero_and_nonfinite_metrics():
+    model, data = ModelConfig(depth=12, width=10), DataConfig()
+    cell = Cell(model, data, "cpu", "float32", SEEDS, histograms=HistogramConfig())
+    result = run_chunk(cell, draw_initial_state(model, data, SEEDS))
+    sizes = [model.width * model.width] * (model.depth - 1) + [model.width]
+    np.testing.assert_array_equal(result.histograms.sum(axis=2),
+                                  np.broadcast_to(sizes, (len(SEEDS), len(sizes))))
+    zero = result.histograms[..., HistogramConfig().n_bins + SPECIAL_COUNTS.index("n_zero")]
+    np.testing.assert_array_equal(zero, result.values[..., 4])  # grad_zero
+
+
+def test_without_histograms_nothing_is_counted():
+    model, data = ModelConfig(depth=3, width=4), DataConfig()
+    result = run_chunk(Cell(model, data, "cpu", "float32", SEEDS),
+                       draw_initial_state(model, data, SEEDS))
+    assert result.histograms is None
+
+
+def test_factory_models_count_the_same_with_vmap_and_a_loop():
+    # conv_resnet: its gradients have no entries that are zero only by cancellation (see
+    # test_factory), so both paths give exactly the same entries.
+    cell = Cell(ModelConfig(factory="gradprobe.bench.models.conv_resnet:conv_resnet",
+                            width=16, depth=2, residual=True, norm="batchnorm"),
+                DataConfig(batch_size=3), "cpu", "float64", (0, 1, 2),
+                histograms=HistogramConfig())
+    vmapped = _measure_chunk(cell, cell.seeds, use_vmap=True)
+    looped = _measure_chunk(cell, cell.seeds, use_vmap=False)
+    np.testing.assert_array_equal(vmapped[4], looped[4])
+    numel = [spec.numel for spec in vmapped[3]]
+    np.testing.assert_array_equal(vmapped[4].sum(axis=2), np.tile(numel, (3, 1)))
+
+
+def test_training_counts_every_logged_step():
+    model, data = ModelConfig(depth=3, width=6), DataConfig()
+    train = TrainConfig(steps=4, log_every=2, samples=8)
+    cell = Cell(model, data, "cpu", "float32", SEEDS, (train,), HistogramConfig())
+    result = train_cell(cell)[0]
+    assert result.histograms.shape == (len(SEEDS), 3, 3, HistogramConfig().n_counts)
+    sizes = np.array([36, 36, 6])
+    np.testing.assert_array_equal(result.histograms.sum(axis=3),
+                                  np.broadcast_to(sizes, (len(SEEDS), 3, 3)))
+
+
+def test_the_memory_estimate_includes_the_histogram_buffers():
+    model, data = ModelConfig(depth=4, width=64), DataConfig()
+    plain = bytes_per_seed(Cell(model, data, "cpu", "float32", SEEDS))
+    counted = bytes_per_seed(Cell(model, data, "cpu", "float32", SEEDS,
+                                  histograms=HistogramConfig()))
+    # The largest gradient's magnitude, log, bin index and code, and 4 x 5 count vectors.
+    assert counted - plain == 64 * 64 * (2 * 4 + 3 * 8) + 4 * 5 * 184 * 8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_counts_equal_the_cpu_counts():
+    generator = torch.Generator().manual_seed(0)
+    grad = torch.randn(8, 64, 64, generator=generator, dtype=torch.float64) \
+        * torch.logspace(-30, 0, 64, dtype=torch.float64)
+    grad[0, 0, :5] = 0.0
+    grad[1, 1, 0] = float("nan")
+    config = HistogramConfig()
+    on_device = log_histograms([grad.cuda()], config)
+    np.testing.assert_array_equal(on_device.numpy(), log_histograms([grad], config).numpy())
