@@ -146,3 +146,22 @@ def test_cuda_counts_equal_the_cpu_counts():
     config = HistogramConfig()
     on_device = log_histograms([grad.cuda()], config)
     np.testing.assert_array_equal(on_device.numpy(), log_histograms([grad], config).numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("step", [0.25, 0.1, 2.0])
+def test_the_cpu_kernel_agrees_with_the_torch_path_entry_for_entry(dtype, step):
+    # The device path (bucketize + bincount) run on the CPU is the kernel's reference:
+    # magnitudes from subnormal to 1e30, exact edges, zeros, NaN and inf, odd bin widths.
+    from gradprobe.bench.engine.histograms import _cpu_histogram, _device_histogram, linear_edges
+
+    config = HistogramConfig(low=-42.0, high=6.0, step=step)
+    generator = torch.Generator().manual_seed(1)
+    exponents = torch.empty(7, 3000, dtype=torch.float64).uniform_(-46, 30, generator=generator)
+    grad = (10.0 ** exponents * torch.randn(7, 3000, generator=generator, dtype=torch.float64))
+    edges = torch.as_tensor(linear_edges(config, torch.float64))
+    grad[0, :len(edges)] = edges  # exactly on the edges
+    grad[1, :4] = torch.tensor([0.0, float("nan"), float("inf"), -float("inf")])
+    grad = grad.to(dtype)
+    np.testing.assert_array_equal(_cpu_histogram(grad, config).numpy(),
+                                  _device_histogram(grad, config).numpy())
