@@ -5,9 +5,10 @@ The engines split a cell's seeds into chunks within the memory budget (``--max-m
 a cell whose one seed needs more than the budget, or more than the machine has, used to start
 anyway and be OOM-killed (depth 64 x width 8192 needs about 80 GB a seed). The estimate is the
 engines' own (:func:`gradprobe.bench.engine.batched.bytes_per_seed`: parameters, gradients,
-activations and reduction temporaries; :func:`gradprobe.bench.engine.training.
-bytes_per_training_seed` adds the optimizer state and the task), so the guard and the chunking
-agree. Factory models (``[model] factory``) are sized by their own code and not checked.
+activations, reduction temporaries and, with ``[histograms]``, the histogram buffers of
+:func:`gradprobe.bench.engine.histograms.histogram_bytes_per_seed`;
+:func:`gradprobe.bench.engine.training.bytes_per_training_seed` adds the optimizer state and
+the task), so the guard and the chunking agree. Factory models (``[model] factory``) are sized by their own code and not checked.
 """
 
 from __future__ import annotations
