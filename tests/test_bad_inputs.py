@@ -118,17 +118,18 @@ def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
     real_replace = atomic_files.os.replace
     calls = {"n": 0}
 
-    def full_after_three(src, dst):
+    def full_after_five(src, dst):  # each cell writes its histograms, then its records
         calls["n"] += 1
-        if calls["n"] > 3 and str(dst).endswith(".parquet"):
+        if calls["n"] > 5 and str(dst).endswith(".parquet"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(atomic_files.os, "replace", full_after_three)
+    monkeypatch.setattr(atomic_files.os, "replace", full_after_five)
     out = tmp_path / "run"
     with pytest.raises(UserError, match=r"cannot write \(No space left on device\); check free"):
         run_sweep(load_config(SMOKE), out=out, progress=False)
     assert not list((out / "records").glob(".*"))  # no temporaries left behind
+    assert not list((out / "histograms").glob(".*"))
     kept = pd.read_parquet(out / "records")  # finished cells are whole and readable
     assert len(kept) > 0 and not kept.duplicated(["cell_id", "seed", "param"]).any()
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"

@@ -22,6 +22,7 @@ from support import HOSTILE_DESCRIPTION, HOSTILE_DIR, HOSTILE_NAME
 from gradprobe.analysis.report.pages import page_assets
 from gradprobe.analysis.report.report_page import headline_for, write_report
 from gradprobe.bench.store.records import read_records
+from gradprobe.bench.store.run_dir import RunDir
 
 pytestmark = pytest.mark.browser
 
@@ -222,6 +223,25 @@ def test_every_figure_and_the_headline_download_as_csv(browser, report, smoke_an
     assert log.external() == [] and log.console_errors == []
 
 
+def test_gradient_distributions_are_drawn_and_download_their_rows(browser, report,
+                                                                  smoke_analysis):
+    with open_page(browser, report.as_uri()) as (page, log):
+        page.evaluate(DECODE_IMAGES)
+        drawn = page.eval_on_selector_all("#distributions figure", FIGURE_SIZES)
+        link = page.locator("#figure-histograms a.download")
+        stated = int(re.search(r"(\d+) rows", link.text_content()).group(1))
+        filename, frame = _download(page, link)
+    assert [f["id"] for f in drawn] == ["figure-histograms"]
+    assert drawn[0]["width"] > 100 and drawn[0]["height"] > 100 and drawn[0]["label"]
+    assert filename.endswith("-histograms.csv") and len(frame) == stated > 0
+    hist = RunDir(smoke_analysis.run_dir).histograms()
+    # The pooled counts it draws, plus the entries outside the bins, are every entry.
+    outside = hist[["n_over", "n_under", "n_zero", "n_nonfinite"]].to_numpy().sum()
+    assert frame["count"].sum() + outside == hist["numel"].sum()
+    assert set(frame["depth"]) == {2, 3, 4} and set(frame["width"]) == {8, 16}
+    assert log.external() == [] and log.console_errors == []
+
+
 def test_request_guard_catches_an_external_request(browser, tmp_path):
     """The harness itself can fail: an image from the network is seen and blocked."""
     page_file = tmp_path / "leak.html"
@@ -349,7 +369,7 @@ def test_a_factory_model_report_loads_and_fits_the_page(browser, transformer_ana
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert log.external() == [] and log.console_errors == [] and log.page_errors == []
     assert [f["id"] for f in figures] == ["figure-headline", "figure-profile", "figure-depth",
-                                          "figure-seeds"]
+                                          "figure-seeds", "figure-histograms"]
     for f in figures:
         assert f["count"] == 1 and f["width"] > 100 and f["height"] > 100, f
     assert fits["table"] <= fits["column"] and overflow <= 0
