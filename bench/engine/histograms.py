@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
-import numba
 import numpy as np
 import torch
 
@@ -50,7 +49,8 @@ LOG10_OCTAVE = math.log10(2.0)
 
 @cache
 def _kernel_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
-    """``(first, edges, steps)`` for :func:`_count_rows`.
+    """``(first, edges, steps)`` for
+    :func:`gradprobe.bench.engine.histogram_kernel.count_rows`.
 
     ``first[E]``: for biased exponent ``E``, the position of ``2**(E - bias)`` (the smallest
     normal magnitude with that exponent) among the edges: ``k`` with ``edges[k] <= x <
@@ -69,46 +69,11 @@ def _kernel_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
     return first.astype(np.int64), padded, steps
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _slot(a, exponent, first, edges, steps, n_bins):  # pragma: no cover - compiled
-    """The slot of one magnitude ``a`` with biased ``exponent`` (see :func:`_count_rows`)."""
-    if exponent == 0:  # zeros and subnormals: they come in runs (a dead unit's row)
-        if a == 0:
-            return n_bins + 2
-        k = -1
-        while k < n_bins and a >= edges[k + 1]:
-            k += 1
-        return k + 1
-    k = first[exponent]  # two comparisons unrolled: enough for bins of 0.16 decades or more
-    k += a >= edges[k + 1]
-    k += a >= edges[k + 1]
-    for _ in range(steps - 2):
-        k += a >= edges[k + 1]
-    return k + 1
-
-
-@numba.njit(nogil=True, cache=True)
-def _count_rows(values, bits, shift, mask, first, edges, steps, slots, start, stop
-                ):  # pragma: no cover - compiled
-    """Count rows ``start:stop`` of ``values`` ``(S, n)`` (``bits``: the same memory as
-    unsigned integers) into ``slots`` ``(S, n_bins + 4)``: under, the bins, over, zero,
-    NaN/inf (the slot is the edge position plus one).
-
-    Neighbouring entries mostly land in the same slot; four interleaved partial counts keep
-    each increment from waiting for the one before (a store-to-load dependency)."""
-    n_bins = slots.shape[1] - 4
-    lanes = np.zeros((4, slots.shape[1]), dtype=np.int64)
-    for row in range(start, stop):
-        r, b = values[row], bits[row]
-        lanes[:] = 0
-        for j in range(r.shape[0]):
-            lanes[j & 3, _slot(abs(r[j]), (b[j] >> shift) & mask, first, edges, steps,
-                               n_bins)] += 1
-        for i in range(slots.shape[1]):
-            slots[row, i] = lanes[0, i] + lanes[1, i] + lanes[2, i] + lanes[3, i]
-
-
 def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
+    # Numba loads on first use: `gradprobe run` imports neither it nor the scipy it pulls in
+    # until a CPU cell is binned (tests/test_architecture.py).
+    from gradprobe.bench.engine.histogram_kernel import count_rows
+
     work = _work_dtype(grad)
     unsigned, shift, mask, _ = _LAYOUT[work]
     values = np.ascontiguousarray(grad.detach().reshape(grad.shape[0], -1).to(work).numpy())
@@ -118,10 +83,10 @@ def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
     threads = max(1, min(torch.get_num_threads(), grad.shape[0]))
     bounds = np.linspace(0, grad.shape[0], threads + 1).astype(int)
     if threads == 1 or values.size < 2**16:
-        _count_rows(*args, 0, grad.shape[0])
+        count_rows(*args, 0, grad.shape[0])
     else:  # the kernel releases the GIL: seeds split across threads
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda i: _count_rows(*args, bounds[i], bounds[i + 1]),
+            list(pool.map(lambda i: count_rows(*args, bounds[i], bounds[i + 1]),
                           range(threads)))
     n = config.n_bins  # slots (under, bins, over, zero, nonfinite) -> the documented order
     order = [*range(1, n + 1), n + 1, 0, n + 2, n + 3]

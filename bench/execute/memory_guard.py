@@ -8,7 +8,8 @@ engines' own (:func:`gradprobe.bench.engine.batched.bytes_per_seed`: parameters,
 activations, reduction temporaries and, with ``[histograms]``, the histogram buffers of
 :func:`gradprobe.bench.engine.histograms.histogram_bytes_per_seed`;
 :func:`gradprobe.bench.engine.training.bytes_per_training_seed` adds the optimizer state and
-the task), so the guard and the chunking agree. Factory models (``[model] factory``) are sized by their own code and not checked.
+the task), so the guard and the chunking agree. Factory models (``[model] factory``) are
+sized by their own code and not checked.
 """
 
 from __future__ import annotations
