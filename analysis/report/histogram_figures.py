@@ -38,6 +38,7 @@ MAX_COLUMNS = 64  # display bins across the occupied range; finer stored bins ar
 COARSEN = (1, 2, 4, 8, 16)  # stored bins merged per display bin
 LABEL_INCHES = 0.15  # vertical room one y tick label needs (7 pt text)
 COLORMAP = "viridis"  # sequential, colour-blind safe, clear of the variant colours' meaning
+SEEDS_PER_READ = 1000  # cells x seeds read at once: ~50 MB of rows at 32 parameters a cell
 KEYS = ["cell_id", "phase", "train_id", "step", "param", "layer"]
 
 
@@ -65,6 +66,21 @@ def pool(hist: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     frame["n_seeds"] = groups["seed"].nunique().to_numpy()
     specials = groups[list(SPECIAL_COUNTS)].sum().reset_index(drop=True)
     return pd.concat([frame, specials], axis=1), counts
+
+
+def pooled_run(run_dir: RunDir) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`pool` of every planned cell, read and pooled :data:`SEEDS_PER_READ` seeds'
+    worth of cells at a time: the per-seed rows of a large sweep (a million for
+    ``large.toml``, 1.5 KB each) never sit in memory together. An empty frame when the run
+    has no histogram records."""
+    cells = run_dir.manifest.cell_ids
+    step = max(1, SEEDS_PER_READ // len(run_dir.manifest.config.seeds))
+    parts = [pool(hist) for start in range(0, len(cells), step)
+             if not (hist := run_dir.histograms(cells=cells[start:start + step])).empty]
+    if not parts:
+        return pd.DataFrame(), None
+    return (pd.concat([p for p, _ in parts], ignore_index=True),
+            np.concatenate([c for _, c in parts]))
 
 
 def display_factor(counts: np.ndarray) -> int:
@@ -210,10 +226,9 @@ def histogram_figures(run_dir: RunDir, selection: dict, swept: dict[str, list]
     """The section's figures: every cell at initialisation, and (with ``[train]``) the
     headline ``selection`` over training; [] for a run without histogram records."""
     bins = run_dir.config.histograms
-    hist = run_dir.histograms() if bins is not None else pd.DataFrame()
-    if hist.empty:
+    pooled, counts = pooled_run(run_dir) if bins is not None else (pd.DataFrame(), None)
+    if pooled.empty:
         return []
-    pooled, counts = pool(hist)
     at_init = (pooled["phase"] == "init").to_numpy()
     figures = [_init_figure(pooled[at_init], counts[at_init], bins, swept)]
     if not at_init.all():
