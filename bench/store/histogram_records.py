@@ -10,7 +10,8 @@ records' gradient; ``train``: a logged training step); ``train_id`` (the trainin
 as in the training records; ``""`` for ``init``); ``step`` (optimizer updates made so far;
 0 for ``init``); ``seed`` (int64); ``param``, ``layer``, ``kind``, ``numel`` as in the
 records; ``counts`` (fixed-size list of ``n_bins`` int64: entries with
-``edges[i] <= log10|g| < edges[i + 1]``); ``n_over`` (finite, ``log10|g| >= high``),
+``10**edges[i] <= |g| < 10**edges[i + 1]``, see :mod:`gradprobe.bench.engine.histograms`);
+``n_over`` (finite, ``log10|g| >= high``),
 ``n_under`` (finite, non-zero, ``log10|g| < low``), ``n_zero``, ``n_nonfinite`` (NaN or
 inf). ``sum(counts) + n_over + n_under + n_zero + n_nonfinite == numel`` on every row.
 
