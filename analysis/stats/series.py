@@ -74,7 +74,8 @@ def cell_series(table: pa.Table, cell_id: str, axes: dict, metrics=ANALYSIS_METR
     """The :class:`Series` of one cell, equal to :func:`build_series` of its records.
 
     Takes the cell's records as an Arrow ``table`` with at least ``seed``, ``param``,
-    ``layer``, ``kind``, ``numel``, ``init_fingerprint`` and ``metrics`` (any row order), the
+    ``layer``, ``kind``, ``numel`` and ``metrics`` (any row order; without
+    ``init_fingerprint`` the fingerprints are all missing), the
     cell's id and its ``axes`` (``{axis column: value}``: constant within a cell). Keys are
     ordered by layer and kind, ties in order of first appearance, as in :func:`build_series`.
     """
@@ -98,7 +99,9 @@ def cell_series(table: pa.Table, cell_id: str, axes: dict, metrics=ANALYSIS_METR
         matrix[rows, seed_index] = table.column(metric).to_numpy()
         values[metric] = matrix
     prints = np.full(shape, np.nan, dtype=object)
-    prints[rows, seed_index] = table.column("init_fingerprint").to_numpy(zero_copy_only=False)
+    if "init_fingerprint" in table.column_names:  # only paired effects compare them
+        prints[rows, seed_index] = table.column("init_fingerprint").to_numpy(
+            zero_copy_only=False)
     return Series(keys.iloc[order].reset_index(drop=True), seeds, values, prints, present)
 
 
