@@ -18,8 +18,8 @@ Writes ``<run>/analysis/``:
   ``.parquet``: training statistics (:mod:`gradprobe.analysis.stats.training_stats`; empty without
   ``[train]``)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
-  bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
-  Written last.
+  bootstrap seed, p-value adjustment), the run's config hash and cell count, timings, the
+  executor (its name, workers, scheduler, and the number of units it ran). Written last.
 
 The whole directory is one unit: it is built in a hidden sibling and swapped in
 (:func:`gradprobe.core.atomic_files.replace_directory_atomic`), so a killed re-analysis leaves
@@ -129,6 +129,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     payloads = [unit_payload(u.kind, list(u.cells), asdict(settings)) for u in units]
     with open_executor(executor, workers, scheduler) as started_executor:
         results = started_executor.map_in_order(analyse_unit, payloads)
+        where = started_executor.manifest_entry()
     tables, n_seeds = assemble(results, settings.alpha)
     tables["cost"] = cost_table(manifest)
     tables = {name: tables[name] for name in ("summary", "effects", "trends", "contrasts",
@@ -147,6 +148,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
                 **done},
         "rows": {name: len(frame) for name, frame in tables.items()},
         "seconds": round(time.perf_counter() - started, 3),
+        "executor": {**where, "units": len(units)},
     }
     replace_directory_atomic(run_dir / ANALYSIS_DIR, lambda tmp: _write_tables(tmp, tables, meta))
     return Analysis(run_dir, meta=meta, **tables)
