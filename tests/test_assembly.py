@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
-from gradprobe.analysis.analyze.assembly import ordered, run_seeds
+from gradprobe.analysis.analyze.assembly import SeedUnion, ordered
 from gradprobe.analysis.stats.device_agreement import (
     agreement_table,
     device_agreement,
@@ -107,9 +107,13 @@ def test_rows_come_back_in_the_sort_keys_order():
 
 
 def test_run_seeds_are_the_union_of_the_cells_seeds():
-    results = [{"seeds": {"a": np.array([0, 1, 2])}}, {"seeds": {"b": np.array([2, 5])}},
-               {"trends": pd.DataFrame()}]
-    assert run_seeds(results).tolist() == [0, 1, 2, 5]
+    union = SeedUnion()
+    results = [{"seeds": {"a": np.array([0, 1, 2]), "c": np.array([7])}},
+               {"seeds": {"b": np.array([2, 5])}}, {"trends": pd.DataFrame()}]
+    for index, result in enumerate(results):
+        union.add(index, result)
+    assert union.seeds.tolist() == [0, 1, 2, 5, 7]
+    assert all("seeds" not in r for r in results)  # the driver keeps no per-cell arrays
 
 
 def test_settings_travel_as_plain_data():

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradprobe.analysis.analyze.assembly import assemble
+from gradprobe.analysis.analyze.assembly import SeedUnion, assemble
 from gradprobe.analysis.analyze.unit_work import analyse_unit, unit_payload
 from gradprobe.analysis.analyze.work_plan import CellFile, plan_units
 from gradprobe.analysis.stats.device_agreement import cost_table
@@ -127,10 +127,11 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     manifest = read_manifest(run_dir)
     cells, units = plan_units(run_dir, manifest)
     payloads = [unit_payload(u.kind, list(u.cells), asdict(settings)) for u in units]
+    seeds = SeedUnion()
     with open_executor(executor, workers, scheduler) as started_executor:
-        results = started_executor.map_in_order(analyse_unit, payloads)
+        results = started_executor.map_in_order(analyse_unit, payloads, on_result=seeds.add)
         where = started_executor.manifest_entry()
-    tables, n_seeds = assemble(results, settings.alpha)
+    tables = assemble(results, seeds.seeds, settings.alpha)
     tables["cost"] = cost_table(manifest)
     tables = {name: tables[name] for name in ("summary", "effects", "trends", "contrasts",
                                               "devices", "cost", "width")}
@@ -144,7 +145,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
         "created_at": utc_now(),
         "settings": asdict(settings),
         "run": {"config_sha256": manifest.config.sha256,
-                "cells": len(manifest.cells), "seeds": n_seeds,
+                "cells": len(manifest.cells), "seeds": len(seeds.seeds),
                 **done},
         "rows": {name: len(frame) for name, frame in tables.items()},
         "seconds": round(time.perf_counter() - started, 3),

@@ -29,11 +29,11 @@ from gradprobe.analysis.stats.theory import predicted_slopes
 SORT_COLUMNS = ("_metric", "_role", "_rank", "_row")
 
 
-def assemble(results: list[dict[str, Any]], alpha: float) -> tuple[dict[str, pd.DataFrame],
-                                                                    int]:
-    """``({table name: DataFrame}, number of run seeds)`` from every unit's result, for the
-    tables ``summary``, ``effects``, ``trends``, ``contrasts``, ``devices`` and ``width``."""
-    seeds = run_seeds(results)
+def assemble(results: list[dict[str, Any]], seeds: np.ndarray, alpha: float
+             ) -> dict[str, pd.DataFrame]:
+    """``{table name: DataFrame}`` from every unit's result, for the tables ``summary``,
+    ``effects``, ``trends``, ``contrasts``, ``devices`` and ``width``; ``seeds`` are the
+    run's (:class:`SeedUnion`)."""
     tables = {name: ordered([r[name] for r in results if name in r])
               for name in ("summary", "effects", "trends", "contrasts", "width")}
     effects, contrasts = tables["effects"], tables["contrasts"]
@@ -48,13 +48,21 @@ def assemble(results: list[dict[str, Any]], alpha: float) -> tuple[dict[str, pd.
     tables["trends"] = predicted_slopes(tables["trends"])
     tables["devices"] = agreement_table(merge_differences(
         [r["differences"] for r in results if "differences" in r]))
-    return tables, len(seeds)
+    return tables
 
 
-def run_seeds(results: list[dict[str, Any]]) -> np.ndarray:
-    """The sorted union of the seeds every analysed cell has records for."""
-    arrays = [s for r in results for s in r.get("seeds", {}).values()]
-    return np.unique(np.concatenate(arrays)) if arrays else np.array([], dtype=np.int64)
+class SeedUnion:
+    """The sorted union of the seeds every analysed cell has records for, folded in as the
+    units finish (:meth:`add` is an executor's ``on_result``): the driver keeps one array
+    of the run's seeds, not one per cell."""
+
+    def __init__(self) -> None:
+        self.seeds = np.array([], dtype=np.int64)
+
+    def add(self, index: int, result: dict[str, Any]) -> None:
+        """Fold in and drop a unit result's ``seeds`` (``{cell_id: seeds}``)."""
+        for seeds in result.pop("seeds", {}).values():
+            self.seeds = np.union1d(self.seeds, seeds)
 
 
 def ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
