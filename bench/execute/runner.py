@@ -26,7 +26,7 @@ from gradprobe.bench.execute.memory_guard import check_memory
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
 from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
-from gradprobe.bench.execute.tasks import run_group, task_payload
+from gradprobe.bench.execute.tasks import run_group, run_task, task_payload
 from gradprobe.bench.plan.devices import device_available
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
 from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, read_manifest, utc_now
@@ -268,19 +268,19 @@ def _execute(run: Invocation) -> None:
     bar = SweepProgress(run.cells, run.done, enabled=run.progress)
     embedded = record_manifest(run.manifest)
     try:
-        if run.executor.run_all is None:
+        if run.executor.map_tasks is None:
             for group in groups:
                 run.stop.check()
                 run_group(group, run.run_dir, embedded, max_memory=run.budget,
                           on_progress=bar.update_counts)
             return
 
-        def task_done(group: list[Cell]) -> None:
-            bar.task_done(group)
+        def task_done(index: int, timings) -> None:
+            bar.task_done(groups[index])
             run.stop.check()
 
         payloads = [task_payload([c for c in g if c.cell_id not in finished], run.run_dir,
                                  embedded, run.budget) for g in groups]
-        run.executor.run_all(payloads, groups, task_done)
+        run.executor.map_tasks(run_task, payloads, task_done)
     finally:
         bar.close()
