@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from support import (
+    GPT2_SMALL,
     HOSTILE_DESCRIPTION,
     HOSTILE_DIR,
     HOSTILE_NAME,
@@ -130,6 +131,18 @@ def transformer_analysis(tmp_path_factory):
 
     run_dir = run_text(tmp_path_factory.mktemp("transformer") / "run", TRANSFORMER_SMALL,
                        name="transformer-small.toml")
+    return analyze_run(run_dir, settings=AnalysisSettings(n_resamples=199))
+
+
+@pytest.fixture(scope="session")
+def gpt2_analysis(tmp_path_factory):
+    """Hugging Face GPT-2 (:data:`support.GPT2_SMALL`, needs the models extra), run and
+    analysed: a factory whose signature has no ``residual``, swept over depth only."""
+    from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
+
+    pytest.importorskip("transformers", reason="needs the models extra: pip install "
+                                               "'gradprobe[models]'")
+    run_dir = run_text(tmp_path_factory.mktemp("gpt2") / "run", GPT2_SMALL, name="gpt2.toml")
     return analyze_run(run_dir, settings=AnalysisSettings(n_resamples=199))
 
 

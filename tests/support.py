@@ -145,6 +145,22 @@ def scratch_repo(repo: Path, *, commits: int = 6, change_at: int = 4) -> list[st
 
 # The transformer preset, small: pre- and post-LN, plain and residual, 2 and 3 blocks of
 # width 16 (3 blocks: 40 parameters, enough for the report's per-role headline).
+GPT2_SMALL = """name = "gpt2-small"
+description = "Hugging Face GPT-2, tiny, for tests: a factory that takes no residual."
+[model]
+factory = "gradprobe.bench.models.hf:gpt2"
+width = 16
+[data]
+factory = "gradprobe.bench.models.hf:causal_tokens"
+loss = "model"
+batch_size = 2
+[sweep]
+seeds = 4
+depth = [2, 3, 4]
+[report]
+headline = { depth = 3 }
+"""
+
 TRANSFORMER_SMALL = """name = "transformer-small"
 description = "Transformer blocks, small, for tests."
 [model]

@@ -206,3 +206,32 @@ def test_staleness_includes_the_settings(smoke_run, tmp_path):
     assert not is_stale(run, meta, manifest, settings)
     assert is_stale(run, meta, manifest, AnalysisSettings(n_resamples=100, seed=1))
     assert is_stale(run, meta, manifest, AnalysisSettings())
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_analysis_on_other_executors_equals_local(smoke_run, smoke_analysis, tmp_path,
+                                                  executor):
+    """Issue 14 item 3: the per-cell work runs on the sweep's executors, same tables."""
+    import shutil
+
+    from gradprobe.analysis.analyze import analyze_run
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("analysis"))
+    settings = smoke_analysis.meta["settings"]
+    from gradprobe.analysis.analyze import AnalysisSettings
+
+    ours = analyze_run(run, settings=AnalysisSettings(**settings), executor=executor,
+                       workers=2)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(ours, name), getattr(smoke_analysis, name),
+                                      check_exact=True, obj=name)
+    assert ours.meta["executor"] == {"name": executor, "workers": 2, "scheduler": None,
+                                     "units": 16}
+
+
+def test_executor_options_are_checked_before_reading_the_run(tmp_path):
+    from gradprobe.analysis.analyze import analyze_run
+
+    with pytest.raises(UserError, match="--workers 2: only used with --executor processes"):
+        analyze_run(tmp_path / "absent", workers=2)

@@ -158,7 +158,7 @@ def _drawn_figures(analysis, monkeypatch) -> dict:
     return {f.key: (f, overlaps[f.key]) for f in [*made, *([top] if top else [])]}
 
 
-@pytest.mark.parametrize("which", ["smoke_analysis", "transformer_analysis"])
+@pytest.mark.parametrize("which", ["smoke_analysis", "transformer_analysis", "gpt2_analysis"])
 def test_no_swept_value_is_missing_from_any_figure(which, request, monkeypatch):
     from gradprobe.analysis.report.figure_selection import swept_values
 
@@ -179,7 +179,7 @@ def test_no_swept_value_is_missing_from_any_figure(which, request, monkeypatch):
         assert seen >= set(values), axis
 
 
-@pytest.mark.parametrize("which", ["smoke_analysis", "transformer_analysis"])
+@pytest.mark.parametrize("which", ["smoke_analysis", "transformer_analysis", "gpt2_analysis"])
 def test_no_figure_has_overlapping_tick_labels(which, request, monkeypatch):
     drawn = _drawn_figures(request.getfixturevalue(which), monkeypatch)
     assert drawn and {key: o for key, (_, o) in drawn.items() if o} == {}

@@ -7,13 +7,19 @@ from pathlib import Path
 import pandas as pd
 
 from gradprobe.analysis.analyze import Analysis
-from gradprobe.analysis.report.findings import early_layers, headline_effect, structural_zeros
+from gradprobe.analysis.report.findings import (
+    early_layers,
+    findings,
+    headline_effect,
+    structural_zeros,
+)
 
 
 def summary_rows(geo: list[float], residual: bool = False) -> list[dict]:
     return [{"depth": 5, "width": 10, "residual": residual, "metric": "grad_mean_abs",
              "kind": "weight", "layer": i, "param": f"layers.{i}.weight", "geo_mean": g,
-             "ci_low": g / 2, "ci_high": g * 2, "n_used": 10} for i, g in enumerate(geo)]
+             "ci_low": g / 2, "ci_high": g * 2, "n_used": 10, "n_seeds": 10, "n_zero": 0,
+             "n_nonfinite": 0} for i, g in enumerate(geo)]
 
 
 def analysis_with(summary: list[dict], contrasts: list[dict], effects=()) -> Analysis:
@@ -33,7 +39,9 @@ def test_first_vs_output_sentence_names_exactly_what_was_tested():
     first against the output layer only, while a middle layer had the smallest gradient."""
     analysis = analysis_with(summary_rows([6e-6, 4e-6, 5e-6, 5e-6, 2.4e-5]), [CONTRAST])
     (sentence,) = early_layers(analysis, SELECTION, "grad_mean_abs")
-    assert "the first layer's gradient is smaller than the output layer's" in sentence
+    assert sentence.startswith("Without skips, the grad_mean_abs of the first layer is 0.25 "
+                               "[0.2, 0.3] times that of the output layer")
+    assert "the input side's gradient is smaller than the output side's" in sentence
     assert "early layers are" not in sentence
     assert "The smallest geometric mean is layer 1's, 4.00e-06 [2.00e-06, 8.00e-06]" in sentence
     assert "(the intervals overlap)" in sentence
@@ -45,9 +53,9 @@ def test_first_layer_smallest_and_not_significant():
                 "significant": False}
     (sentence,) = early_layers(analysis_with(rows, [contrast]), SELECTION, "grad_mean_abs")
     assert "not significant, adjusted p = 0.4" in sentence
-    assert "not significantly different from the output layer's" in sentence
+    assert "not significantly different from the output side's" in sentence
     assert sentence.endswith("The first layer also has the smallest geometric mean of all "
-                             "layers.")
+                             "weights.")
 
 
 def test_headline_sentence_says_how_many_pairs_the_ratio_left_out():
@@ -86,3 +94,26 @@ def test_structurally_zero_parameters_are_named_in_the_findings():
     for row in rows:
         row["structural_zero"] = False
     assert structural_zeros(analysis_with(rows, []), "grad_mean_abs") == []
+
+
+def test_findings_of_a_factory_model_name_its_parameters_not_layers():
+    """Bug: a GPT-2 report said "Without skips, the first layer's grad_mean_abs ... The
+    smallest geometric mean is layer 20's": GPT-2 has skips (the factory takes no
+    ``residual``), and its parameters are named, not numbered layers."""
+    names = ["transformer.wte.weight", "transformer.h.0.ln_1.weight", "transformer.ln_f.weight"]
+    rows = [{**row, "param": name} for row, name in
+            zip(summary_rows([6e-3, 1e-4, 2e-3]), names, strict=True)]
+    contrast = {**CONTRAST, "ratio": 3.0, "ci_low": 2.5, "ci_high": 3.5}
+    trend = {"width": 10, "residual": False, "metric": "grad_mean_abs", "role": "first",
+             "slope": -0.001, "factor_per_layer": 0.997, "factor_low": 0.99,
+             "factor_high": 1.0, "depths": "2,4,8", "n_seeds": 8, "n_used": 8}
+    analysis = Analysis(Path("."), pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame([trend]),
+                        pd.DataFrame([contrast]), {})
+    said = " ".join(findings(analysis, SELECTION, "grad_mean_abs", as_built=True))
+    assert "In the model as built, the grad_mean_abs of transformer.wte.weight (the " \
+           "input-side weight) is 3 [2.5, 3.5] times that of transformer.ln_f.weight" in said
+    assert "The smallest geometric mean is transformer.h.0.ln_1.weight's" in said
+    assert "Each extra block multiplies the grad_mean_abs of transformer.wte.weight" in said
+    assert "as-built network" in said
+    for wrong in ("first layer", "skips", "plain", "layer 1"):
+        assert wrong not in said, wrong

@@ -72,3 +72,61 @@ def test_device_rng_counts_a_whole_block_of_at_most_the_cells_seeds():
     (cell,) = parse_config(WIDE.replace("[model]\n", '[model]\ninit_rng = "device"\n'),
                            source="d.toml").cells()
     assert smallest_chunk_bytes(cell) == 2 * bytes_per_seed(cell)
+
+
+HUGE_GPT2 = """name = "huge-gpt2"
+[model]
+factory = "gradprobe.bench.models.hf:gpt2"
+width = 16384
+depth = 48
+[data]
+factory = "gradprobe.bench.models.hf:causal_tokens"
+loss = "model"
+[sweep]
+seeds = 2
+"""
+
+
+def test_a_factory_model_too_big_for_the_machine_is_refused(tmp_path):
+    """Issue 14 item 2, for factory models (which the guard used to skip): GPT-2 at width
+    16384 x 48 blocks has ~155e9 parameters (12 x 48 x 16384^2), counted on the meta device
+    (no memory), and is refused before anything is written instead of being OOM-killed
+    building seed 0."""
+    pytest.importorskip("transformers", reason="needs the models extra: pip install "
+                                               "'gradprobe[models]'")
+    from gradprobe.bench.execute.memory_guard import factory_lower_bound
+
+    config = parse_config(HUGE_GPT2, source="huge-gpt2.toml")
+    (cell,) = config.cells()
+    assert factory_lower_bound(cell) > 150e9 * 6 * 4
+    with pytest.raises(UserError, match=r"huge-gpt2.toml: cell factory "
+                                        r"gradprobe.bench.models.hf:gpt2, depth 48, width 16384"
+                                        r".*one seed needs about .* GiB, more than the memory"):
+        run_sweep(config, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    small = parse_config(HUGE_GPT2.replace("16384", "32").replace("48", "2"), source="s.toml")
+    check_memory(small.cells(), budget=2**30, source="s.toml")
+
+
+def test_a_factory_that_cannot_build_on_meta_is_not_refused(tmp_path, monkeypatch):
+    """No estimate is no refusal: a factory that reads its weights' values (impossible on
+    the meta device) runs as before."""
+    import sys
+    import types
+
+    import torch
+
+    module = types.ModuleType("meta_shy")
+
+    def shy(*, width: int, depth: int, seed: int) -> torch.nn.Module:
+        net = torch.nn.Linear(width, width)
+        assert net.weight.sum().item() == net.weight.sum().item()  # a value: fails on meta
+        return net
+
+    module.shy = shy
+    monkeypatch.setitem(sys.modules, "meta_shy", module)
+    config = parse_config('name = "shy"\n[model]\nfactory = "meta_shy:shy"\nwidth = 4\n'
+                          '[sweep]\nseeds = 1\n', source="shy.toml")
+    (cell,) = config.cells()
+    assert memory_guard.factory_lower_bound(cell) is None
+    check_memory([cell], budget=2**20, source="shy.toml")

@@ -33,3 +33,25 @@ def test_roles_in_model_order_and_outside_parameters_without_block():
                                       "layer": [3, 0, 1, 4]}))
     assert role_order(frame) == ["a.weight", "b.weight", "head.weight"]
     assert frame["block"].isna().tolist() == [False, False, False, True]
+
+
+def test_the_block_index_is_the_number_that_varies_most():
+    """Bug: Hugging Face's ResNet names blocks ``resnet.encoder.stages.0.layers.3...``; the
+    first number (the only stage, 0) was taken as the block index, so every block was
+    "block 0" and every parameter its own role: a profile of single points."""
+    resnet = [f"resnet.encoder.stages.0.layers.{i}.layer.{j}.convolution.weight"
+              for i in range(4) for j in range(2)] + ["resnet.embedder.embedder.convolution.weight",
+                                                       "classifier.1.weight"]
+    frame = with_blocks(pd.DataFrame({"param": resnet}))
+    inside = frame[frame["block"].notna()]
+    assert sorted(set(inside["block"])) == [0, 1, 2, 3]
+    assert set(inside["role"]) == {"layer.0.convolution.weight", "layer.1.convolution.weight"}
+    assert frame["block"].isna().sum() == 2  # the stem and the classifier lie outside
+    assert is_blocked(frame["param"])
+
+
+def test_nested_indices_of_equal_count_take_the_outermost():
+    params = [f"blocks.{i}.mlp.{j}.weight" for i in range(2) for j in (0, 2)]
+    frame = with_blocks(pd.DataFrame({"param": params}))
+    assert frame["block"].tolist() == [0, 0, 1, 1]
+    assert set(frame["role"]) == {"mlp.0.weight", "mlp.2.weight"}

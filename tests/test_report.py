@@ -93,6 +93,8 @@ def test_training_section_appears_only_with_training(smoke_analysis, train_run):
     for table in ("training-setups", "training-reach", "training-final"):
         assert f'id="{table}"' in html
     assert 'id="figure-train-loss"' in html and 'id="figure-train-grads"' in html
+    training = html[html.index('id="training"'):]
+    assert training.count('<span class="cells">Cells shown: ') >= 2  # every figure says
     analysis = load_analysis(train_run)
     reach = analysis.train_reach
     assert set(reach["target_loss"]) == {0.5, 0.2}

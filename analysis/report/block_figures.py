@@ -41,42 +41,87 @@ from gradprobe.analysis.stats.series import axis_columns
 def block_profile_data(summary: pd.DataFrame, metric: str,
                        settings: list[str] = ()) -> pd.DataFrame:
     """For a model of repeated blocks (:mod:`gradprobe.analysis.report.param_groups`): the
-    weight-like parameters inside blocks at the deepest swept depth, one row per (cell,
-    parameter) with ``block``, ``role``, ``variant`` and ``setting``. Shallower depths are
-    in the depth figure; parameters outside blocks in the headline table."""
+    weight-like parameters inside blocks, one row per (cell, parameter) with ``block``,
+    ``role``, ``variant`` and ``setting``. With plain and residual cells, the deepest swept
+    depth (the gap between the variants is the point; shallower depths are in the depth
+    figure); with one variant (a model as built), every depth, so that the profile shows
+    how each role's curve moves as blocks are added. Parameters outside blocks are in the
+    headline table."""
     rows = summary[(summary["metric"] == metric)
                    & summary["kind"].astype(str).str.endswith("weight")]
     rows = with_blocks(with_setting(with_variant(rows), list(settings)))
-    rows = rows[rows["block"].notna() & (rows["depth"] == rows["depth"].max())]
-    rows = rows.sort_values(["setting", "layer", "variant"])
+    rows = rows[rows["block"].notna()]
+    if rows["variant"].nunique() > 1:
+        rows = rows[rows["depth"] == rows["depth"].max()]
+    rows = rows.sort_values(["setting", "depth", "layer", "variant"])
     return _tidy(rows, [*STAT_COLUMNS, "block", "role"])
 
 
+def dotted_lines(name: str, width: int = 30) -> str:
+    """``name`` broken after dots into lines of at most ``width`` characters (a module path
+    has no spaces for matplotlib to wrap at)."""
+    lines = [""]
+    for part in name.split("."):
+        piece = part if not lines[-1] else f".{part}"
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append(part)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
+def _panel_names(data: pd.DataFrame) -> pd.Series:
+    """One panel per role (and setting): its title."""
+    roles = data["role"].map(dotted_lines)
+    return roles if set(data["setting"]) == {""} else data["setting"] + "\n" + roles
+
+
+def _depth_band(data: pd.DataFrame, x: str, color: str, label: str, **_) -> None:
+    """Line and CI band of one depth; depths differ in marker as well as colour."""
+    data = data.sort_values(x)
+    ax = plt.gca()
+    marker = series_style(int(data["depth_rank"].iloc[0]))["marker"]
+    ax.plot(data[x], data["geo_mean"], ms=3.5, lw=1.3, color=color, marker=marker,
+            label=label, zorder=2)
+    ax.fill_between(data[x], data["ci_low"], data["ci_high"], color=color, alpha=0.18, lw=0,
+                    zorder=1)
+
+
 def block_profile(data: pd.DataFrame, metric: str) -> plt.Figure | None:
-    """Geometric mean against block index, one row of panels per role (its own log y
-    range, shared along the row), one column per setting."""
+    """Geometric mean against block index, one panel per role (three to a row, one shared
+    log y range, so roles and depths compare at a glance): the variants as hue, or, for
+    one variant over several depths, the depths."""
     data = plottable(data)
     if data.empty:
         return None
-    roles = role_order(data)
-    settings = list(dict.fromkeys(data["setting"]))
-    grid = sns.FacetGrid(data, row="role", row_order=roles, col="setting", col_order=settings,
-                         hue="variant", hue_order=VARIANT_ORDER, palette=VARIANT_COLORS,
-                         sharey="row", sharex=True, height=1.7, aspect=2.0,
-                         margin_titles=True)
-    grid.map_dataframe(_band, x="block")
+    data = data.assign(panel=_panel_names(data))
+    panels = list(dict.fromkeys(data.sort_values(["setting", "layer"])["panel"]))
+    depths = sorted(int(d) for d in data["depth"].unique())
+    by_depth = data["variant"].nunique() == 1 and len(depths) > 1
+    common = {"col": "panel", "col_order": panels, "col_wrap": min(3, len(panels)),
+              "sharey": True, "sharex": True, "height": 1.9, "aspect": 1.45}
+    if by_depth:
+        colours = [series_style(i)["color"] for i in range(len(depths))]
+        data = data.assign(depth_rank=data["depth"].map({d: i for i, d in enumerate(depths)}))
+        grid = sns.FacetGrid(data, hue="depth", hue_order=depths, palette=colours, **common)
+        grid.map_dataframe(_depth_band, x="block")
+        handles = [Line2D([], [], lw=1.3, ms=3.5, label=f"depth {d}", **series_style(i))
+                   for i, d in enumerate(depths)]
+        xlabel = "block index (0 = input side)"
+    else:
+        grid = sns.FacetGrid(data, hue="variant", hue_order=VARIANT_ORDER,
+                             palette=VARIANT_COLORS, **common)
+        grid.map_dataframe(_band, x="block")
+        handles = variant_handles()
+        xlabel = f"block index (0 = input side), depth {int(data['depth'].max())}"
     grid.set(yscale="log")
-    blocks = sorted(data["block"].unique())
+    blocks = sorted(int(b) for b in data["block"].unique())
     for ax in grid.axes.flat:
-        integer_ticks(ax, values=[int(b) for b in blocks])
-    for row in grid.axes:
-        decade_ticks(row[0])
-    grid.set_titles(col_template="{col_name}" if settings != [""] else "",
-                    row_template="{row_name}")
-    depth = int(data["depth"].max())
-    shared_labels(grid.figure, f"block index (0 = input side), depth {depth}",
-                  f"{metric_label(metric)}\n{seeds_label(data)}")
-    legend_on_top(grid.figure, variant_handles())
+        integer_ticks(ax, values=blocks)
+    decade_ticks(grid.axes.flat[0])
+    grid.set_titles(col_template="{col_name}")
+    shared_labels(grid.figure, xlabel, f"{metric_label(metric)}\n{seeds_label(data)}")
+    legend_on_top(grid.figure, handles)
     return grid.figure
 
 

@@ -95,6 +95,8 @@ def _profile_caption(data: pd.DataFrame) -> str:
 
 
 def _block_caption(data: pd.DataFrame) -> str:
+    if data["variant"].nunique() == 1 and data["depth"].nunique() > 1:
+        return _block_depth_caption(data)
     first = data[data["block"] == data["block"].min()]
     gaps = first.groupby(["setting", "role", "variant"])["geo_mean"].first().unstack("variant")
     gap = ""
@@ -104,10 +106,26 @@ def _block_caption(data: pd.DataFrame) -> str:
             gap = (f" In block 0 the residual/plain ratio of the geometric means ranges from "
                    f"{fmt(ratios.min())} to {fmt(ratios.max())} over roles and settings.")
     return ("Per-block geometric mean over seeds with its 95% bootstrap interval (band), "
-            f"at the deepest swept depth ({int(data['depth'].max())}), one row of panels per "
-            "parameter role (the name after the block index), sharing a log scale along the "
-            "row. Look at the gap between the curves (the effect of skip connections) and at "
+            f"at the deepest swept depth ({int(data['depth'].max())}), one panel per "
+            "parameter role (the name after the block index), all on one log scale. Look at "
+            "the gap between the curves (the effect of skip connections) and at "
             "whether block 0 sits below the last block (vanishing towards the input)." + gap)
+
+
+def _block_depth_caption(data: pd.DataFrame) -> str:
+    """Caption of the block profile of one variant over depths: how block 0 moves as the
+    model deepens, per role."""
+    first = data[data["block"] == 0].groupby(["setting", "role", "depth"])["geo_mean"].first()
+    change = first.unstack("depth")
+    shallow, deep = change.columns.min(), change.columns.max()
+    ratios = (change[deep] / change[shallow]).dropna()
+    moved = (f" From depth {shallow} to {deep}, block 0's geometric mean changes by a factor "
+             f"of {fmt(ratios.min())} to {fmt(ratios.max())} over roles.") if len(ratios) else ""
+    return ("Per-block geometric mean over seeds with its 95% confidence band, one line per "
+            "swept depth, one panel per parameter role (the name after the block index), all "
+            "on one log scale. Look at whether block 0 (input side) sits below the last "
+            "block, and whether the whole curve drops as blocks are added (vanishing with "
+            "depth) or stays level." + moved)
 
 
 def _ratio_caption(data: pd.DataFrame) -> str:
@@ -183,9 +201,10 @@ def build_figures(analysis: Analysis, selection: dict, metric: str) -> list[Repo
         profile = _make("profile", "Per-block gradient profile, by role", blocks.block_profile,
                         blocks.block_profile_data(select(summary, by_width), metric, settings),
                         metric, _block_caption,
-                        f"Line charts, one row per parameter role, of {name} against block "
-                        "index on a log axis, plain (blue, solid) and residual (orange, "
-                        "dashed) with 95% confidence bands.", swept)
+                        f"Line charts, one panel per parameter role, of {name} against "
+                        "block index on one shared log axis, with 95% confidence bands: "
+                        "plain (blue, solid) and residual (orange, dashed), or one line "
+                        "per depth for a single variant.", swept)
     else:
         profile = _make("profile", "Per-layer gradient profile", fig.layer_profile,
                         fig.profile_data(select(summary, by_width), metric, settings), metric,

@@ -30,6 +30,28 @@ def _where(selection: dict[str, Any], keys=("depth", "width")) -> str:
     return ", ".join(f"{k} {selection[k]}" for k in keys if k in selection)
 
 
+def _layer_names(analysis: Analysis, selection: dict) -> dict[str, str]:
+    """What the findings call the input- and output-side weights: the blog's MLP has
+    "layers"; a factory model has named parameters (``transformer.wte.weight``), which are
+    not layers, so they are named (``first``, ``output``, ``unit`` per added depth step)."""
+    rows = select(analysis.summary, selection)
+    weights = rows[rows["kind"] == "weight"].sort_values("layer")
+    names = weights.drop_duplicates("layer")["param"].tolist()
+    if not names or names[0].startswith("layers."):
+        return {"first": "the first layer", "output": "the output layer", "unit": "layer",
+                "mlp": "yes"}
+    return {"first": f"{names[0]} (the input-side weight)",
+            "output": f"{names[-1]} (the output-side weight)", "unit": "block", "mlp": ""}
+
+
+def _layer_name(analysis: Analysis, selection: dict, layer: int) -> str:
+    """``layer 3`` for the MLP, the parameter's name for a factory model."""
+    rows = select(analysis.summary, selection)
+    rows = rows[(rows["layer"] == layer) & (rows["kind"] == "weight")]
+    name = rows["param"].iloc[0] if len(rows) else f"layers.{layer}"
+    return f"layer {layer}" if name.startswith("layers.") else name
+
+
 def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[str]:
     """First-layer gradient plain vs residual in the headline cell."""
     rows = select(analysis.summary, selection)
@@ -48,8 +70,9 @@ def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[st
                  f"{direction} ({_verdict(effect)})")
     else:
         ratio = "no seed pair has a finite ratio to summarise"
-    return [f"In {name} ({_where(selection)}), the first layer's "
-            f"{metric} is {fmt_ci(plain['geo_mean'], plain['ci_low'], plain['ci_high'])} "
+    first = _layer_names(analysis, selection)["first"]
+    return [f"In {name} ({_where(selection)}), the {metric} of {first} "
+            f"is {fmt_ci(plain['geo_mean'], plain['ci_low'], plain['ci_high'])} "
             f"without skip connections and "
             f"{fmt_ci(res['geo_mean'], res['ci_low'], res['ci_high'])} with them "
             f"(geometric means over {int(plain['n_used'])} and {int(res['n_used'])} seeds): "
@@ -68,22 +91,26 @@ def _left_out(effect: pd.Series) -> str:
             f"with a zero or non-finite side{ranked}")
 
 
-def early_layers(analysis: Analysis, selection: dict, metric: str) -> list[str]:
+def early_layers(analysis: Analysis, selection: dict, metric: str, *,
+                 as_built: bool = False) -> list[str]:
     """Do gradients vanish "especially in early layers"? The first layer against the output
     layer per seed (a paired test), then where the smallest geometric mean lies."""
     contrasts = select(analysis.contrasts, selection)
     contrasts = contrasts[contrasts["metric"] == metric]
+    names = _layer_names(analysis, selection)
     out = []
     for _, row in contrasts.iterrows():
-        variant = "with skips" if row.get("residual", False) else "without skips"
+        variant = "in the model as built" if as_built else \
+            "with skips" if row.get("residual", False) else "without skips"
         if not np.isfinite(row["ratio"]):
             continue
         relation = ("smaller than" if row["ratio"] < 1 else "larger than") \
             if row["significant"] else "not significantly different from"
-        out.append(f"{variant.capitalize()}, the first layer's {metric} is "
-                   f"{fmt_ci(row['ratio'], row['ci_low'], row['ci_high'])} times the output "
-                   f"layer's ({_verdict(row)}): the first layer's gradient is {relation} the "
-                   f"output layer's.{_smallest_layer(analysis, selection, metric, row)}")
+        out.append(f"{variant[0].upper()}{variant[1:]}, the {metric} of {names['first']} is "
+                   f"{fmt_ci(row['ratio'], row['ci_low'], row['ci_high'])} times that of "
+                   f"{names['output']} ({_verdict(row)}): the input side's gradient is "
+                   f"{relation} the output side's."
+                   f"{_smallest_layer(analysis, selection, metric, row)}")
     return out
 
 
@@ -97,53 +124,61 @@ def _smallest_layer(analysis: Analysis, selection: dict, metric: str, row: pd.Se
         return ""
     low = rows.loc[rows["geo_mean"].idxmin()]
     first = rows.iloc[0]
+    names = _layer_names(analysis, selection)
     if low["layer"] == first["layer"]:
-        return " The first layer also has the smallest geometric mean of all layers."
+        return (f" {names['first'][0].upper()}{names['first'][1:]} also has the smallest "
+                "geometric mean of all weights.")
     overlap = low["ci_high"] >= first["ci_low"]
-    return (f" The smallest geometric mean is layer {int(low['layer'])}'s, "
-            f"{fmt_ci(low['geo_mean'], low['ci_low'], low['ci_high'])}, against the first "
-            f"layer's {fmt_ci(first['geo_mean'], first['ci_low'], first['ci_high'])}"
-            f"{' (the intervals overlap)' if overlap else ''}: gradients do not shrink "
-            "towards the input layer by layer.")
+    lowest = _layer_name(analysis, selection, int(low["layer"]))
+    return (f" The smallest geometric mean is {lowest}'s, "
+            f"{fmt_ci(low['geo_mean'], low['ci_low'], low['ci_high'])}, against "
+            f"{fmt_ci(first['geo_mean'], first['ci_low'], first['ci_high'])} for "
+            f"{names['first']}{' (the intervals overlap)' if overlap else ''}: gradients do "
+            f"not shrink towards the input {names['unit']} by {names['unit']}.")
 
 
-def depth_slopes(analysis: Analysis, selection: dict, metric: str) -> list[str]:
+def depth_slopes(analysis: Analysis, selection: dict, metric: str, *,
+                 as_built: bool = False) -> list[str]:
     """Per-layer factor of the first layer's metric as depth grows, per variant."""
     trends = analysis.trends
     if trends.empty:
         return []
     trends = select(trends, {k: v for k, v in selection.items() if k != "depth"})
     trends = trends[(trends["metric"] == metric) & (trends["role"] == "first")]
+    names = _layer_names(analysis, selection)
     out = []
     for _, row in trends.iterrows():
         if not np.isfinite(row["slope"]):
             continue
-        variant = "residual" if row.get("residual", False) else "plain"
+        variant = "as-built" if as_built else "residual" if row.get("residual", False) \
+            else "plain"
         excluded = int(row["n_seeds"] - row["n_used"])
         note = (f"; {excluded} seeds with a zero or non-finite value at some depth are "
                 "excluded") if excluded else ""
-        out.append(f"Each extra layer multiplies the first layer's {metric} of the {variant} "
-                   f"network (width {row.get('width', '?')}) by "
+        out.append(f"Each extra {names['unit']} multiplies the {metric} of {names['first']} "
+                   f"in the {variant} network (width {row.get('width', '?')}) by "
                    f"{fmt_ci(row['factor_per_layer'], row['factor_low'], row['factor_high'])} "
-                   f"(log10 slope {fmt(row['slope'])} per layer over depths {row['depths']}, "
+                   f"(log10 slope {fmt(row['slope'])} per {names['unit']} over depths "
+                   f"{row['depths']}, "
                    f"{int(row['n_used'])} seeds{note}).")
     return out
 
 
-def dead_seeds(analysis: Analysis, metric: str) -> list[str]:
-    """Cells where some seeds have exactly zero or non-finite gradients."""
+def dead_seeds(analysis: Analysis, metric: str, first: str = "the first layer") -> list[str]:
+    """Cells where some seeds have exactly zero or non-finite gradients of the input-side
+    weight (``first`` names it)."""
     rows = analysis.summary[(analysis.summary["metric"] == metric)
                             & (analysis.summary["layer"] == 0)
                             & (analysis.summary["kind"] == "weight")]
     bad = rows[(rows["n_zero"] > 0) | (rows["n_nonfinite"] > 0)]
     if bad.empty:
         seeds = int(rows["n_seeds"].max()) if len(rows) else 0
-        return [f"None of the {seeds} seeds had a zero or non-finite first-layer {metric} in "
+        return [f"None of the {seeds} seeds had a zero or non-finite {metric} of {first} in "
                 f"any of the {len(rows)} configurations."]
     worst = bad.sort_values("n_zero", ascending=False).iloc[0]
     where = ", ".join(f"{k} {worst[k]}" for k in ("depth", "width", "residual") if k in worst)
     return [f"In {len(bad)} of {len(rows)} configurations some seeds had an exactly zero "
-            f"(dead ReLUs or float underflow) or non-finite first-layer {metric}; these seeds "
+            f"(dead ReLUs or float underflow) or non-finite {metric} of {first}; these seeds "
             f"are counted and excluded from the log-scale statistics, which then describe the "
             f"surviving seeds only. The most affected is {where}: {int(worst['n_zero'])} of "
             f"{int(worst['n_seeds'])} seeds zero, {int(worst['n_nonfinite'])} non-finite."]
@@ -167,7 +202,8 @@ def structural_zeros(analysis: Analysis, metric: str) -> list[str]:
             f"is rounding noise, not gradient flow."]
 
 
-def overall_effects(analysis: Analysis, metric: str) -> list[str]:
+def overall_effects(analysis: Analysis, metric: str,
+                    first: str = "the first layer") -> list[str]:
     """How often the residual/plain difference is significant across the sweep."""
     effects = analysis.effects
     if effects.empty:
@@ -178,17 +214,21 @@ def overall_effects(analysis: Analysis, metric: str) -> list[str]:
     larger = int((sig["ratio"] > 1).sum())
     smallest, largest = first["ratio"].min(), first["ratio"].max()
     return [f"Across {len(first)} plain/residual pairs of configurations, skip connections "
-            f"change the first layer's {metric} significantly in {len(sig)} (larger in "
+            f"change the {metric} of {first} significantly in {len(sig)} (larger in "
             f"{larger}, smaller in {len(sig) - larger}; Benjamini-Hochberg over "
             f"{int(effects['p_adjusted'].notna().sum())} tests at FDR 5%); the ratio ranges "
             f"from {fmt(smallest)} to {fmt(largest)}."]
 
 
-def findings(analysis: Analysis, selection: dict, metric: str) -> list[str]:
-    """All findings, most specific first."""
+def findings(analysis: Analysis, selection: dict, metric: str, *,
+             as_built: bool = False) -> list[str]:
+    """All findings, most specific first. ``as_built``: the run's models have the skips
+    their architecture has, so no sentence says "without skips"
+    (:mod:`gradprobe.analysis.report.variants`)."""
+    first = _layer_names(analysis, selection)["first"]
     return [*headline_effect(analysis, selection, metric),
-            *early_layers(analysis, selection, metric),
-            *depth_slopes(analysis, selection, metric),
-            *overall_effects(analysis, metric),
-            *dead_seeds(analysis, metric),
+            *early_layers(analysis, selection, metric, as_built=as_built),
+            *depth_slopes(analysis, selection, metric, as_built=as_built),
+            *overall_effects(analysis, metric, first),
+            *dead_seeds(analysis, metric, first),
             *structural_zeros(analysis, metric)]

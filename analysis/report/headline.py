@@ -18,6 +18,7 @@ import pandas as pd
 
 from gradprobe.analysis.analyze import Analysis
 from gradprobe.analysis.report.param_groups import MANY_PARAMS, is_blocked, with_blocks
+from gradprobe.analysis.report.variants import variant_labels
 from gradprobe.analysis.stats.series import axis_columns, varying_axes
 from gradprobe.bench.store.manifest import Manifest, read_manifest
 from gradprobe.core.errors import UserError
@@ -99,11 +100,16 @@ def fmt_p(p: float) -> str:
     return "<1e-4" if p < 1e-4 else f"{p:.2g}"
 
 
-def headline_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted cells, shared by the terminal and the HTML report."""
-    header = ["layer"]
+def headline_rows(table: pd.DataFrame, labels: dict[str, str] | None = None
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells, shared by the terminal and the HTML report; ``labels``
+    names the variants in the header (:func:`.variants.variant_labels`)."""
+    labels = labels or {}
+    # The blog's MLP has layers; a factory model's rows are named parameters.
+    layered = table["param"].astype(str).str.startswith("layers.").all()
+    header = ["layer" if layered else "parameter"]
     variants = [v for v in VARIANTS.values() if v in table]
-    header += [f"{v} [95% CI]" for v in variants]
+    header += [f"{labels.get(v, v)} [95% CI]" for v in variants]
     if "ratio" in table:
         header += ["residual/plain [95% CI]", "adjusted p"]
     rows = []
@@ -150,10 +156,11 @@ def align_ci_column(cells: list[str]) -> list[str]:
     return [c.rjust(width) for c in out]
 
 
-def format_headline(table: pd.DataFrame, title: str) -> str:
+def format_headline(table: pd.DataFrame, title: str,
+                    labels: dict[str, str] | None = None) -> str:
     """The headline table as aligned plain text: the layer column left-aligned, every CI
     column aligned on its brackets, the p-value column right-aligned."""
-    header, rows = headline_rows(table)
+    header, rows = headline_rows(table, labels)
     columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in header]
     columns = [columns[0]] + [align_ci_column(c) for c in columns[1:]]
     widths = [max([len(h), *map(len, c)]) for h, c in zip(header, columns, strict=True)]
@@ -207,9 +214,10 @@ def headline_for(analysis: Analysis, manifest: Manifest | None = None) -> Headli
     shown = role_rows(table) if by_role else table
     title = (f"{metric} per role (input-side block and parameters outside blocks), {where}"
              if by_role else f"{metric} per layer, {where}")
-    header, rows = headline_rows(shown)
+    labels = variant_labels(manifest)
+    header, rows = headline_rows(shown, labels)
     return Headline(selection, metric, where, title, table, header, rows,
-                    format_headline(shown, title), shown, by_role)
+                    format_headline(shown, title, labels), shown, by_role)
 
 
 def role_rows(table: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from matplotlib.ticker import FixedLocator, MaxNLocator
 from gradprobe.analysis.report.figure_selection import ReportFigure, cells_shown
 from gradprobe.analysis.report.figures import with_variant
 from gradprobe.analysis.report.param_groups import block_role
-from gradprobe.analysis.report.plot_style import embed
+from gradprobe.analysis.report.plot_style import embed, variant_label
 from gradprobe.bench.plan.histogram_bins import SPECIAL_COUNTS, HistogramConfig
 from gradprobe.bench.store.histogram_records import count_matrix
 from gradprobe.bench.store.records import AXIS_COLUMNS
@@ -209,8 +209,8 @@ def histogram_heatmap(data: pd.DataFrame, *, xlabel: str) -> plt.Figure | None:
         mesh = _panel(ax, part, edges, norm, heights[i])
         if j:
             ax.tick_params(axis="y", labelleft=False)
-        ax.set_title(textwrap.fill(f"{panel}: {variant}" if panel else variant, 48),
-                     fontsize=7.5)
+        name = variant_label(variant)
+        ax.set_title(textwrap.fill(f"{panel}: {name}" if panel else name, 48), fontsize=7.5)
     for ax in axes[-1]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
         ax.set_xlabel(xlabel)

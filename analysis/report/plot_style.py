@@ -18,6 +18,8 @@ import itertools
 import math
 import re
 import struct
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import matplotlib
 
@@ -73,10 +75,32 @@ plt.rcParams.update({
 })
 
 
+# The variants figure legends name, and how (gradprobe.analysis.report.variants): set for
+# one report by `labelled_variants`, since every figure function draws its own legend.
+_variant_labels: dict[str, str] = {v: v for v in VARIANT_ORDER}
+
+
+@contextmanager
+def labelled_variants(labels: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, legends show only the variants in ``labels``, under those names
+    (``{"plain": "as built"}`` for models whose skips the ``residual`` flag did not switch)."""
+    global _variant_labels
+    saved, _variant_labels = _variant_labels, dict(labels)
+    try:
+        yield
+    finally:
+        _variant_labels = saved
+
+
+def variant_label(variant: str) -> str:
+    """The name of ``variant`` in this report (:func:`labelled_variants`)."""
+    return _variant_labels.get(variant, variant)
+
+
 def variant_handles(*, fit: bool = False, theory: bool = False) -> list[Line2D]:
     """Legend entries for plain and residual (and the fitted and theory lines, if drawn)."""
-    handles = [Line2D([], [], color=VARIANT_COLORS[v], ms=3, label=v, **VARIANT_STYLES[v])
-               for v in VARIANT_ORDER]
+    handles = [Line2D([], [], color=VARIANT_COLORS[v], ms=3, label=_variant_labels[v],
+                      **VARIANT_STYLES[v]) for v in VARIANT_ORDER if v in _variant_labels]
     if fit:
         handles.append(Line2D([], [], color="#555555", ls="--", lw=1,
                               label="fit: mean of per-seed slopes"))

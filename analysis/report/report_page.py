@@ -29,7 +29,6 @@ from gradprobe.analysis.report.figure_selection import (
 )
 from gradprobe.analysis.report.findings import findings
 from gradprobe.analysis.report.headline import (
-    VARIANTS,
     Headline,
     fmt,
     headline_for,
@@ -38,17 +37,21 @@ from gradprobe.analysis.report.headline import (
 )
 from gradprobe.analysis.report.histogram_figures import histogram_figures
 from gradprobe.analysis.report.pages import csv_data_uri, render_page, sort_value
+from gradprobe.analysis.report.plot_style import labelled_variants
 from gradprobe.analysis.report.training_section import training_context
+from gradprobe.analysis.report.variants import AS_BUILT, variant_labels
 from gradprobe.bench.store.manifest import Manifest, read_manifest
 from gradprobe.bench.store.run_dir import REPORT_FILE, RunDir, slug
 from gradprobe.core.atomic_files import ensure_directory, write_text_atomic
 from gradprobe.core.errors import UserError
 
 
-def _header_cells(header: list[str]) -> list[dict[str, Any]]:
-    """Headline column names with the variant whose colour swatch they carry."""
-    return [{"text": h, "variant": next((v for v in VARIANTS.values()
-                                         if h.startswith(f"{v} [")), None)} for h in header]
+def _header_cells(header: list[str], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Headline column names (variants under their ``labels``, :mod:`.variants`) with the
+    variant whose colour swatch they carry."""
+    return [{"text": text, "variant": next((v for v, label in labels.items()
+                                            if text.startswith(f"{label} [")), None)}
+            for text in header]
 
 
 def _table_rows(headline: Headline) -> list[list[dict[str, Any]]]:
@@ -84,10 +87,12 @@ def comparison_context(run_dir: Path) -> dict | None:
 def render_report(analysis: Analysis, manifest: Manifest) -> str:
     """The report as an HTML string."""
     headline = headline_for(analysis, manifest)
-    figures = build_figures(analysis, headline.selection, headline.metric)
-    top = headline_figure(analysis, headline.selection, headline.metric)
-    distributions = histogram_figures(RunDir(analysis.run_dir), headline.selection,
-                                      swept_values(analysis))
+    labels = variant_labels(manifest)
+    with labelled_variants(labels):
+        figures = build_figures(analysis, headline.selection, headline.metric)
+        top = headline_figure(analysis, headline.selection, headline.metric)
+        distributions = histogram_figures(RunDir(analysis.run_dir), headline.selection,
+                                          swept_values(analysis))
     return render_page(
         "report.html.j2",
         manifest=manifest,
@@ -95,11 +100,13 @@ def render_report(analysis: Analysis, manifest: Manifest) -> str:
         env=manifest.environment,
         analysis=analysis.meta,
         headline=headline,
-        headline_header=_header_cells(headline.header),
+        headline_header=_header_cells(headline.header, labels),
+        variant_labels=labels,
         headline_rows=_table_rows(headline),
         headline_csv={"href": csv_data_uri(headline.table),
                       "name": download_name(analysis.run_dir, "headline")},
-        findings=findings(analysis, headline.selection, headline.metric),
+        findings=findings(analysis, headline.selection, headline.metric,
+                          as_built=AS_BUILT in labels.values()),
         figures=[_figure(f, analysis) for f in figures],
         headline_figure=_figure(top, analysis) if top else None,
         histogram_figures=[_figure(f, analysis) for f in distributions],
@@ -108,7 +115,7 @@ def render_report(analysis: Analysis, manifest: Manifest) -> str:
         n_cells=analysis.meta["run"].get("cells_found", len(manifest.cells)),
         incomplete=incomplete_note(analysis.run_dir, analysis.meta),
         axes=list(manifest.sweep_axes),
-        **devices_context(analysis, manifest),
+        **devices_context(analysis, manifest, labels),
         **(theory_context(analysis, headline.metric) if not manifest.experiment.model.factory
            else {"theory_rows": [], "spread_rows": []}),
         comparison=comparison_context(analysis.run_dir),
@@ -142,6 +149,7 @@ def model_context(analysis: Analysis, manifest: Manifest,
         cell = cell[~cell["residual"].astype(bool)]
     return {"mlp": not config.model.factory, "factory": config.model.factory,
             "factory_call": ", ".join(shown), "loss": config.data.loss,
+            "data_factory": config.data.data_factory,
             "target": config.data.target,
             "n_params": int(cell.drop_duplicates("param")["numel"].sum()),
             "n_tensors": int(cell["param"].nunique()),
@@ -187,13 +195,16 @@ def duration(microseconds: float) -> str:
     return f"{microseconds:.3g} \u00b5s"
 
 
-def devices_context(analysis: Analysis, manifest: Manifest) -> dict[str, Any]:
-    """Rows for the devices-and-cost section (templates/devices_section.html.j2)."""
+def devices_context(analysis: Analysis, manifest: Manifest,
+                    labels: dict[str, str]) -> dict[str, Any]:
+    """Rows for the devices-and-cost section (templates/devices_section.html.j2); variants
+    under their ``labels`` (:mod:`.variants`)."""
     device_rows = [{"device_a": r.device_a, "device_b": r.device_b, "dtype": r.dtype,
                     "metric": r.metric, "n": r.n, "max_rel": fmt(r.max_rel_diff),
                     "median_rel": fmt(r.median_rel_diff), "expected": fmt(r.expected),
                     "within": r.within_expected} for r in analysis.devices.itertuples()]
     cost_rows = [{"device": r.device, "dtype": r.dtype, "variant": r.variant,
+                  "variant_label": labels.get(r.variant, r.variant),
                   "cells": r.cells, "seeds": r.seeds, "compute": duration(r.compute_us_per_seed),
                   "init": duration(r.init_us_per_seed)} for r in analysis.cost.itertuples()]
     return {"skipped": list(manifest.skipped), "device_rows": device_rows,

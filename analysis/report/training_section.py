@@ -15,6 +15,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from gradprobe.analysis.analyze import Analysis
+from gradprobe.analysis.report.figure_selection import cells_shown, swept_values
 from gradprobe.analysis.report.headline import fmt, fmt_ci, fmt_p
 from gradprobe.analysis.report.plot_style import to_svg
 from gradprobe.analysis.report.training_figures import (
@@ -164,7 +165,7 @@ def _figure(analysis: Analysis, key: str, title: str, figure, alt: str, data: pd
     if figure is None:
         return None
     return {"key": key, "title": title, "svg": _svg(figure, alt, key), "caption": caption,
-            **_download(analysis, key, data)}
+            "cells": cells_shown(data, swept_values(analysis)), **_download(analysis, key, data)}
 
 
 def _caption(text: str, panels: int) -> str:

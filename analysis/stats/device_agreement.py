@@ -34,11 +34,22 @@ def expected_level(dtype: str) -> float:
 
 def device_agreement(records: pd.DataFrame) -> pd.DataFrame:
     """Relative differences between devices for matching (cell axes, seed, parameter)."""
+    return agreement_table(relative_differences(records))
+
+
+Differences = dict[tuple[str, str, str, str], np.ndarray]
+
+
+def relative_differences(records: pd.DataFrame) -> Differences:
+    """``{(device_a, device_b, dtype, metric): relative differences}`` of every matched
+    finite value pair (cell axes other than device, seed, parameter) of ``records``. Several
+    groups of cells give several such dicts: :func:`agreement_table` of their merge equals
+    :func:`device_agreement` of all their records together."""
     if "device" not in records or records["device"].nunique() < 2:
-        return pd.DataFrame()
+        return {}
     keys = [c for c in axis_columns(records) if c != "device"] + ["seed", "param"]
     devices = sorted(records["device"].unique())
-    rows = []
+    out: Differences = {}
     for i, device_a in enumerate(devices):
         for device_b in devices[i + 1:]:
             a = records[records["device"] == device_a]
@@ -46,20 +57,39 @@ def device_agreement(records: pd.DataFrame) -> pd.DataFrame:
             merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
             for (dtype,), part in merged.groupby(["dtype"]):
                 for metric in AGREEMENT_METRICS:
-                    rows.append(_agreement_row(part, metric, device_a, device_b, dtype))
-    return pd.DataFrame(rows)
+                    out[(device_a, device_b, dtype, metric)] = _relative(part, metric)
+    return out
 
 
-def _agreement_row(part: pd.DataFrame, metric: str, device_a: str, device_b: str,
-                   dtype: str) -> dict:
+def merge_differences(parts: list[Differences]) -> Differences:
+    """One :data:`Differences` of several (arrays of one key concatenated)."""
+    lists: dict[tuple, list[np.ndarray]] = {}
+    for part in parts:
+        for key, rel in part.items():
+            lists.setdefault(key, []).append(rel)
+    return {key: np.concatenate(arrays) for key, arrays in lists.items()}
+
+
+def agreement_table(differences: Differences) -> pd.DataFrame:
+    """The table of :func:`device_agreement` (columns in the module docstring), rows by
+    device pair, dtype and metric."""
+    order = sorted(differences, key=lambda k: (*k[:3], AGREEMENT_METRICS.index(k[3])))
+    return pd.DataFrame([_agreement_row(differences[key], *key) for key in order])
+
+
+def _relative(part: pd.DataFrame, metric: str) -> np.ndarray:
     va, vb = part[f"{metric}_a"].to_numpy(), part[f"{metric}_b"].to_numpy()
     scale = np.maximum(np.abs(va), np.abs(vb))
     finite = np.isfinite(va) & np.isfinite(vb) & (scale > 0)
-    rel = np.abs(va - vb)[finite] / scale[finite]
+    return np.abs(va - vb)[finite] / scale[finite]
+
+
+def _agreement_row(rel: np.ndarray, device_a: str, device_b: str, dtype: str,
+                   metric: str) -> dict:
     expected = expected_level(dtype)
     max_rel = float(rel.max()) if len(rel) else float("nan")
     return {"device_a": device_a, "device_b": device_b, "dtype": dtype, "metric": metric,
-            "n": int(finite.sum()), "max_rel_diff": max_rel,
+            "n": len(rel), "max_rel_diff": max_rel,
             "median_rel_diff": float(np.median(rel)) if len(rel) else float("nan"),
             "expected": expected, "within_expected": bool(max_rel <= expected)}
 

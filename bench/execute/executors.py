@@ -1,13 +1,16 @@
 """Where the work runs: in this process, in worker processes, or on a Dask cluster.
 
-A *task* is one group of cells that share their initial draw (usually a plain/residual pair;
-see :func:`gradprobe.bench.execute.runner.group_cells`), so the draw is made once per task and the
-pair stays
-paired seed by seed. Each task writes its cells' record files itself, atomically; the driver
-only collects timings and writes the manifest. Task payloads are plain JSON-able dicts
-(cells as :meth:`gradprobe.bench.plan.sweep.Cell.to_json`), so nothing but configuration crosses
-process or
-machine boundaries, and a record is the same whichever executor produced it.
+An executor maps a module-level function over task payloads: ``fn(payload, threads)`` in
+whichever process runs it, each result handed back to the driver as it arrives
+(:attr:`Executor.map_tasks`). The sweep's task is one group of cells that share their
+initial draw (usually a plain/residual pair; see
+:func:`gradprobe.bench.execute.runner.group_cells`), so the draw is made once per task and the
+pair stays paired seed by seed; each task writes its cells' record files itself, atomically,
+and the driver only collects timings and writes the manifest. The analysis maps its per-cell
+work over the same executors (:mod:`gradprobe.analysis.analyze`). Payloads are plain
+JSON-able dicts (cells as :meth:`gradprobe.bench.plan.sweep.Cell.to_json`), so nothing but
+configuration crosses process or machine boundaries, and a result is the same whichever
+executor produced it.
 
 ``dask``: ``--scheduler ADDRESS`` connects to a running cluster (deployed e.g. with
 dask-jobqueue on Slurm/PBS, or on Kubernetes); its workers must see the run directory on a
@@ -30,8 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradprobe.bench.engine.cpu_policy import available_cpus
-from gradprobe.bench.execute.tasks import Timings, run_task
-from gradprobe.bench.plan.sweep import Cell
 from gradprobe.core.errors import UserError
 
 EXECUTORS = ("local", "processes", "dask")
@@ -40,18 +41,40 @@ EXECUTORS = ("local", "processes", "dask")
 DASK_CONNECT_TIMEOUT = "10s"
 PARENT_POLL_SECONDS = 0.5
 
-OnDone = Callable[[list[Cell]], None]  # called with a finished task's cells
-RunAll = Callable[[list[dict[str, Any]], list[list[Cell]], OnDone], Timings]
+TaskFunction = Callable[[dict[str, Any], int | None], Any]  # (payload, threads) -> result
+OnResult = Callable[[int, Any], None]  # (index of the payload, its task's result)
+MapTasks = Callable[[TaskFunction, list[dict[str, Any]], OnResult], None]
 
 
 @dataclass(frozen=True)
 class Executor:
-    """A started executor. ``run_all`` is None for ``local`` (the runner runs the groups)."""
+    """A started executor. ``map_tasks(fn, payloads, on_result)`` runs ``fn(payload,
+    threads)`` for every payload elsewhere and calls ``on_result(index, result)`` in the
+    driver as each finishes (in completion order); None for ``local``, whose caller runs the
+    tasks itself (with progress and stop checks between them)."""
 
     name: str
     workers: int | None
     scheduler: str | None
-    run_all: RunAll | None = None
+    map_tasks: MapTasks | None = None
+
+    def map_in_order(self, fn: TaskFunction, payloads: list[dict[str, Any]],
+                     on_result: OnResult | None = None) -> list[Any]:
+        """Results of ``fn`` over ``payloads``, in payload order, whichever executor runs
+        them (``local``: one after another in this process)."""
+        results: list[Any] = [None] * len(payloads)
+
+        def keep(index: int, result: Any) -> None:
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+
+        if self.map_tasks is None:
+            for index, payload in enumerate(payloads):
+                keep(index, fn(payload, None))
+        else:
+            self.map_tasks(fn, payloads, keep)
+        return results
 
     def manifest_entry(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self.workers, "scheduler": self.scheduler}
@@ -84,11 +107,11 @@ def open_executor(executor: str, workers: int | None,
     if executor == "local":
         yield Executor("local", None, None)
     elif executor == "processes":
-        with _process_pool(count) as run_all:
-            yield Executor("processes", count, None, run_all)
+        with _process_pool(count) as map_tasks:
+            yield Executor("processes", count, None, map_tasks)
     else:
-        with _dask_client(count, scheduler) as run_all:
-            yield Executor("dask", None if scheduler else count, scheduler, run_all)
+        with _dask_client(count, scheduler) as map_tasks:
+            yield Executor("dask", None if scheduler else count, scheduler, map_tasks)
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -97,12 +120,9 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
-def _collect(futures: Iterable, by_future: dict, on_done: OnDone, result) -> Timings:
-    timings: Timings = {}
+def _collect(futures: Iterable, by_future: dict, on_result: OnResult) -> None:
     for future in futures:
-        timings.update(result(future))
-        on_done(by_future[future])
-    return timings
+        on_result(by_future[future], future.result())
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -120,23 +140,21 @@ def exit_with_parent(parent_pid: int) -> None:
 
 
 @contextlib.contextmanager
-def _process_pool(workers: int) -> Iterator[RunAll]:
+def _process_pool(workers: int) -> Iterator[MapTasks]:
     # "spawn": forking a process that already runs OpenMP threads can deadlock.
     context = multiprocessing.get_context("spawn")
     threads = _threads_per_worker(workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                              initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        def run_all(payloads, groups, on_done: OnDone) -> Timings:
-            by_future = {pool.submit(run_task, p, threads): g
-                         for p, g in zip(payloads, groups, strict=True)}
+        def map_tasks(fn: TaskFunction, payloads, on_result: OnResult) -> None:
+            by_future = {pool.submit(fn, p, threads): i for i, p in enumerate(payloads)}
             try:
-                return _collect(as_completed(by_future), by_future, on_done,
-                                lambda f: f.result())
+                _collect(as_completed(by_future), by_future, on_result)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
 
-        yield run_all
+        yield map_tasks
 
 
 def _connect_dask(workers: int, scheduler: str | None):
@@ -158,19 +176,19 @@ def _connect_dask(workers: int, scheduler: str | None):
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int, scheduler: str | None) -> Iterator[RunAll]:
+def _dask_client(workers: int, scheduler: str | None) -> Iterator[MapTasks]:
     client, cluster = _connect_dask(workers, scheduler)
     from dask.distributed import as_completed as dask_completed
 
     threads = _threads_per_worker(workers) if cluster else None
 
-    def run_all(payloads, groups, on_done: OnDone) -> Timings:
-        by_future = {client.submit(run_task, p, threads, pure=False): g
-                     for p, g in zip(payloads, groups, strict=True)}
-        return _collect(dask_completed(by_future), by_future, on_done, lambda f: f.result())
+    def map_tasks(fn: TaskFunction, payloads, on_result: OnResult) -> None:
+        by_future = {client.submit(fn, p, threads, pure=False): i
+                     for i, p in enumerate(payloads)}
+        _collect(dask_completed(by_future), by_future, on_result)
 
     try:
-        yield run_all
+        yield map_tasks
     finally:
         client.close()
         if cluster is not None:

@@ -8,8 +8,11 @@ engines' own (:func:`gradprobe.bench.engine.batched.bytes_per_seed`: parameters,
 activations, reduction temporaries and, with ``[histograms]``, the histogram buffers of
 :func:`gradprobe.bench.engine.histograms.histogram_bytes_per_seed`;
 :func:`gradprobe.bench.engine.training.bytes_per_training_seed` adds the optimizer state and
-the task), so the guard and the chunking agree. Factory models (``[model] factory``) are
-sized by their own code and not checked.
+the task), so the guard and the chunking agree. A factory model (``[model] factory``) is
+built once on PyTorch's ``meta`` device (no memory, no values) and sized by its parameters,
+their gradients and the engine's stacked copies
+(:func:`gradprobe.bench.engine.generic.seeds_per_chunk`'s coefficients): a lower bound, since
+its activations depend on its code; a factory that cannot build on ``meta`` is not checked.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradprobe.bench.engine.batched import bytes_per_seed
+from gradprobe.bench.engine.histograms import histogram_bytes_per_seed
 from gradprobe.bench.engine.training import bytes_per_training_seed
 from gradprobe.bench.init.device_rng import block_size
 from gradprobe.bench.plan.sweep import Cell
@@ -63,20 +67,44 @@ def smallest_chunk_bytes(cell: Cell) -> int:
     return per_seed
 
 
+def factory_lower_bound(cell: Cell) -> int | None:
+    """Bytes one seed of a factory cell needs at least: 6 parameter-sized tensors (values,
+    gradients, the batched engine's stacked copies) of the cell's dtype, counted on a module
+    built on the ``meta`` device, and the histogram buffers; None when the factory cannot
+    build there."""
+    import torch
+
+    from gradprobe.bench.models.factory import factory_kwargs
+    from gradprobe.bench.models.user_code import FACTORY_ERRORS, resolve_factory
+    from gradprobe.bench.plan.devices import DTYPES
+
+    try:
+        with torch.device("meta"):
+            module = resolve_factory(cell.model.factory)(**factory_kwargs(cell.model, 0))
+        sizes = [p.numel() for p in module.parameters()]
+    except FACTORY_ERRORS:  # no estimate, no refusal: the run itself reports a failing factory
+        return None
+    size = DTYPES[cell.dtype].itemsize
+    histograms = histogram_bytes_per_seed(max(sizes, default=0), len(sizes), size,
+                                          cell.histograms)
+    return sum(sizes) * 6 * max(size, 4) + histograms
+
+
 def check_memory(cells: Sequence[Cell], budget: int, source: str | None = None) -> None:
     """UserError naming the first cell (from config ``source``) whose smallest chunk needs
     more than ``budget`` bytes or more than its device has; nothing is written before."""
     for cell in cells:
-        if cell.model.factory:
+        need = factory_lower_bound(cell) if cell.model.factory else smallest_chunk_bytes(cell)
+        if need is None:
             continue
-        need = smallest_chunk_bytes(cell)
         machine = device_memory(cell.device)
         limit, what = ((budget, "the memory budget (--max-memory or [sweep] max_memory)")
                        if budget <= machine else (machine, f"the memory of {cell.device}"))
         if need > limit:
             m, d = cell.model, cell.data
+            model = f"factory {m.factory}, " if m.factory else ""
             raise UserError(
-                f"{source or 'config'}: cell depth {m.depth}, width {m.width}, batch_size "
+                f"{source or 'config'}: cell {model}depth {m.depth}, width {m.width}, batch_size "
                 f"{d.batch_size}, dtype {cell.dtype}: one seed needs about {gib(need)}, more "
                 f"than {what} of {gib(limit)}; make the cell smaller"
                 + (" or raise --max-memory" if limit == budget else ""))

@@ -26,7 +26,7 @@ from gradprobe.bench.execute.memory_guard import check_memory
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
 from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
-from gradprobe.bench.execute.tasks import run_group, task_payload
+from gradprobe.bench.execute.tasks import run_group, run_task, task_payload
 from gradprobe.bench.plan.devices import device_available
 from gradprobe.bench.plan.sweep import Cell, ExperimentConfig
 from gradprobe.bench.store.manifest import MANIFEST_FILE, new_manifest, read_manifest, utc_now
@@ -58,21 +58,34 @@ class RunResult:
     seconds: float
 
 
-def plan_cells(config: ExperimentConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
+def plan_cells(config: ExperimentConfig, *, budget: int | None = None
+               ) -> tuple[list[Cell], list[dict[str, Any]]]:
     """The cells to run here and the skipped ones.
 
     A device this machine lacks is an error naming the config, unless the config says
     ``on_missing_device = "skip"``: then its cells are skipped and each skip is returned as
-    ``{"device", "reason", "cells"}`` for the manifest and the report. Every
-    ``[model] factory`` is imported and tried here, so a bad one fails before anything is
-    written (:func:`gradprobe.bench.execute.preflight.check_factories`).
+    ``{"device", "reason", "cells"}`` for the manifest and the report. The cells must fit
+    ``budget`` bytes (default the config's) and their devices
+    (:func:`gradprobe.bench.execute.memory_guard.check_memory`); then every ``[model]
+    factory`` is imported and tried, so a bad one fails before anything is written
+    (:func:`gradprobe.bench.execute.preflight.check_factories`). Memory comes first: trying
+    a factory builds its model for real, and one too big for the machine would be
+    OOM-killed right there.
     """
-    all_cells = config.cells()
+    cells, skipped = _available(config)
+    check_memory(cells, budget or config.sweep.max_memory or DEFAULT_MAX_MEMORY,
+                 config.source)
     try:
-        check_factories(all_cells)
+        check_factories(cells)
     except ConfigError as err:
         err.source = config.source
         raise
+    return cells, skipped
+
+
+def _available(config: ExperimentConfig) -> tuple[list[Cell], list[dict[str, Any]]]:
+    """The config's cells on devices this machine has, and the skips (see plan_cells)."""
+    all_cells = config.cells()
     cells, skipped = [], []
     for device in dict.fromkeys(c.device for c in all_cells):
         ok, why = device_available(device)
@@ -159,9 +172,8 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     resumed run keeps the budget it started with (:func:`resume_budget`);
     ``executor`` is ``local``, ``processes`` (``workers``) or ``dask`` (``scheduler``).
     ``on_start(run_dir, cells, cells_done)`` is called once every check has passed."""
-    cells, skipped = plan_cells(config)
     budget = max_memory or config.sweep.max_memory or DEFAULT_MAX_MEMORY
-    check_memory(cells, budget, config.source)  # before the directory: nothing written
+    cells, skipped = plan_cells(config, budget=budget)  # before the directory: nothing written
     run_dir = Path(out) if out is not None else default_run_dir(config)
     # The executor starts first: a scheduler that cannot be reached must not leave a
     # half-made run directory behind.
@@ -256,19 +268,19 @@ def _execute(run: Invocation) -> None:
     bar = SweepProgress(run.cells, run.done, enabled=run.progress)
     embedded = record_manifest(run.manifest)
     try:
-        if run.executor.run_all is None:
+        if run.executor.map_tasks is None:
             for group in groups:
                 run.stop.check()
                 run_group(group, run.run_dir, embedded, max_memory=run.budget,
                           on_progress=bar.update_counts)
             return
 
-        def task_done(group: list[Cell]) -> None:
-            bar.task_done(group)
+        def task_done(index: int, timings) -> None:
+            bar.task_done(groups[index])
             run.stop.check()
 
         payloads = [task_payload([c for c in g if c.cell_id not in finished], run.run_dir,
                                  embedded, run.budget) for g in groups]
-        run.executor.run_all(payloads, groups, task_done)
+        run.executor.map_tasks(run_task, payloads, task_done)
     finally:
         bar.close()

@@ -59,11 +59,24 @@ def is_registered_spec(spec: str) -> bool:
 
 def provenance(spec: str, function: Callable) -> dict[str, Any]:
     """What the manifest records of one factory: ``module``, ``qualname``, ``file`` (its
-    source file, or None), ``source_sha256`` and ``from_python`` (passed as a callable)."""
+    source file, or None), ``source_sha256``, ``from_python`` (passed as a callable) and
+    ``parameters`` (its signature's names; ``**`` for a ``**kwargs``): the report needs them
+    to know whether the ``residual`` switch meant anything to the model."""
     try:
         file = inspect.getsourcefile(function)
     except TypeError:
         file = None
     return {"module": getattr(function, "__module__", None),
             "qualname": getattr(function, "__qualname__", None), "file": file,
-            "source_sha256": source_sha256(function), "from_python": is_registered_spec(spec)}
+            "source_sha256": source_sha256(function), "from_python": is_registered_spec(spec),
+            "parameters": signature_names(function)}
+
+
+def signature_names(function: Callable) -> list[str]:
+    """The names ``function`` can be called with: its parameters, ``**`` for ``**kwargs``."""
+    try:
+        named = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # builtins without a signature: as user_code assumes
+        return ["**"]
+    return ["**" if p.kind is p.VAR_KEYWORD else name
+            for name, p in named.items() if p.kind is not p.VAR_POSITIONAL]

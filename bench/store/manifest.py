@@ -8,7 +8,8 @@
 * ``cells``: list of ``{"cell_id", "axes", "n_seeds"}`` in sweep order
 * ``sweep_axes``: the record columns that vary across cells
 * ``factories``: per ``[model]``/``[data] factory`` (or function passed from Python),
-  ``module``, ``qualname``, ``file``, ``source_sha256`` and ``from_python``
+  ``module``, ``qualname``, ``file``, ``source_sha256``, ``from_python`` and ``parameters``
+  (the signature's names, ``**`` for ``**kwargs``; absent before 0.2)
 * ``environment``: see :func:`environment` (its ``git`` is gradprobe's own checkout)
 * ``code``: the git state of the measured code (:func:`code_state`): ``commit``,
   ``commit_date`` (committer date, ISO 8601), ``branch`` (null when detached), ``dirty``

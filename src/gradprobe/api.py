@@ -62,11 +62,15 @@ class Run(RunDir):
 
     result: RunResult | None = field(default=None, compare=False)
 
-    def analyze(self, **options: Any) -> Analysis:
+    def analyze(self, *, executor: str = "local", workers: int | None = None,
+                scheduler: str | None = None, **options: Any) -> Analysis:
         """Analyse the run (``<run>/analysis/``) and return its tables.
 
         ``options`` are :class:`~gradprobe.analysis.analyze.AnalysisSettings` fields:
-        ``n_resamples``, ``confidence``, ``alpha``, ``seed``. Tables are DataFrames:
+        ``n_resamples``, ``confidence``, ``alpha``, ``seed``. ``executor`` (``local``,
+        ``processes`` with ``workers``, ``dask`` with ``scheduler``) says where the
+        per-cell work runs, as for :func:`run`; the tables are the same on every executor.
+        Tables are DataFrames:
         ``summary``, ``effects``, ``trends``, ``contrasts``, ``devices``, ``cost`` and the
         ``train_*`` tables (columns in docs/records.md)."""
         from gradprobe.analysis.analyze import AnalysisSettings, analyze_run
@@ -75,8 +79,9 @@ class Run(RunDir):
             settings = AnalysisSettings(**options)
         except TypeError as err:
             raise UserError(f"Run.analyze: {err}; options are n_resamples, confidence, "
-                            "alpha, seed") from None
-        return analyze_run(self.path, settings=settings)
+                            "alpha, seed, executor, workers, scheduler") from None
+        return analyze_run(self.path, settings=settings, executor=executor, workers=workers,
+                           scheduler=scheduler)
 
     def analysis(self) -> Analysis:
         """The tables of the last analysis (UserError when the run was never analysed)."""

@@ -50,6 +50,8 @@ def pytest_terminal_summary(terminalreporter):
         write("")
         write(f"whole process, (20, 64) x 2000 seeds x plain/residual: gradprobe run "
               f"{gradprobe:.2f} s, the blog's loop {naive:.2f} s ({naive / gradprobe:.1f}x)")
+    if TABLE.analysis:
+        _analysis_line(write)
     if not TABLE.engine:
         return
     write("")
@@ -94,3 +96,11 @@ def _draws_table(write) -> None:
         stored = TABLE.stored[key]
         write(f"{key:<28}{draws / 1e6:>10.0f}{ratio:>10}{stored / 1e9:>13.2f}"
               f"{100 * stored / copy:>10.1f}%")
+
+
+def _analysis_line(write) -> None:
+    records, seconds = TABLE.analysis["records"], TABLE.analysis["seconds"]
+    write("")
+    write(f"gradprobe analyze: {records:,} records in {seconds:.2f} s (median), "
+          f"{records / seconds:,.0f} records/s = {10 * records / seconds / 1e6:.2f}M records "
+          f"per 10 s ({_load_line()})")

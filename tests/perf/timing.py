@@ -30,6 +30,7 @@ class PerfTable:
     draws: dict[str, float] = field(default_factory=dict)  # "cell|generator" -> draws/s
     stored: dict[str, float] = field(default_factory=dict)  # "cell|generator" -> bytes/s
     whole: dict[str, float] = field(default_factory=dict)  # gradprobe | naive -> seconds
+    analysis: dict[str, float] = field(default_factory=dict)  # records, seconds (analyze)
 
 
 TABLE = PerfTable()

@@ -30,3 +30,16 @@ def bootstrap_seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0")
     return value
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, work: str) -> None:
+    """``--executor``, ``--workers`` and ``--scheduler``, the same for every verb that
+    spreads ``work`` (e.g. "cells") over processes or a Dask cluster."""
+    parser.add_argument("--executor", choices=("local", "processes", "dask"), default="local",
+                        help=f"where the {work} run: local: this process (default); "
+                        "processes: --workers N processes; dask: a Dask cluster "
+                        "(--scheduler ADDRESS, or a LocalCluster)")
+    parser.add_argument("--workers", type=int,
+                        help="worker processes (default: one per core)")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
+                        "tcp://10.0.0.5:8786 (--executor dask)")

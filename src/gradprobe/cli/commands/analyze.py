@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gradprobe.cli.arguments import bootstrap_seed
+from gradprobe.cli.arguments import add_executor_arguments, bootstrap_seed
 from gradprobe.core.errors import EXIT_OK
 
 
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
                          help="bootstrap resamples per interval, 100 to 100000 "
                          "(default 4999)")
     analyze.add_argument("--bootstrap-seed", type=bootstrap_seed, default=0)
+    add_executor_arguments(analyze, "cells' statistics")
     analyze.add_argument("--json", action="store_true",
                          help="print one JSON object (settings, row counts, headline table)")
     analyze.set_defaults(func=command)
@@ -33,7 +34,8 @@ def command(args: argparse.Namespace) -> int:
         options["n_resamples"] = args.resamples
     AnalysisSettings(**options)  # refuse bad settings before reading the run
     run = open_run(args.run_dir)
-    analysis = run.analyze(**options)
+    analysis = run.analyze(**options, executor=args.executor, workers=args.workers,
+                           scheduler=args.scheduler)
     note = incomplete_note(args.run_dir, analysis.meta)
     if note:
         print(f"warning: {note}", file=sys.stderr)

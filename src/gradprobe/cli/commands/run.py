@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gradprobe.cli.arguments import add_executor_arguments
 from gradprobe.core.errors import EXIT_OK
 
 MIN_MEMORY = 2**20  # as gradprobe.bench.plan.sweep checks [sweep] max_memory
@@ -40,12 +41,7 @@ def add_parser(sub) -> None:
                      "config's [sweep] max_memory, else 1G)")
     run.add_argument("--force", action="store_true",
                      help="redo every cell, replacing what the run directory holds")
-    run.add_argument("--executor", choices=("local", "processes", "dask"), default="local",
-                     help="local: this process (default); processes: --workers N processes; "
-                     "dask: a Dask cluster (--scheduler ADDRESS, or a LocalCluster)")
-    run.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. "
-                     "tcp://10.0.0.5:8786 (--executor dask)")
+    add_executor_arguments(run, "cells")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout "
                      "(run directory, counts, timing); progress stays on stderr")

@@ -18,15 +18,25 @@ Writes ``<run>/analysis/``:
   ``.parquet``: training statistics (:mod:`gradprobe.analysis.stats.training_stats`; empty without
   ``[train]``)
 * ``analysis.json``: ``analysis_version``, the settings (resamples, confidence, alpha,
-  bootstrap seed, p-value adjustment), the run's config hash and cell count, timings.
-  Written last.
+  bootstrap seed, p-value adjustment), the run's config hash and cell count, timings, the
+  executor (its name, workers, scheduler, and the number of units it ran). Written last.
 
 The whole directory is one unit: it is built in a hidden sibling and swapped in
 (:func:`gradprobe.core.atomic_files.replace_directory_atomic`), so a killed re-analysis leaves
 the previous analysis whole, never tables of one analysis under another's ``analysis.json``.
 
-The bootstrap uses ``numpy.random.default_rng(seed)``, one independent child stream per
-table, so re-analysing a run reproduces every interval exactly.
+The analysis streams: it never holds the run's records. The run's cells are planned into
+units read on their own (:mod:`gradprobe.analysis.analyze.work_plan`: a cell, a
+plain/residual pair, cells differing only in depth, width or device), each unit is analysed
+where the executor puts it (:mod:`gradprobe.analysis.analyze.unit_work`: in this process,
+worker processes or Dask, as ``gradprobe run``), and the tables are assembled from the units'
+rows (:mod:`gradprobe.analysis.analyze.assembly`). Memory is bounded by the largest unit,
+not by the run; the tables equal those of one pivot of all records (tests/test_assembly.py).
+
+Randomness: each unit's tables draw from their own Generator, seeded from the bootstrap seed,
+the table and the unit's cell ids, so re-analysing a run reproduces every interval exactly
+whatever the executor and the order the units finish in. (The default intervals are
+Student's t and draw nothing; the Generators matter for bootstrap methods.)
 """
 
 from __future__ import annotations
@@ -39,18 +49,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradprobe.analysis.stats.device_agreement import cost_table, device_agreement
-from gradprobe.analysis.stats.effects import ALPHA, paired_effects
+from gradprobe.analysis.analyze.assembly import SeedUnion, assemble
+from gradprobe.analysis.analyze.unit_work import analyse_unit, unit_payload
+from gradprobe.analysis.analyze.work_plan import CellFile, plan_units
+from gradprobe.analysis.stats.device_agreement import cost_table
+from gradprobe.analysis.stats.effects import ALPHA
 from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES, check_resamples
-from gradprobe.analysis.stats.series import build_series
-from gradprobe.analysis.stats.summary import describe
-from gradprobe.analysis.stats.theory import predicted_slopes
 from gradprobe.analysis.stats.training_stats import TABLES as TRAIN_TABLES
 from gradprobe.analysis.stats.training_stats import analyze_training
-from gradprobe.analysis.stats.trends import depth_trends, layer_contrasts
-from gradprobe.analysis.stats.width_scaling import width_exponents
+from gradprobe.bench.execute.executors import check_options, open_executor
 from gradprobe.bench.store.manifest import Manifest, read_manifest, utc_now
-from gradprobe.bench.store.records import read_records
 from gradprobe.bench.store.run_dir import ANALYSIS_DIR
 from gradprobe.bench.store.train_records import read_training
 from gradprobe.core.atomic_files import (
@@ -105,42 +113,43 @@ class Analysis:
     train_final: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSettings()
-                ) -> Analysis:
-    """Compute every table for a run and write them under ``<run>/analysis/``."""
+def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSettings(),
+                executor: str = "local", workers: int | None = None,
+                scheduler: str | None = None) -> Analysis:
+    """Compute every table for a run and write them under ``<run>/analysis/``.
+
+    ``executor`` is ``local`` (this process, one unit after another), ``processes``
+    (``workers`` processes, default one per core) or ``dask`` (``scheduler``, or a local
+    cluster), as for :func:`gradprobe.bench.execute.runner.run_sweep`."""
     run_dir = Path(run_dir)
     started = time.perf_counter()
+    check_options(executor, workers, scheduler)
     manifest = read_manifest(run_dir)
-    records = read_records(run_dir)
-    series = build_series(records)
-    # Children are keyed by their index: adding a sixth leaves the first five (and every
-    # interval computed from them) unchanged.
-    rngs = np.random.default_rng(settings.seed).spawn(6)
-    n, level = settings.n_resamples, settings.confidence
-    tables = {
-        "summary": describe(series, rng=rngs[0], n_resamples=n, confidence=level),
-        "effects": paired_effects(series, rng=rngs[1], n_resamples=n, alpha=settings.alpha,
-                                  confidence=level),
-        "trends": predicted_slopes(depth_trends(series, rng=rngs[2], n_resamples=n,
-                                                confidence=level)),
-        "contrasts": layer_contrasts(series, rng=rngs[3], n_resamples=n, alpha=settings.alpha,
-                                     confidence=level),
-        "devices": device_agreement(records),
-        "cost": cost_table(manifest),
-        "width": width_exponents(series, rng=rngs[5], n_resamples=n, confidence=level),
-    }
-    done = completeness(manifest, records)
-    del records
-    tables.update(_training(run_dir, manifest, rngs[4], settings))
+    cells, units = plan_units(run_dir, manifest)
+    payloads = [unit_payload(u.kind, list(u.cells), asdict(settings)) for u in units]
+    seeds = SeedUnion()
+    with open_executor(executor, workers, scheduler) as started_executor:
+        results = started_executor.map_in_order(analyse_unit, payloads, on_result=seeds.add)
+        where = started_executor.manifest_entry()
+    tables = assemble(results, seeds.seeds, settings.alpha)
+    tables["cost"] = cost_table(manifest)
+    tables = {name: tables[name] for name in ("summary", "effects", "trends", "contrasts",
+                                              "devices", "cost", "width")}
+    done = completeness(manifest, cells)
+    # Child 4 of the whole-run spawn, as before the analysis streamed: training tables
+    # are still computed from all training records at once.
+    tables.update(_training(run_dir, manifest, np.random.default_rng(settings.seed).spawn(6)[4],
+                            settings))
     meta = {
         "analysis_version": ANALYSIS_VERSION,
         "created_at": utc_now(),
         "settings": asdict(settings),
         "run": {"config_sha256": manifest.config.sha256,
-                "cells": len(manifest.cells), "seeds": len(series.seeds),
+                "cells": len(manifest.cells), "seeds": len(seeds.seeds),
                 **done},
         "rows": {name: len(frame) for name, frame in tables.items()},
         "seconds": round(time.perf_counter() - started, 3),
+        "executor": {**where, "units": len(units)},
     }
     replace_directory_atomic(run_dir / ANALYSIS_DIR, lambda tmp: _write_tables(tmp, tables, meta))
     return Analysis(run_dir, meta=meta, **tables)
@@ -153,12 +162,13 @@ def _write_tables(out: Path, tables: dict[str, pd.DataFrame], meta: dict) -> Non
     write_json_atomic(out / "analysis.json", meta)
 
 
-def completeness(manifest: Manifest, records: pd.DataFrame) -> dict[str, Any]:
+def completeness(manifest: Manifest, cells: list[CellFile]) -> dict[str, Any]:
     """How much of the planned sweep has records: ``status`` (the manifest's: ``complete``,
     ``running`` or ``interrupted``), ``cells_found``, ``complete`` (every planned cell has
-    records and the run finished). An incomplete run is analysed, and says so everywhere."""
+    records and the run finished). An incomplete run is analysed, and says so everywhere.
+    ``cells`` are the cell files with records (:func:`work_plan.plan_units`)."""
     planned = set(manifest.cell_ids)
-    found = len(planned & set(records["cell_id"].unique()))
+    found = len(planned & {c.cell_id for c in cells})
     status = manifest.status
     return {"status": status, "cells_found": found,
             "complete": status == "complete" and found == len(planned)}
