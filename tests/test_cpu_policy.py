@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,28 @@ def test_harness_sets_a_passive_wait_policy_unless_the_user_chose(preset, expect
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == expected
+
+
+def test_the_next_chunk_is_drawn_beside_only_on_an_idle_cpu():
+    assert cpu_policy.CpuPolicy(cpus=2, threads=2).draws_beside(1)
+    assert not cpu_policy.CpuPolicy(cpus=2, threads=1).draws_beside(1)
+    assert not cpu_policy.CpuPolicy(cpus=2, threads=2).draws_beside(2)
+
+
+def test_drawing_beside_the_pass_changes_no_record():
+    from gradprobe.bench.engine.batched import bytes_per_seed
+
+    cell = Cell(ModelConfig(depth=4, width=16), DataConfig(), "cpu", "float32",
+                tuple(range(40)))
+    budget = 7 * bytes_per_seed(cell)  # several chunks, so a draw runs beside a pass
+    beside = measure_group([cell], max_memory=budget,
+                           policy=cpu_policy.CpuPolicy(cpus=2, threads=2))[cell.cell_id]
+    serial = measure_group([cell], max_memory=budget,
+                           policy=cpu_policy.CpuPolicy(cpus=2, threads=1))[cell.cell_id]
+    assert np.array_equal(beside.seeds, serial.seeds)
+    assert np.array_equal(beside.values, serial.values)
+    assert list(beside.fingerprints) == list(serial.fingerprints)
+
+
+def test_the_policy_is_judged_once_per_process():
+    assert cpu_policy.current_policy() is cpu_policy.current_policy()

@@ -25,7 +25,12 @@ from gradprobe.bench.engine.cpu_policy import (
 )
 from gradprobe.bench.engine.metrics import reduce_metrics
 from gradprobe.bench.init.device_rng import block_size, draw_on_device
-from gradprobe.bench.init.initialization import InitialState, draw_initial_state, scaled_params
+from gradprobe.bench.init.initialization import (
+    InitialState,
+    draw_initial_state,
+    mlp_param_specs,
+    scaled_params,
+)
 from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.bench.plan.sweep import Cell
 
@@ -61,6 +66,12 @@ def bytes_per_seed(cell: Cell) -> int:
     n_params = m.depth * m.width * m.width * (1 + m.bias)
     n_acts = d.batch_size * m.width * m.depth
     return n_params * (4 + 2 * size + 8) + n_acts * size * 4 + d.batch_size * m.width * 4
+
+
+def draw_bytes_per_seed(cell: Cell) -> int:
+    """Bytes of one seed's float32 initial state (parameters and input)."""
+    m, d = cell.model, cell.data
+    return 4 * (sum(s.numel for s in mlp_param_specs(m)) + d.batch_size * m.width)
 
 
 def seeds_per_chunk(cell: Cell, max_memory: int = DEFAULT_MAX_MEMORY) -> int:
@@ -122,15 +133,20 @@ def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY
     """Measure cells that share their initial state (same ``init_key``), chunk by chunk.
 
     Each chunk of seeds is drawn once and run under every cell, so the cells are paired seed
-    by seed. When the cells run on an accelerator, the next chunk is drawn on a host thread
-    while the device computes; on the CPU the two would only compete for the same cores.
+    by seed. The next chunk is drawn on a host thread of its own while the current one runs,
+    when the cells run on an accelerator or the policy leaves a CPU over for it
+    (:meth:`CpuPolicy.draws_beside`; the draw buffers of two chunks then share the budget).
     Returns ``{cell_id: ChunkResult}`` over all seeds; ``on_chunk(n_seeds)`` is called after
     each (chunk, cell). Host threads follow ``policy`` (default :func:`current_policy`).
     """
-    threads = (policy or current_policy()).threads_for(cells[0].model.width)
+    policy = policy or current_policy()
+    threads = policy.threads_for(cells[0].model.width)
     keep_freed_memory()
+    on_host = all(cell.device == "cpu" for cell in cells)
+    overlap = cells[0].model.init_rng != "device" and \
+        (not on_host or policy.draws_beside(threads))
     with intra_op_threads(threads):
-        results = _measure_chunks(cells, max_memory, on_chunk, threads)
+        results = _measure_chunks(cells, max_memory, on_chunk, threads, overlap)
     for result in results.values():
         result.threads = threads
     return results
@@ -138,10 +154,13 @@ def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY
 
 def _measure_chunks(cells: Sequence[Cell], max_memory: int,
                     on_chunk: Callable[[int], None] | None,
-                    threads: int) -> dict[str, ChunkResult]:
+                    threads: int, overlap: bool) -> dict[str, ChunkResult]:
     first = cells[0]
     seeds = first.seeds
     chunk = min(seeds_per_chunk(c, max_memory) for c in cells)
+    if overlap and first.device == "cpu":  # two chunks' draws live at once in host memory
+        chunk = max(1, chunk * bytes_per_seed(first) // (bytes_per_seed(first) +
+                                                        draw_bytes_per_seed(first)))
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 
@@ -151,7 +170,6 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
         synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
         return state, time.perf_counter() - started
 
-    overlap = any(cell.device != "cpu" for cell in cells) and first.model.init_rng != "device"
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
         pending = _Now(draw(starts[0])) if not overlap else drawer.submit(draw, starts[0])
         for i in range(len(starts)):

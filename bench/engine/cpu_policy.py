@@ -135,15 +135,26 @@ class CpuPolicy:
         """Intra-op threads for a cell whose layers are ``width`` wide."""
         return self.threads if width >= self.min_threaded_width else 1
 
+    def draws_beside(self, compute_threads: int) -> bool:
+        """Whether the next chunk's initial state is drawn on a host thread of its own while
+        ``compute_threads`` intra-op threads run the current one: when an idle CPU is left.
+        The generator and SHA-256 release the GIL and share nothing with the pass, unlike a
+        second intra-op thread, which joins the pool's barrier at every operation."""
+        return self.threads > compute_threads
+
     def manifest_entry(self) -> dict:
         return {"cpus": self.cpus, "host_cpus": os.cpu_count(), "threads": self.threads,
                 "min_threaded_width": self.min_threaded_width,
+                "draw_beside_narrow_cells": self.draws_beside(1),
                 "omp_wait_policy": wait_policy(), "keep_freed_memory": keep_freed_memory()}
 
 
+@functools.cache
 def current_policy() -> CpuPolicy:
-    """The policy for this process now. ``torch.get_num_threads()`` caps it: a worker of
-    ``--executor processes`` is given its share of the cores that way."""
+    """The policy of this process, judged once, at its first sweep (the manifest records the
+    same one). Judged again per group, a sweep would read its own threads in the load
+    average and turn them off. ``torch.get_num_threads()`` caps it: a worker of
+    ``--executor processes`` (a fresh process) is given its share of the cores that way."""
     cpus = min(available_cpus(), torch.get_num_threads())
     return CpuPolicy(cpus, idle_cpus(cpus))
 
