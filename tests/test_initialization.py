@@ -116,3 +116,14 @@ def test_merged_uniform_runs_equal_the_replay(scheme, bias):
     assert torch.equal(replayed, merged)
     if not bias and scheme == "torch_default":
         assert len(runs) == 2  # all weights in one call, then the input
+
+
+def test_a_reused_buffer_is_filled_with_the_same_state():
+    model, data = ModelConfig(depth=3, width=8, norm="layernorm"), DataConfig()
+    fresh = init.draw_initial_state(model, data, [4, 5, 6])
+    old = init.draw_initial_state(model, data, [0, 1, 2, 3])
+    old.buffer.fill_(float("nan"))  # whatever a finished chunk left there
+    again = init.draw_initial_state(model, data, [4, 5, 6], reuse=old.buffer)
+    assert again.buffer.data_ptr() == old.buffer.data_ptr()
+    assert torch.equal(again.buffer, fresh.buffer)
+    assert again.fingerprints == fresh.fingerprints

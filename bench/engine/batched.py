@@ -91,13 +91,15 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def draw_state(cell: Cell, seeds: Sequence[int], threads: int | None = None) -> InitialState:
+def draw_state(cell: Cell, seeds: Sequence[int], threads: int | None = None,
+               reuse: torch.Tensor | None = None) -> InitialState:
     """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it
-    (``threads``: host threads for the torch-compatible draw, default all cores)."""
+    (``threads``: host threads for the torch-compatible draw, default all cores; ``reuse``:
+    the host buffer of a state no longer used, see :func:`draw_initial_state`)."""
     if cell.model.init_rng == "device":
         return draw_on_device(cell.model, cell.data, seeds, cell.device)
     return draw_initial_state(cell.model, cell.data, seeds, threads=threads,
-                              pin=cell.device.startswith("cuda"))
+                              pin=cell.device.startswith("cuda"), reuse=reuse)
 
 
 def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
@@ -164,26 +166,29 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 
-    def draw(start: int) -> tuple[InitialState, float]:
+    def draw(start: int, spare: torch.Tensor | None) -> tuple[InitialState, float]:
         started = time.perf_counter()
-        state = draw_state(first, seeds[start:start + chunk], threads)
+        state = draw_state(first, seeds[start:start + chunk], threads, reuse=spare)
         synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
         return state, time.perf_counter() - started
 
+    spare = None  # the host buffer of the last chunk run: every cell is done with it
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
-        pending = _Now(draw(starts[0])) if not overlap else drawer.submit(draw, starts[0])
+        pending = drawer.submit(draw, starts[0], None) if overlap else _Now(draw(starts[0], None))
         for i in range(len(starts)):
             state, init_seconds = pending.result()
             if i + 1 < len(starts) and overlap:
-                pending = drawer.submit(draw, starts[i + 1])
+                pending = drawer.submit(draw, starts[i + 1], spare)
             for cell in cells:
                 result = run_chunk(cell, state)
                 result.init_seconds = init_seconds / len(cells)
                 parts[cell.cell_id].append(result)
                 if on_chunk:
                     on_chunk(len(state.seeds))
+            # run_chunk's last device-to-host copy waited for the copy out of this buffer
+            spare = state.buffer if state.buffer.device.type == "cpu" else None
             if i + 1 < len(starts) and not overlap:
-                pending = _Now(draw(starts[i + 1]))
+                pending = _Now(draw(starts[i + 1], spare))
     return {cell_id: ChunkResult.concat(p) for cell_id, p in parts.items()}
 
 
