@@ -57,6 +57,7 @@ def test_policy_runs_narrow_cells_single_threaded():
     assert policy.threads_for(256) == 3
     entry = policy.manifest_entry()
     assert entry["threads"] == 3 and entry["cpus"] == 4 and "omp_wait_policy" in entry
+    assert entry["thp_mem_alloc"] == "1" and entry["draw_beside_narrow_cells"]
 
 
 @pytest.mark.parametrize("kwargs", [{"cpus": 2, "threads": 3}, {"cpus": 2, "threads": 0},

@@ -146,7 +146,8 @@ class CpuPolicy:
         return {"cpus": self.cpus, "host_cpus": os.cpu_count(), "threads": self.threads,
                 "min_threaded_width": self.min_threaded_width,
                 "draw_beside_narrow_cells": self.draws_beside(1),
-                "omp_wait_policy": wait_policy(), "keep_freed_memory": keep_freed_memory()}
+                "omp_wait_policy": wait_policy(), "keep_freed_memory": keep_freed_memory(),
+                "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0")}
 
 
 @functools.cache
