@@ -113,5 +113,16 @@ def test_drawing_beside_the_pass_changes_no_record():
     assert list(beside.fingerprints) == list(serial.fingerprints)
 
 
-def test_the_policy_is_judged_once_per_process():
-    assert cpu_policy.current_policy() is cpu_policy.current_policy()
+def test_own_threads_are_not_counted_as_another_process(monkeypatch):
+    # Regression: a sweep that drew beside its pass added ~2 to the load average, read that
+    # as a competing process, and turned the draw beside off for its next group.
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert cpu_policy.idle_cpus(2) == 1
+    assert cpu_policy.idle_cpus(2, own=2.0) == 2
+
+
+def test_own_busy_threads_measures_this_process():
+    cpu_policy.own_busy_threads()
+    sum(i * i for i in range(300_000))  # one busy thread
+    assert 1.0 <= cpu_policy.own_busy_threads() <= cpu_policy.available_cpus() + 0.5
