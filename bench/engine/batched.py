@@ -35,6 +35,9 @@ from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.bench.plan.sweep import Cell
 
 DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
+# A CPU cell that draws beside its pass is split into about this many chunks (not below
+# PIPELINE_MIN_SEEDS seeds, where per-chunk dispatch costs more than the first draw's wait).
+PIPELINE_CHUNKS, PIPELINE_MIN_SEEDS = 8, 64
 
 
 @dataclass
@@ -93,13 +96,15 @@ def synchronize(device: torch.device) -> None:
 
 def draw_state(cell: Cell, seeds: Sequence[int], threads: int | None = None,
                reuse: torch.Tensor | None = None) -> InitialState:
-    """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it
-    (``threads``: host threads for the torch-compatible draw, default all cores; ``reuse``:
-    the host buffer of a state no longer used, see :func:`draw_initial_state`)."""
+    """The initial state of ``seeds`` (a chunk of ``cell.seeds``) as ``cell.model.init_rng``
+    says to draw it (``threads``: host threads for the torch-compatible draw, default all
+    cores; ``reuse``: the host buffer of a state no longer used, see
+    :func:`draw_initial_state`)."""
     if cell.model.init_rng == "device":
         return draw_on_device(cell.model, cell.data, seeds, cell.device)
     return draw_initial_state(cell.model, cell.data, seeds, threads=threads,
-                              pin=cell.device.startswith("cuda"), reuse=reuse)
+                              pin=cell.device.startswith("cuda"), reuse=reuse,
+                              planned_seeds=len(cell.seeds))
 
 
 def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
@@ -163,6 +168,8 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
     if overlap and first.device == "cpu":  # two chunks' draws live at once in host memory
         chunk = max(1, chunk * bytes_per_seed(first) // (bytes_per_seed(first) +
                                                         draw_bytes_per_seed(first)))
+        # The first chunk's draw runs alone: more, smaller chunks shorten that wait.
+        chunk = min(chunk, max(PIPELINE_MIN_SEEDS, -(-len(seeds) // PIPELINE_CHUNKS)))
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 
