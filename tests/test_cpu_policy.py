@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +57,7 @@ def test_policy_runs_narrow_cells_single_threaded():
     assert policy.threads_for(256) == 3
     entry = policy.manifest_entry()
     assert entry["threads"] == 3 and entry["cpus"] == 4 and "omp_wait_policy" in entry
+    assert entry["thp_mem_alloc"] == "1" and entry["draw_beside_narrow_cells"]
 
 
 @pytest.mark.parametrize("kwargs", [{"cpus": 2, "threads": 3}, {"cpus": 2, "threads": 0},
@@ -88,3 +90,39 @@ def test_harness_sets_a_passive_wait_policy_unless_the_user_chose(preset, expect
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == expected
+
+
+def test_the_next_chunk_is_drawn_beside_only_on_an_idle_cpu():
+    assert cpu_policy.CpuPolicy(cpus=2, threads=2).draws_beside(1)
+    assert not cpu_policy.CpuPolicy(cpus=2, threads=1).draws_beside(1)
+    assert not cpu_policy.CpuPolicy(cpus=2, threads=2).draws_beside(2)
+
+
+def test_drawing_beside_the_pass_changes_no_record():
+    from gradprobe.bench.engine.batched import bytes_per_seed
+
+    cell = Cell(ModelConfig(depth=4, width=16), DataConfig(), "cpu", "float32",
+                tuple(range(40)))
+    budget = 7 * bytes_per_seed(cell)  # several chunks, so a draw runs beside a pass
+    beside = measure_group([cell], max_memory=budget,
+                           policy=cpu_policy.CpuPolicy(cpus=2, threads=2))[cell.cell_id]
+    serial = measure_group([cell], max_memory=budget,
+                           policy=cpu_policy.CpuPolicy(cpus=2, threads=1))[cell.cell_id]
+    assert np.array_equal(beside.seeds, serial.seeds)
+    assert np.array_equal(beside.values, serial.values)
+    assert list(beside.fingerprints) == list(serial.fingerprints)
+
+
+def test_own_threads_are_not_counted_as_another_process(monkeypatch):
+    # Regression: a sweep that drew beside its pass added ~2 to the load average, read that
+    # as a competing process, and turned the draw beside off for its next group.
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert cpu_policy.idle_cpus(2) == 1
+    assert cpu_policy.idle_cpus(2, own=2.0) == 2
+
+
+def test_own_busy_threads_measures_this_process():
+    cpu_policy.own_busy_threads()
+    sum(i * i for i in range(300_000))  # one busy thread
+    assert 1.0 <= cpu_policy.own_busy_threads() <= cpu_policy.available_cpus() + 0.5

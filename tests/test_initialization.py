@@ -116,3 +116,28 @@ def test_merged_uniform_runs_equal_the_replay(scheme, bias):
     assert torch.equal(replayed, merged)
     if not bias and scheme == "torch_default":
         assert len(runs) == 2  # all weights in one call, then the input
+
+
+def test_a_reused_buffer_is_filled_with_the_same_state():
+    model, data = ModelConfig(depth=3, width=8, norm="layernorm"), DataConfig()
+    fresh = init.draw_initial_state(model, data, [4, 5, 6])
+    old = init.draw_initial_state(model, data, [0, 1, 2, 3])
+    old.buffer.fill_(float("nan"))  # whatever a finished chunk left there
+    again = init.draw_initial_state(model, data, [4, 5, 6], reuse=old.buffer)
+    assert again.buffer.data_ptr() == old.buffer.data_ptr()
+    assert torch.equal(again.buffer, fresh.buffer)
+    assert again.fingerprints == fresh.fingerprints
+
+
+def test_a_chunk_of_a_large_sweep_uses_the_compiled_generator(monkeypatch):
+    # The chunk alone is too small to pay for loading Numba; the sweep it belongs to is not.
+    model, data = ModelConfig(depth=3, width=16), DataConfig()
+    calls = []
+    compiled = init._fill_compiled
+    monkeypatch.setattr(init, "_COMPILED_MIN_DRAWS", 100_000)
+    monkeypatch.setattr(init, "_fill_compiled", lambda *a: calls.append(1) or compiled(*a))
+    alone = init.draw_initial_state(model, data, SEEDS)
+    assert not calls
+    chunk = init.draw_initial_state(model, data, SEEDS, planned_seeds=10_000)
+    assert calls and init.compiled_generator() is not None
+    assert torch.equal(chunk.buffer, alone.buffer)

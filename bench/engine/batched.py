@@ -26,11 +26,19 @@ from gradprobe.bench.engine.cpu_policy import (
 from gradprobe.bench.engine.histograms import histogram_bytes_per_seed, log_histograms
 from gradprobe.bench.engine.metrics import reduce_metrics
 from gradprobe.bench.init.device_rng import block_size, draw_on_device
-from gradprobe.bench.init.initialization import InitialState, draw_initial_state, scaled_params
+from gradprobe.bench.init.initialization import (
+    InitialState,
+    draw_initial_state,
+    mlp_param_specs,
+    scaled_params,
+)
 from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.bench.plan.sweep import Cell
 
 DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
+# A CPU cell that draws beside its pass is split into about this many chunks (not below
+# PIPELINE_MIN_SEEDS seeds, where per-chunk dispatch costs more than the first draw's wait).
+PIPELINE_CHUNKS, PIPELINE_MIN_SEEDS = 8, 64
 
 
 @dataclass
@@ -72,6 +80,12 @@ def bytes_per_seed(cell: Cell) -> int:
             + histograms)
 
 
+def draw_bytes_per_seed(cell: Cell) -> int:
+    """Bytes of one seed's float32 initial state (parameters and input)."""
+    m, d = cell.model, cell.data
+    return 4 * (sum(s.numel for s in mlp_param_specs(m)) + d.batch_size * m.width)
+
+
 def seeds_per_chunk(cell: Cell, max_memory: int = DEFAULT_MAX_MEMORY) -> int:
     """Seeds per chunk within the memory budget (whole generator blocks in device mode)."""
     chunk = max(1, max_memory // bytes_per_seed(cell))
@@ -89,13 +103,17 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def draw_state(cell: Cell, seeds: Sequence[int], threads: int | None = None) -> InitialState:
-    """The initial state of ``seeds`` as ``cell.model.init_rng`` says to draw it
-    (``threads``: host threads for the torch-compatible draw, default all cores)."""
+def draw_state(cell: Cell, seeds: Sequence[int], threads: int | None = None,
+               reuse: torch.Tensor | None = None) -> InitialState:
+    """The initial state of ``seeds`` (a chunk of ``cell.seeds``) as ``cell.model.init_rng``
+    says to draw it (``threads``: host threads for the torch-compatible draw, default all
+    cores; ``reuse``: the host buffer of a state no longer used, see
+    :func:`draw_initial_state`)."""
     if cell.model.init_rng == "device":
         return draw_on_device(cell.model, cell.data, seeds, cell.device)
     return draw_initial_state(cell.model, cell.data, seeds, threads=threads,
-                              pin=cell.device.startswith("cuda"))
+                              pin=cell.device.startswith("cuda"), reuse=reuse,
+                              planned_seeds=len(cell.seeds))
 
 
 def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
@@ -134,15 +152,20 @@ def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY
     """Measure cells that share their initial state (same ``init_key``), chunk by chunk.
 
     Each chunk of seeds is drawn once and run under every cell, so the cells are paired seed
-    by seed. When the cells run on an accelerator, the next chunk is drawn on a host thread
-    while the device computes; on the CPU the two would only compete for the same cores.
+    by seed. The next chunk is drawn on a host thread of its own while the current one runs,
+    when the cells run on an accelerator or the policy leaves a CPU over for it
+    (:meth:`CpuPolicy.draws_beside`; the draw buffers of two chunks then share the budget).
     Returns ``{cell_id: ChunkResult}`` over all seeds; ``on_chunk(n_seeds)`` is called after
     each (chunk, cell). Host threads follow ``policy`` (default :func:`current_policy`).
     """
-    threads = (policy or current_policy()).threads_for(cells[0].model.width)
+    policy = policy or current_policy()
+    threads = policy.threads_for(cells[0].model.width)
     keep_freed_memory()
+    on_host = all(cell.device == "cpu" for cell in cells)
+    overlap = cells[0].model.init_rng != "device" and \
+        (not on_host or policy.draws_beside(threads))
     with intra_op_threads(threads):
-        results = _measure_chunks(cells, max_memory, on_chunk, threads)
+        results = _measure_chunks(cells, max_memory, on_chunk, threads, overlap)
     for result in results.values():
         result.threads = threads
     return results
@@ -150,34 +173,41 @@ def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY
 
 def _measure_chunks(cells: Sequence[Cell], max_memory: int,
                     on_chunk: Callable[[int], None] | None,
-                    threads: int) -> dict[str, ChunkResult]:
+                    threads: int, overlap: bool) -> dict[str, ChunkResult]:
     first = cells[0]
     seeds = first.seeds
     chunk = min(seeds_per_chunk(c, max_memory) for c in cells)
+    if overlap and first.device == "cpu":  # two chunks' draws live at once in host memory
+        chunk = max(1, chunk * bytes_per_seed(first) // (bytes_per_seed(first) +
+                                                        draw_bytes_per_seed(first)))
+        # The first chunk's draw runs alone: more, smaller chunks shorten that wait.
+        chunk = min(chunk, max(PIPELINE_MIN_SEEDS, -(-len(seeds) // PIPELINE_CHUNKS)))
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 
-    def draw(start: int) -> tuple[InitialState, float]:
+    def draw(start: int, spare: torch.Tensor | None) -> tuple[InitialState, float]:
         started = time.perf_counter()
-        state = draw_state(first, seeds[start:start + chunk], threads)
+        state = draw_state(first, seeds[start:start + chunk], threads, reuse=spare)
         synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
         return state, time.perf_counter() - started
 
-    overlap = any(cell.device != "cpu" for cell in cells) and first.model.init_rng != "device"
+    spare = None  # the host buffer of the last chunk run: every cell is done with it
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
-        pending = _Now(draw(starts[0])) if not overlap else drawer.submit(draw, starts[0])
+        pending = drawer.submit(draw, starts[0], None) if overlap else _Now(draw(starts[0], None))
         for i in range(len(starts)):
             state, init_seconds = pending.result()
             if i + 1 < len(starts) and overlap:
-                pending = drawer.submit(draw, starts[i + 1])
+                pending = drawer.submit(draw, starts[i + 1], spare)
             for cell in cells:
                 result = run_chunk(cell, state)
                 result.init_seconds = init_seconds / len(cells)
                 parts[cell.cell_id].append(result)
                 if on_chunk:
                     on_chunk(len(state.seeds))
+            # run_chunk's last device-to-host copy waited for the copy out of this buffer
+            spare = state.buffer if state.buffer.device.type == "cpu" else None
             if i + 1 < len(starts) and not overlap:
-                pending = _Now(draw(starts[i + 1]))
+                pending = _Now(draw(starts[i + 1], spare))
     return {cell_id: ChunkResult.concat(p) for cell_id, p in parts.items()}
 
 

@@ -29,6 +29,7 @@ import ctypes.util
 import functools
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,15 +88,36 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-def idle_cpus(cpus: int) -> int:
-    """Of ``cpus``, how many are idle: the host's 1-minute load average less this process's
-    own runnable thread, as a share of the host's cores (at least 1)."""
+def idle_cpus(cpus: int, own: float = 1.0) -> int:
+    """Of ``cpus``, how many are idle: the host's 1-minute load average less ``own``, the
+    threads this process itself keeps busy, as a share of the host's cores (at least 1)."""
     try:
         load = os.getloadavg()[0]
     except OSError:
         return cpus
-    busy_share = max(0.0, load - 1.0) / (os.cpu_count() or 1)
+    busy_share = max(0.0, load - own) / (os.cpu_count() or 1)
     return max(1, min(cpus, math.floor(cpus * (1.0 - busy_share) + 0.5)))
+
+
+@dataclass
+class _Clock:
+    wall: float
+    cpu: float
+
+
+_last_judged = _Clock(time.monotonic(), time.process_time())
+
+
+def own_busy_threads() -> float:
+    """CPUs' worth of time this process used since the policy was last judged (at least 1,
+    the thread about to run). The load average counts this process's own threads too; a
+    sweep that drew beside its pass, or ran two intra-op threads, would otherwise read its
+    own work as another process's and turn them off for the next group."""
+    now = _Clock(time.monotonic(), time.process_time())
+    elapsed = now.wall - _last_judged.wall
+    busy = (now.cpu - _last_judged.cpu) / elapsed if elapsed > 0 else 1.0
+    _last_judged.wall, _last_judged.cpu = now.wall, now.cpu
+    return max(1.0, busy)
 
 
 def wait_policy() -> str:
@@ -135,17 +157,28 @@ class CpuPolicy:
         """Intra-op threads for a cell whose layers are ``width`` wide."""
         return self.threads if width >= self.min_threaded_width else 1
 
+    def draws_beside(self, compute_threads: int) -> bool:
+        """Whether the next chunk's initial state is drawn on a host thread of its own while
+        ``compute_threads`` intra-op threads run the current one: when an idle CPU is left.
+        The generator and SHA-256 release the GIL and share nothing with the pass, unlike a
+        second intra-op thread, which joins the pool's barrier at every operation."""
+        return self.threads > compute_threads
+
     def manifest_entry(self) -> dict:
         return {"cpus": self.cpus, "host_cpus": os.cpu_count(), "threads": self.threads,
                 "min_threaded_width": self.min_threaded_width,
-                "omp_wait_policy": wait_policy(), "keep_freed_memory": keep_freed_memory()}
+                "draw_beside_narrow_cells": self.draws_beside(1),
+                "omp_wait_policy": wait_policy(), "keep_freed_memory": keep_freed_memory(),
+                "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0")}
 
 
 def current_policy() -> CpuPolicy:
-    """The policy for this process now. ``torch.get_num_threads()`` caps it: a worker of
-    ``--executor processes`` is given its share of the cores that way."""
+    """The policy for this process now, judged per group of cells (another process may have
+    started or stopped since the last group), with this process's own busy threads left
+    out of the load (:func:`own_busy_threads`). ``torch.get_num_threads()`` caps it: a
+    worker of ``--executor processes`` is given its share of the cores that way."""
     cpus = min(available_cpus(), torch.get_num_threads())
-    return CpuPolicy(cpus, idle_cpus(cpus))
+    return CpuPolicy(cpus, idle_cpus(cpus, own_busy_threads()))
 
 
 @contextlib.contextmanager

@@ -18,6 +18,10 @@ from gradprobe.bench.plan.measures import COUNT_METRICS, LAYER_METRICS, METRICS
 
 __all__ = ["COUNT_METRICS", "LAYER_METRICS", "METRICS", "reduce_metrics"]
 
+# From this many values in one gradient (all seeds of a chunk), CPU statistics take one
+# compiled pass (gradprobe.bench.engine.fused_stats) instead of six torch reductions.
+FUSED_MIN_NUMEL = 1 << 20
+
 
 
 def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:
@@ -65,6 +69,12 @@ def safe_mean_abs(g_abs: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
 
 
 def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    if grad.device.type == "cpu" and grad.numel() >= FUSED_MIN_NUMEL:
+        from gradprobe.bench.engine import fused_stats  # loads Numba: large chunks only
+
+        if fused_stats.applies(param, grad) and \
+                (fused := fused_stats.param_stats(param, grad)) is not None:
+            return fused
     acc = _accumulation_dtype(grad)
     g = grad.to(acc)
     dims = tuple(range(1, g.dim()))  # reductions over dims, not flatten: no strided copies

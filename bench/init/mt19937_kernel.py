@@ -59,14 +59,20 @@ def _twist(mt):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True)
 def _convert(mt, lo, hi, scale, low, row, at):  # pragma: no cover - compiled
-    """Temper words lo..hi-1 and write them mapped to [low, high) at ``row[at + lo:]``."""
-    for p in range(lo, hi):
-        y = mt[p]
+    """Temper words lo..hi-1 and write them mapped to [low, high) at ``row[at + lo:]``.
+
+    The loop indexes two slices from 0: ``row[at + p]`` with a signed offset made Numba
+    wrap negative indices, which LLVM turned into AVX-512 gathers and scatters (3.5x slower
+    per draw than these contiguous loads and stores)."""
+    words = mt[lo:hi]
+    values = row[at + lo:at + hi]
+    for p in range(hi - lo):
+        y = words[p]
         y ^= y >> _U(11)
         y ^= (y << _U(7)) & _U(0x9D2C5680)
         y ^= (y << _U(15)) & _U(0xEFC60000)
         y ^= y >> _U(18)
-        row[at + p] = np.float32(np.int32(y & _U(0xFFFFFF)) * scale + low)
+        values[p] = np.float32(np.int32(y & _U(0xFFFFFF)) * scale + low)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -1,5 +1,6 @@
 """Exact initial state: draws per second of torch's per-seed loop and of the compiled
-MT19937 kernel, one thread each (``make perf``).
+MT19937 kernel, one thread each, and of the SHA-256 fingerprint of the same rows
+(``make perf``).
 
 Both fill the same rows with the same bits (checked here too); the summary prints draws/s,
 their ratio, and the bytes the kernel stores per second against the copy bandwidth.
@@ -17,7 +18,9 @@ from gradprobe.bench.plan.config import DataConfig, ModelConfig
 # (depth, width, seeds per call): 4 seeds at (20, 64) fill 1.2 MB, which stays in cache; the
 # others (20 MB, 51 MB) go to memory, where the stores, not the generator, set the pace.
 CELLS = [(20, 64, 4), (20, 64, 64), (50, 256, 4)]
-GENERATORS = ("torch_loop", "compiled")
+# "fingerprint": SHA-256 of the filled rows (initialization.fingerprint), which every exact
+# draw also pays: the generator's cost set beside the records' checksum.
+GENERATORS = ("torch_loop", "compiled", "fingerprint")
 
 
 def _setup(depth: int, width: int, seeds: int):
@@ -36,6 +39,9 @@ def _fill(generator: str, runs, rows):
         return lambda: init._fill_torch_runs(seeds, merged, rows)
     kernel = init.compiled_generator()
     assert kernel is not None, "the compiled generator does not reproduce torch here"
+    if generator == "fingerprint":
+        init._fill_compiled(kernel, seeds, runs, rows)
+        return lambda: init.fingerprint(rows.numpy())
     return lambda: init._fill_compiled(kernel, seeds, runs, rows)
 
 
