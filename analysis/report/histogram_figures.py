@@ -261,16 +261,19 @@ def _init_figure(pooled, counts, bins, swept) -> ReportFigure | None:
     panel_axes = [a for a in swept if a not in ("residual", "depth") and a in pooled]
     data = histogram_data(pooled, counts, bins, panel_axes)
     n = int(pooled["n_seeds"].max())
+    both = "residual" in pooled and pooled["residual"].nunique() > 1
     caption = (f"Histogram of log10 |gradient| of every parameter at initialisation, pooled "
                f"over {n} seeds (counts summed, one row per parameter, input side at the top "
                "of each depth; rows grouped by role, then block). Colour is the fraction of "
                "the pooled entries in each bin, on one log scale for all panels. Look at "
-               "where the mass sits and how it moves from row to row: in a plain deep "
-               "network it slides left (smaller gradients) towards the input side; skip "
-               f"connections keep it in place. Bins: {_bins_text(bins, data)}."
-               + _outside(pooled, bins))
-    alt = ("Heatmaps, plain and residual side by side, of the distribution of log10 absolute "
-           "gradient (x) for every parameter (rows), colour the fraction of entries per bin.")
+               "where the mass sits and how it moves from row to row"
+               + (": in a plain deep network it slides left (smaller gradients) towards the "
+                  "input side; skip connections keep it in place" if both else
+                  " (towards the input side, and from depth to depth)")
+               + f". Bins: {_bins_text(bins, data)}." + _outside(pooled, bins))
+    alt = (("Heatmaps, plain and residual side by side, " if both else "A heatmap ")
+           + "of the distribution of log10 absolute gradient (x) for every parameter (rows), "
+           "colour the fraction of entries per bin.")
     return _make("histograms", "Gradient distributions at initialisation", data, panel_axes,
                  caption, alt, swept)
 
