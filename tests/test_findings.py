@@ -117,3 +117,19 @@ def test_findings_of_a_factory_model_name_its_parameters_not_layers():
     assert "as-built network" in said
     for wrong in ("first layer", "skips", "plain", "layer 1"):
         assert wrong not in said, wrong
+
+
+def test_overall_effects_name_the_weight_not_a_table():
+    """Bug: the sentence across the sweep printed a whole DataFrame ("change the
+    grad_mean_abs of p_adjusted significant 0 2 10 ... [50 rows x 40 columns]"): the name
+    of the weight was overwritten by the rows it summarises."""
+    from gradprobe.analysis.report.findings import overall_effects
+
+    effects = [{"metric": "grad_mean_abs", "layer": 0, "kind": "weight", "ratio": r,
+                "significant": s, "p_adjusted": p}
+               for r, s, p in ((6000.0, True, 1e-6), (0.9, False, 0.4))]
+    (sentence,) = overall_effects(analysis_with([], [], effects), "grad_mean_abs")
+    assert sentence.startswith("Across 2 plain/residual pairs of configurations, skip "
+                               "connections change the grad_mean_abs of the first layer "
+                               "significantly in 1 (larger in 1, smaller in 0;")
+    assert "rows x" not in sentence and "p_adjusted" not in sentence

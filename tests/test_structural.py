@@ -59,3 +59,26 @@ def test_float32_vs_float64_does_not_fail_on_rounding_noise(probe_runs):
     assert not (tests.loc[tests["param"].isin(DEAD) & (tests["family"].notna()), "metric"]
                 .isin(labelled["metric"]).any())  # no ratio or zero-count test of them
     assert not result.regressed, tests[tests["verdict"] == "regressed"]
+
+
+DEEP_PLAIN = """name = "deep-plain"
+description = "Vanishing, not zero: a deep plain ReLU network."
+[model]
+width = 10
+bias = false
+[sweep]
+seeds = 4
+depth = [32]
+residual = [false]
+"""
+
+
+def test_vanishing_gradients_of_a_deep_plain_network_are_not_structurally_zero(tmp_path):
+    """Bug: the default report called 165 weight series of deep plain cells (depth 16-32,
+    gradients ~1e-30) "structurally zero", and compare left them out of the gate. The rule's
+    bound is the rounding of a sum of dL/dh over the batch, a bias's gradient; a weight's
+    gradient also scales with the layer's input, which vanishes here too."""
+    series = build_series(load_side(run_text(tmp_path / "deep", DEEP_PLAIN), "RUN").records)
+    weights = series.keys["kind"] == "weight"
+    assert series.values["grad_mean_abs"][weights.to_numpy()].min() < 1e-25  # it vanishes
+    assert not structurally_zero(series).any()

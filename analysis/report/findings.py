@@ -204,16 +204,17 @@ def structural_zeros(analysis: Analysis, metric: str) -> list[str]:
 
 def overall_effects(analysis: Analysis, metric: str,
                     first: str = "the first layer") -> list[str]:
-    """How often the residual/plain difference is significant across the sweep."""
+    """How often the residual/plain difference of ``first`` (the input-side weight, named
+    as the findings name it) is significant across the sweep."""
     effects = analysis.effects
     if effects.empty:
         return []
-    first = effects[(effects["metric"] == metric) & (effects["layer"] == 0)
-                    & (effects["kind"] == "weight")]
-    sig = first[first["significant"]]
+    rows = effects[(effects["metric"] == metric) & (effects["layer"] == 0)
+                   & (effects["kind"] == "weight")]
+    sig = rows[rows["significant"]]
     larger = int((sig["ratio"] > 1).sum())
-    smallest, largest = first["ratio"].min(), first["ratio"].max()
-    return [f"Across {len(first)} plain/residual pairs of configurations, skip connections "
+    smallest, largest = rows["ratio"].min(), rows["ratio"].max()
+    return [f"Across {len(rows)} plain/residual pairs of configurations, skip connections "
             f"change the {metric} of {first} significantly in {len(sig)} (larger in "
             f"{larger}, smaller in {len(sig) - larger}; Benjamini-Hochberg over "
             f"{int(effects['p_adjusted'].notna().sum())} tests at FDR 5%); the ratio ranges "
