@@ -133,3 +133,18 @@ def test_overall_effects_name_the_weight_not_a_table():
                                "connections change the grad_mean_abs of the first layer "
                                "significantly in 1 (larger in 1, smaller in 0;")
     assert "rows x" not in sentence and "p_adjusted" not in sentence
+
+
+def test_too_few_seeds_for_the_signed_rank_test_is_said():
+    """Review: `bench gpt2 --seeds 4` read "4.45 [3.9, 5.09] times ... (not significant,
+    adjusted p = 0.12)" with no word that 4 pairs can never give p < 0.05 (2 / 2**4)."""
+    contrast = {**CONTRAST, "ratio": 4.45, "ci_low": 3.9, "ci_high": 5.09, "p_adjusted": 0.125,
+                "significant": False, "n_pairs": 4}
+    (sentence,) = early_layers(analysis_with(summary_rows([1e-6, 4e-6, 5e-6]), [contrast]),
+                               SELECTION, "grad_mean_abs")
+    assert ("not significant, adjusted p = 0.12; with 4 seed pairs the signed-rank test "
+            "cannot reach p < 0.05, run at least 6 seeds") in sentence
+    enough = {**contrast, "n_pairs": 6}
+    (sentence,) = early_layers(analysis_with(summary_rows([1e-6, 4e-6, 5e-6]), [enough]),
+                               SELECTION, "grad_mean_abs")
+    assert "cannot reach" not in sentence

@@ -117,3 +117,15 @@ def test_training_equals_one_module_and_adam_per_seed(name):
         # (softmax is shift-invariant per query); what remains is rounding, about 1e-20.
         np.testing.assert_allclose(result.values[row, -1, :, L2], last, rtol=1e-5,
                                    atol=1e-15)
+
+
+@pytest.mark.parametrize("name,embedding,head", [
+    ("gpt2", "transformer.wte.weight", "lm_head.weight"),
+    ("bert", "bert.embeddings.word_embeddings.weight", "cls.predictions.decoder.weight")])
+def test_the_embedding_is_not_tied_to_the_output_head(name, embedding, head):
+    """Review: with tied weights the input-side weight's gradient was half the LM head's,
+    so the report's "input side" mostly measured the output side."""
+    net = getattr(hf, name)(width=WIDTH, depth=DEPTH, seed=0)
+    params = dict(net.named_parameters())
+    assert embedding in params and head in params
+    assert params[embedding].data_ptr() != params[head].data_ptr()

@@ -19,7 +19,7 @@ from gradprobe.analysis.report import block_figures as blocks
 from gradprobe.analysis.report import figures as fig
 from gradprobe.analysis.report.headline import fmt, select
 from gradprobe.analysis.report.param_groups import is_blocked
-from gradprobe.analysis.report.plot_style import embed
+from gradprobe.analysis.report.plot_style import embed, variant_label
 from gradprobe.analysis.report.width_figures import width_check, width_data
 from gradprobe.analysis.stats.series import varying_axes
 from gradprobe.bench.store.records import read_records
@@ -88,7 +88,7 @@ def _profile_caption(data: pd.DataFrame) -> str:
         where = f", {deepest['setting'].iloc[0]}" if deepest["setting"].iloc[0] else ""
         gap = (f" At depth {deepest['depth'].iloc[0]}{where} the first layer's geometric mean "
                f"is {times(first['residual'] / first['plain'])} with skips than without.")
-    return ("Per-layer geometric mean over seeds with its 95% bootstrap interval (band), one "
+    return ("Per-layer geometric mean over seeds with its 95% Student's t interval (band), one "
             "panel per depth, all on one log scale. Look at the vertical gap between "
             "the curves (the effect of skip connections) and at whether the left end (input "
             "side) sits below the right end (vanishing towards the input)." + gap)
@@ -105,7 +105,7 @@ def _block_caption(data: pd.DataFrame) -> str:
         if len(ratios):
             gap = (f" In block 0 the residual/plain ratio of the geometric means ranges from "
                    f"{fmt(ratios.min())} to {fmt(ratios.max())} over roles and settings.")
-    return ("Per-block geometric mean over seeds with its 95% bootstrap interval (band), "
+    return ("Per-block geometric mean over seeds with its 95% Student's t interval (band), "
             f"at the deepest swept depth ({int(data['depth'].max())}), one panel per "
             "parameter role (the name after the block index), all on one log scale. Look at "
             "the gap between the curves (the effect of skip connections) and at "
@@ -138,7 +138,7 @@ def _ratio_caption(data: pd.DataFrame) -> str:
             f"per-seed ratios). Read down a column to see the ratio grow with depth: the "
             f"median over widths is {fmt(at[shallow])}× at depth {shallow} and "
             f"{fmt(at[deep])}× at depth {deep}; read across a row to see whether width "
-            f"changes it. The second line of a cell is its 95% bootstrap interval. Green "
+            f"changes it. The second line of a cell is its 95% t interval. Green "
             f"means skips give larger gradients, purple smaller; {marks} at 5% FDR "
             "(Benjamini-Hochberg).")
 
@@ -146,12 +146,15 @@ def _ratio_caption(data: pd.DataFrame) -> str:
 def _depth_caption(data: pd.DataFrame) -> str:
     fits = data.dropna(subset=["fit_factor_per_layer"]).drop_duplicates(["width", "variant"])
     factor = fits.groupby("variant")["fit_factor_per_layer"].median()
-    told = "; ".join(f"{v}: ×{fmt(factor[v])} per added layer" for v in factor.index)
+    told = "; ".join(f"{variant_label(v)}: ×{fmt(factor[v])} per added layer"
+                     for v in factor.index)
     slope = f" Median fitted factor over widths, {told}." if told else ""
-    return ("The first layer's value against network depth, per width, on one shared log "
-            "scale; dashed lines are the mean of per-seed straight-line fits. A straight "
-            "line here is exponential change with depth: compare the slopes of the plain and "
-            "residual curves (below 1 per layer: vanishing; above 1: exploding)." + slope)
+    compare = ("compare the slopes of the plain and residual curves" if
+               data["variant"].nunique() > 1 else "read its slope")
+    return ("The input-side weight's value against network depth, per width, on one shared "
+            "log scale; dashed lines are the mean of per-seed straight-line fits. A straight "
+            f"line here is exponential change with depth: {compare} (below 1 per layer: "
+            "vanishing; above 1: exploding)." + slope)
 
 
 def _width_caption(data: pd.DataFrame) -> str:
@@ -160,7 +163,7 @@ def _width_caption(data: pd.DataFrame) -> str:
     return ("The coordinate check of muP (Yang et al. 2021): each quantity against width on "
             "log-log axes at the headline depth; a flat line keeps its size as the network "
             "widens, slope a means it scales as width^a. Exponents are fitted per seed "
-            "(least squares on log10 values) and averaged over seeds with a 95% bootstrap "
+            "(least squares on log10 values) and averaged over seeds with a 95% Student's t "
             f"interval. {len(flat)} of {len(fits)} fitted exponents have an interval that "
             "includes 0 (no detectable change with width).")
 

@@ -21,9 +21,21 @@ def _p(p: float) -> str:
     return f"adjusted p {shown}" if shown.startswith("<") else f"adjusted p = {shown}"
 
 
+# The exact two-sided signed-rank test's smallest p-value is 2 / 2**n: 0.0625 at 5 pairs.
+MIN_TESTABLE_PAIRS = 6
+
+
 def _verdict(row: pd.Series) -> str:
-    return _p(row["p_adjusted"]) if row["significant"] else \
-        f"not significant, {_p(row['p_adjusted'])}"
+    """``adjusted p = 0.003``, or ``not significant, ...``, saying so when the seed pairs
+    are too few for the signed-rank test to reach 5% at all (an interval can still exclude
+    1 there: it assumes normal log ratios, the test assumes nothing)."""
+    if row["significant"]:
+        return _p(row["p_adjusted"])
+    pairs = row.get("n_pairs", np.nan)
+    few = (f"; with {int(pairs)} seed pairs the signed-rank test cannot reach p < 0.05, "
+           f"run at least {MIN_TESTABLE_PAIRS} seeds"
+           if np.isfinite(pairs) and pairs < MIN_TESTABLE_PAIRS else "")
+    return f"not significant, {_p(row['p_adjusted'])}{few}"
 
 
 def _where(selection: dict[str, Any], keys=("depth", "width")) -> str:

@@ -2,7 +2,7 @@
 
 Both plot the aggregates of :mod:`gradprobe.analysis.stats.training_stats` (geometric means over
 seeds with 95%
-bootstrap bands), one panel per training configuration (every varying axis but
+t bands), one panel per training configuration (every varying axis but
 ``residual``), in the colours of :mod:`gradprobe.analysis.report.figures`.
 """
 

@@ -18,6 +18,12 @@ are not parameters (setting them is a config error). The comparisons they serve 
 ``depth`` within a preset and pre-LN (``gpt2``) vs post-LN (``bert``) across presets.
 Dropout is 0 (a measurement at initialisation, reproducible seed by seed) and attention is
 the ``eager`` implementation (the literal softmax(QK^T)V). No weights are downloaded.
+
+The token embedding and the output projection are untied (``tie_word_embeddings=False``):
+tied, as in the released models, ``wte.weight``'s gradient is the sum of the input side's
+and the LM head's (about half each in a depth-4 GPT-2 here), so the input-side weight of the
+report would mostly measure the output side. Untied, the embedding is the input side and
+``lm_head.weight`` (``cls.predictions.decoder.weight``) the output side.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ def gpt2(*, width: int, depth: int, seed: int) -> nn.Module:
     config = hf.GPT2Config(vocab_size=VOCAB, n_positions=SEQUENCE, n_embd=width,
                            n_layer=depth, n_head=head_count(width), resid_pdrop=0.0,
                            embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=VOCAB - 1,
-                           eos_token_id=VOCAB - 1, attn_implementation="eager")
+                           eos_token_id=VOCAB - 1, attn_implementation="eager",
+                           tie_word_embeddings=False)
     model = hf.GPT2LMHeadModel(config)
     model.loss_type = "ForCausalLM"  # what transformers falls back to, minus its warning
     return model
@@ -64,8 +71,15 @@ def bert(*, width: int, depth: int, seed: int) -> nn.Module:
     config = hf.BertConfig(vocab_size=VOCAB, hidden_size=width, num_hidden_layers=depth,
                            num_attention_heads=head_count(width), intermediate_size=4 * width,
                            max_position_embeddings=SEQUENCE, hidden_dropout_prob=0.0,
-                           attention_probs_dropout_prob=0.0, attn_implementation="eager")
-    return hf.BertForMaskedLM(config)
+                           attention_probs_dropout_prob=0.0, attn_implementation="eager",
+                           tie_word_embeddings=False)
+    model = hf.BertForMaskedLM(config)
+    # Untied, transformers leaves the decoder's bias apart from cls.predictions.bias, which
+    # then gets no gradient; the head's bias is one parameter, as in the tied model.
+    head = model.cls.predictions
+    if head.decoder.bias is not head.bias:
+        head.decoder.bias = head.bias
+    return model
 
 
 def resnet(*, width: int, depth: int, seed: int) -> nn.Module:
