@@ -71,3 +71,4 @@ def test_an_as_built_report_never_claims_no_skip_connections(gpt2_analysis, tmp_
     assert "the loss the model returns itself" in html
     assert "gradprobe.bench.models.hf:causal_tokens" in html  # the batch's origin, in Methods
     assert "residual/plain ratio with its" not in html
+    assert "stream.The" not in html and "log10(residual)" not in html  # Methods, as built
