@@ -129,3 +129,15 @@ def test_the_embedding_is_not_tied_to_the_output_head(name, embedding, head):
     params = dict(net.named_parameters())
     assert embedding in params and head in params
     assert params[embedding].data_ptr() != params[head].data_ptr()
+
+
+def test_a_token_model_without_a_data_factory_is_told_how_to_fix_it(tmp_path):
+    """Review: gpt2 with no [data] section failed with torch's dtype error and no hint."""
+    from gradprobe.core.errors import ConfigError
+
+    (tmp_path / "g.toml").write_text('name = "g"\n[model]\nfactory = '
+                                     '"gradprobe.bench.models.hf:gpt2"\nwidth = 16\n'
+                                     "[sweep]\nseeds = 2\ndepth = [2]\n")
+    with pytest.raises(ConfigError, match=r"needs \[data\] factory = .*causal_tokens.*"
+                                          r"\[data\] loss = \"model\""):
+        plan_cells(load_config(str(tmp_path / "g.toml")))

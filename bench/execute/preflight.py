@@ -43,8 +43,13 @@ def check_factories(cells: Sequence) -> None:
             with torch.no_grad():
                 out = batches.call(module.to(dtype), batch.inputs)
         except FACTORY_ERRORS as err:
+            hint = ("" if cell.data.data_factory else
+                    "; a model that takes token ids or keyword arguments needs [data] factory "
+                    "= \"module:function\" returning its batch (e.g. "
+                    "gradprobe.bench.models.hf:causal_tokens) and [data] loss = \"model\"")
             raise _error(cell.model.factory, f"forward on {_describe(batch)} failed "
-                         f"({_where(cell)}): {type(err).__name__}: {first_line(err)}") from None
+                         f"({_where(cell)}): {type(err).__name__}: {first_line(err)}{hint}"
+                         ) from None
         try:
             batches.loss(out, batch.targets, cell.data)
         except FACTORY_ERRORS as err:
