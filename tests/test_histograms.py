@@ -209,10 +209,10 @@ def test_every_table_interval_is_binned_as_the_torch_path_bins_it(dtype, config)
 
 
 def test_the_default_bins_need_one_comparison_for_every_normal_float32():
-    # Quarter decades are wider than an interval (0.3 / 8 decades): only the exponent-0
-    # intervals (zero, subnormals) take the kernel's slow path.
+    # Quarter decades are wider than an interval (0.3 / 8 decades): no normal magnitude takes
+    # the kernel's slow path, and key 0 (zero, the smallest subnormals) says zero.
     base, edge, _, _ = interval_tables(HistogramConfig(), torch.float32)
     k = sub_octave_bits(HistogramConfig(), torch.float32)
     assert (base[2**k:] >= 0).all()
-    assert (base[:2**k] < 0).any()
+    assert base[0] == HistogramConfig().n_bins + 2
     assert np.isnan(edge[base < 0]).all()

@@ -5,9 +5,10 @@ The top bits of an entry's magnitude (its exponent and the first ``k`` mantissa 
 a small table (``base``) of the slot of every value in that sub-octave interval, and a second
 table (``edge``) holds the one bin edge inside the interval (NaN, which no comparison passes,
 when there is none): one comparison finishes every entry, with no data-dependent branch.
-Intervals holding two or more slots' worth of edges (zeros and subnormals, whose exponent-0
-intervals span decades; bins narrower than an interval) are marked -1 and take the exponent
-table and edge comparisons of :func:`_slow_slot`. Compiled with Numba (cached on disk after
+Intervals holding two or more edges (subnormals, whose exponent-0 intervals span decades;
+bins narrower than an interval) are marked -1 and take the exponent table and edge
+comparisons of :func:`_slow_slot`; key 0 says zero, and only its non-zero (subnormal)
+entries take that path. Compiled with Numba (cached on disk after
 the first use), and loaded only when a CPU gradient is binned, as
 :mod:`gradprobe.bench.init.mt19937_kernel` is.
 """
@@ -54,7 +55,7 @@ def count_rows(values, bits, key_shift, key_mask, shift, mask, base, edge, first
             key = (b[j] >> key_shift) & key_mask
             a = abs(r[j])
             s = base[key] + (a >= edge[key])
-            if s < 0:  # rare: an interval with several edges (subnormals, zeros)
+            if s < 0 or (key == 0 and a != 0):  # rare: several edges in the interval
                 s = _slow_slot(a, (b[j] >> shift) & mask, first, edges, steps, n_bins)
             lanes[j & 3, s] += 1
         for i in range(slots.shape[1]):

@@ -94,8 +94,8 @@ def interval_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
     (:func:`sub_octave_bits`), are ``key = (bits >> key_shift) & key_mask``; the magnitudes with
     one key form an interval, monotone in the bits. ``base[key]``: the slot of the
     interval's smallest value when the interval holds at most one edge, else -1 (the
-    kernel's slow path). ``edge[key]``: that edge (entries at or above it are one slot up),
-    NaN when the whole interval is in one slot."""
+    kernel's slow path); the zero slot for key 0. ``edge[key]``: that edge (entries at or
+    above it are one slot up), NaN when the whole interval is in one slot."""
     unsigned, mantissa, mask, _ = _LAYOUT[dtype]
     k = sub_octave_bits(config, dtype)
     keys = np.arange((mask + 1) << k, dtype=unsigned)
@@ -107,6 +107,9 @@ def interval_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
     high_slot = _reference_slots(high, config, dtype)
     straddles = high_slot == low_slot + 1
     base = np.where((high_slot == low_slot) | straddles, low_slot, -1).astype(np.int16)
+    # Key 0 holds zero (most of a deep ReLU net's gradient entries) and the smallest
+    # subnormals: it says zero, and the kernel sends a non-zero key-0 entry to the slow path.
+    base[0] = config.n_bins + 2
     padded = np.concatenate([linear_edges(config, dtype), [np.nan]]).astype(float_type)
     edge = np.where(straddles, padded[np.minimum(low_slot, len(padded) - 1)], np.nan)
     return base, edge.astype(float_type), span, unsigned(len(keys) - 1)
@@ -119,7 +122,7 @@ def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
 
     work = _work_dtype(grad)
     unsigned, shift, mask, _ = _LAYOUT[work]
-    values = np.ascontiguousarray(grad.detach().reshape(grad.shape[0], -1).to(work).numpy())
+    values = np.ascontiguousarray(_rows(grad).to(work).numpy())
     slots = np.zeros((grad.shape[0], config.n_counts), dtype=np.int64)
     base, edge, key_shift, key_mask = interval_tables(config, work)
     args = (values, values.view(unsigned), key_shift, key_mask, unsigned(shift),
@@ -134,6 +137,16 @@ def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
     n = config.n_bins  # slots (under, bins, over, zero, nonfinite) -> the documented order
     order = [*range(1, n + 1), n + 1, 0, n + 2, n + 3]
     return torch.from_numpy(slots[:, order])
+
+
+def _rows(grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` ``(S, *shape)`` as ``(S, n)``, in memory order: a row's counts do not depend
+    on the order of its entries, so a transposed gradient (a Linear weight's, under vmap) is
+    read as it lies instead of being copied (the copy cost as much as the binning), and a
+    dead unit's zeros come in one run."""
+    grad = grad.detach()
+    inner = sorted(range(1, grad.dim()), key=lambda dim: -grad.stride(dim))
+    return grad.permute(0, *inner).reshape(grad.shape[0], -1)
 
 
 @cache
