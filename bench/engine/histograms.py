@@ -88,14 +88,14 @@ def sub_octave_bits(config: HistogramConfig, dtype: torch.dtype) -> int:
 
 @cache
 def interval_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
-    """``(base, edge, key_shift, key_mask)``: the kernel's branch-free lookup.
+    """``(base, edge, key_shift, magnitude_mask)``: the kernel's branch-free lookup.
 
     The sign-less top bits of a magnitude, its exponent and first ``k`` mantissa bits
-    (:func:`sub_octave_bits`), are ``key = (bits >> key_shift) & key_mask``; the magnitudes with
-    one key form an interval, monotone in the bits. ``base[key]``: the slot of the
+    (:func:`sub_octave_bits`), are ``key = (bits & magnitude_mask) >> key_shift``; the
+    magnitudes with one key form an interval, monotone in the bits. ``base[key]``: the slot of the
     interval's smallest value when the interval holds at most one edge, else -1 (the
-    kernel's slow path); the zero slot for key 0. ``edge[key]``: that edge (entries at or
-    above it are one slot up), NaN when the whole interval is in one slot."""
+    kernel's slow path); the zero slot for key 0. ``edge[key]``: that edge's bits (entries at
+    or above it are one slot up), all ones when the whole interval is in one slot."""
     unsigned, mantissa, mask, _ = _LAYOUT[dtype]
     k = sub_octave_bits(config, dtype)
     keys = np.arange((mask + 1) << k, dtype=unsigned)
@@ -112,7 +112,11 @@ def interval_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
     base[0] = config.n_bins + 2
     padded = np.concatenate([linear_edges(config, dtype), [np.nan]]).astype(float_type)
     edge = np.where(straddles, padded[np.minimum(low_slot, len(padded) - 1)], np.nan)
-    return base, edge.astype(float_type), span, unsigned(len(keys) - 1)
+    # Compared as bits: for non-negative floats the unsigned order is the numeric order, and
+    # all ones (above any magnitude's bits, sign cleared) never passes, as NaN would not.
+    edge_bits = edge.astype(float_type).view(unsigned).copy()
+    edge_bits[np.isnan(edge)] = np.iinfo(unsigned).max
+    return base, edge_bits, span, unsigned(np.iinfo(unsigned).max >> 1)
 
 
 def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
@@ -124,8 +128,8 @@ def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
     unsigned, shift, mask, _ = _LAYOUT[work]
     values = np.ascontiguousarray(_rows(grad).to(work).numpy())
     slots = np.zeros((grad.shape[0], config.n_counts), dtype=np.int64)
-    base, edge, key_shift, key_mask = interval_tables(config, work)
-    args = (values, values.view(unsigned), key_shift, key_mask, unsigned(shift),
+    base, edge, key_shift, magnitude_mask = interval_tables(config, work)
+    args = (values, values.view(unsigned), key_shift, magnitude_mask, unsigned(shift),
             unsigned(mask), base, edge, *_kernel_tables(config, work), slots)
     threads = max(1, min(torch.get_num_threads(), grad.shape[0]))
     bounds = np.linspace(0, grad.shape[0], threads + 1).astype(int)
