@@ -9,7 +9,12 @@ import torch
 
 from gradprobe.bench.engine.batched import bytes_per_seed, run_chunk
 from gradprobe.bench.engine.generic import _measure_chunk
-from gradprobe.bench.engine.histograms import log_histograms, param_histogram
+from gradprobe.bench.engine.histograms import (
+    interval_tables,
+    log_histograms,
+    param_histogram,
+    sub_octave_bits,
+)
 from gradprobe.bench.engine.training import train_cell
 from gradprobe.bench.init.initialization import draw_initial_state
 from gradprobe.bench.models.reference import build_reference
@@ -165,3 +170,49 @@ def test_the_cpu_kernel_agrees_with_the_torch_path_entry_for_entry(dtype, step):
     grad = grad.to(dtype)
     np.testing.assert_array_equal(_cpu_histogram(grad, config).numpy(),
                                   _device_histogram(grad, config).numpy())
+
+
+def _interval_ends(dtype: torch.dtype, k: int) -> torch.Tensor:
+    """Every sub-octave interval's smallest, middle and largest magnitude in ``dtype``
+    (float32 or float64), one per row ``(3 * 2**(exponent bits + k), 1)``."""
+    unsigned, signed, mantissa = ((np.uint32, np.int32, 23) if dtype == torch.float32
+                                  else (np.uint64, np.int64, 52))
+    keys = np.arange(2 ** (8 * np.dtype(unsigned).itemsize - 1 - mantissa + k), dtype=unsigned)
+    span = unsigned(mantissa - k)
+    low = keys << span
+    high = ((keys + unsigned(1)) << span) - unsigned(1)
+    bits = np.concatenate([low, low + (high - low) // unsigned(2), high])
+    return torch.from_numpy(bits.view(signed).copy()).view(dtype).reshape(-1, 1)
+
+
+QUARTER, TENTH, TWO = (HistogramConfig(low=-42.0, high=6.0, step=step)
+                       for step in (0.25, 0.1, 2.0))
+NARROW = HistogramConfig(low=-1.0, high=1.0, step=0.004)  # narrower than an interval
+
+
+@pytest.mark.parametrize(("dtype", "config"), [
+    *((torch.float32, config) for config in (QUARTER, TENTH, TWO, NARROW)),
+    # float64's 2**17 intervals at NARROW would be 400k one-entry rows: its slow path is the
+    # one float32 takes, checked above.
+    *((torch.float64, config) for config in (QUARTER, TENTH, TWO)),
+])
+def test_every_table_interval_is_binned_as_the_torch_path_bins_it(dtype, config):
+    # Both ends and the middle of every (exponent, top mantissa bits) interval of the CPU
+    # kernel's lookup, one entry per row, so the counts compare entry for entry: subnormals,
+    # zero, inf and NaN patterns included, with either sign.
+    from gradprobe.bench.engine.histograms import _cpu_histogram, _device_histogram
+
+    magnitudes = _interval_ends(dtype, sub_octave_bits(config, dtype))
+    for grad in (magnitudes, -magnitudes):
+        np.testing.assert_array_equal(_cpu_histogram(grad, config).numpy(),
+                                      _device_histogram(grad, config).numpy())
+
+
+def test_the_default_bins_need_one_comparison_for_every_normal_float32():
+    # Quarter decades are wider than an interval (0.3 / 8 decades): no normal magnitude takes
+    # the kernel's slow path, and key 0 (zero, the smallest subnormals) says zero.
+    base, edge, _, _ = interval_tables(HistogramConfig(), torch.float32)
+    k = sub_octave_bits(HistogramConfig(), torch.float32)
+    assert (base[2**k:] >= 0).all()
+    assert base[0] == HistogramConfig().n_bins + 2
+    assert (edge[base < 0] == np.iinfo(np.uint32).max).all()

@@ -49,7 +49,7 @@ LOG10_OCTAVE = math.log10(2.0)
 
 @cache
 def _kernel_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
-    """``(first, edges, steps)`` for
+    """``(first, edges, steps)`` for the slow path of
     :func:`gradprobe.bench.engine.histogram_kernel.count_rows`.
 
     ``first[E]``: for biased exponent ``E``, the position of ``2**(E - bias)`` (the smallest
@@ -69,6 +69,56 @@ def _kernel_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
     return first.astype(np.int64), padded, steps
 
 
+def _reference_slots(magnitudes: np.ndarray, config: HistogramConfig,
+                     dtype: torch.dtype) -> np.ndarray:
+    """The kernel's slot (under 0, bins 1..n_bins, over, zero, nonfinite) of each
+    non-negative magnitude ``(m,)`` in ``dtype``, by binary search on the linear edges."""
+    slots = np.searchsorted(linear_edges(config, dtype), magnitudes, side="right")
+    slots[magnitudes == 0] = config.n_bins + 2
+    slots[~np.isfinite(magnitudes)] = config.n_bins + 3
+    return slots
+
+
+def sub_octave_bits(config: HistogramConfig, dtype: torch.dtype) -> int:
+    """``k``, the mantissa bits that split an octave into ``2**k`` table intervals: enough
+    that an interval (0.3 / 2**k decades) is at most half a bin, so it holds at most one
+    edge; at least 3, at most 6 (a table of ``2**(exponent bits + k)`` entries)."""
+    return min(6, max(3, math.ceil(math.log2(2 * LOG10_OCTAVE / config.step))))
+
+
+@cache
+def interval_tables(config: HistogramConfig, dtype: torch.dtype) -> tuple:
+    """``(base, edge, key_shift, magnitude_mask)``: the kernel's branch-free lookup.
+
+    The sign-less top bits of a magnitude, its exponent and first ``k`` mantissa bits
+    (:func:`sub_octave_bits`), are ``key = (bits & magnitude_mask) >> key_shift``; the
+    magnitudes with one key form an interval, monotone in the bits. ``base[key]``: the slot of the
+    interval's smallest value when the interval holds at most one edge, else -1 (the
+    kernel's slow path); the zero slot for key 0. ``edge[key]``: that edge's bits (entries at
+    or above it are one slot up), all ones when the whole interval is in one slot."""
+    unsigned, mantissa, mask, _ = _LAYOUT[dtype]
+    k = sub_octave_bits(config, dtype)
+    keys = np.arange((mask + 1) << k, dtype=unsigned)
+    float_type = np.float32 if dtype == torch.float32 else np.float64
+    span = unsigned(mantissa - k)
+    low = (keys << span).view(float_type)
+    high = (((keys + unsigned(1)) << span) - unsigned(1)).view(float_type)
+    low_slot = _reference_slots(low, config, dtype)
+    high_slot = _reference_slots(high, config, dtype)
+    straddles = high_slot == low_slot + 1
+    base = np.where((high_slot == low_slot) | straddles, low_slot, -1).astype(np.int16)
+    # Key 0 holds zero (most of a deep ReLU net's gradient entries) and the smallest
+    # subnormals: it says zero, and the kernel sends a non-zero key-0 entry to the slow path.
+    base[0] = config.n_bins + 2
+    padded = np.concatenate([linear_edges(config, dtype), [np.nan]]).astype(float_type)
+    edge = np.where(straddles, padded[np.minimum(low_slot, len(padded) - 1)], np.nan)
+    # Compared as bits: for non-negative floats the unsigned order is the numeric order, and
+    # all ones (above any magnitude's bits, sign cleared) never passes, as NaN would not.
+    edge_bits = edge.astype(float_type).view(unsigned).copy()
+    edge_bits[np.isnan(edge)] = np.iinfo(unsigned).max
+    return base, edge_bits, span, unsigned(np.iinfo(unsigned).max >> 1)
+
+
 def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
     # Numba loads on first use: `gradprobe run` imports neither it nor the scipy it pulls in
     # until a CPU cell is binned (tests/test_architecture.py).
@@ -76,21 +126,37 @@ def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
 
     work = _work_dtype(grad)
     unsigned, shift, mask, _ = _LAYOUT[work]
-    values = np.ascontiguousarray(grad.detach().reshape(grad.shape[0], -1).to(work).numpy())
+    values = np.ascontiguousarray(_rows(grad).to(work).numpy())
     slots = np.zeros((grad.shape[0], config.n_counts), dtype=np.int64)
-    args = (values, values.view(unsigned), unsigned(shift), unsigned(mask),
-            *_kernel_tables(config, work), slots)
+    base, edge, key_shift, magnitude_mask = interval_tables(config, work)
+    args = (values, values.view(unsigned), key_shift, magnitude_mask, unsigned(shift),
+            unsigned(mask), base, edge, *_kernel_tables(config, work), slots)
     threads = max(1, min(torch.get_num_threads(), grad.shape[0]))
     bounds = np.linspace(0, grad.shape[0], threads + 1).astype(int)
     if threads == 1 or values.size < 2**16:
         count_rows(*args, 0, grad.shape[0])
     else:  # the kernel releases the GIL: seeds split across threads
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda i: count_rows(*args, bounds[i], bounds[i + 1]),
-                          range(threads)))
+        list(_pool(threads).map(lambda i: count_rows(*args, bounds[i], bounds[i + 1]),
+                                range(threads)))
     n = config.n_bins  # slots (under, bins, over, zero, nonfinite) -> the documented order
     order = [*range(1, n + 1), n + 1, 0, n + 2, n + 3]
     return torch.from_numpy(slots[:, order])
+
+
+def _rows(grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` ``(S, *shape)`` as ``(S, n)``, in memory order: a row's counts do not depend
+    on the order of its entries, so a transposed gradient (a Linear weight's, under vmap) is
+    read as it lies instead of being copied (the copy cost as much as the binning), and a
+    dead unit's zeros come in one run."""
+    grad = grad.detach()
+    inner = sorted(range(1, grad.dim()), key=lambda dim: -grad.stride(dim))
+    return grad.permute(0, *inner).reshape(grad.shape[0], -1)
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process: starting one per gradient costs ~0.1 ms."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="gradprobe-histogram")
 
 
 def _device_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
