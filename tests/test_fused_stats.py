@@ -67,3 +67,27 @@ def test_engine_records_agree_whichever_path_reduces_them(monkeypatch):
     monkeypatch.setattr(metrics, "FUSED_MIN_NUMEL", 1)
     fused = run_chunk(cell, state).values
     np.testing.assert_allclose(fused, reference, rtol=2e-6)
+
+
+def test_a_seeds_statistics_do_not_depend_on_its_chunk(monkeypatch):
+    """Bug (CI): a chunk's total size chose between the float64 fused path and torch's
+    float32 one, and the chunking follows the memory budget and the machine's load, so a
+    killed-and-resumed run's grad_mean_abs differed from an uninterrupted one's by 1.6e-5.
+    The path is now chosen per seed's gradient size; a NaN row elsewhere in the chunk no
+    longer moves the finite rows to the other path."""
+    # 16 seeds x 256^2 is 2^20 values: the old rule reduced this chunk fused, one seed not.
+    cell = Cell(ModelConfig(depth=3, width=256), DataConfig(), "cpu", "float32",
+                tuple(range(16)))
+    whole = run_chunk(cell, draw_state(cell, cell.seeds)).values
+    for seed in (0, 4):
+        alone = Cell(cell.model, cell.data, "cpu", "float32", (seed,))
+        one = run_chunk(alone, draw_state(alone, alone.seeds)).values
+        np.testing.assert_array_equal(one[0], whole[seed])
+    monkeypatch.setattr(metrics, "FUSED_MIN_NUMEL", 1)  # the small tensors go fused too
+    param, grad = _tensors()
+    poisoned = grad.clone()
+    poisoned[2, 1, 1] = float("nan")
+    clean = [s.double() for s in metrics._param_stats(param, grad)]
+    mixed = [s.double() for s in metrics._param_stats(param, poisoned)]
+    for a, b in zip(clean, mixed, strict=True):
+        np.testing.assert_array_equal(a[[0, 1, 3, 4]].numpy(), b[[0, 1, 3, 4]].numpy())

@@ -9,9 +9,9 @@ second reads the weight once for its norm: 4-6x less CPU time for the statistics
 Accumulating float32 squares in float64 cannot underflow or overflow (float32 entries are
 within 2**-149 .. 2**128), so the norms need none of ``metrics.scaled_norm``'s rescaling, and
 the sums are at least as accurate as torch's float32 ones. Rows with a NaN or an infinity
-are left to the torch path, which defines what those give. Only contiguous float32 CPU
-tensors of at least ``metrics.FUSED_MIN_NUMEL`` values come here: below that, loading Numba
-(~0.3 s) costs more than it saves.
+are left to the torch path, which defines what those give. Only float32 CPU gradients of
+at least ``metrics.FUSED_MIN_NUMEL`` values *per seed* come here, whatever the chunk: the
+choice of path (float64 or float32 sums) must not depend on how seeds are chunked.
 """
 
 from __future__ import annotations

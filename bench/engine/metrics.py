@@ -18,9 +18,12 @@ from gradprobe.bench.plan.measures import COUNT_METRICS, LAYER_METRICS, METRICS
 
 __all__ = ["COUNT_METRICS", "LAYER_METRICS", "METRICS", "reduce_metrics"]
 
-# From this many values in one gradient (all seeds of a chunk), CPU statistics take one
-# compiled pass (gradprobe.bench.engine.fused_stats) instead of six torch reductions.
-FUSED_MIN_NUMEL = 1 << 20
+# From this many values in one seed's gradient, CPU statistics take one compiled pass
+# (gradprobe.bench.engine.fused_stats, float64 sums) instead of six torch reductions (float32
+# sums). Per seed, never per chunk: the chunking depends on the memory budget and the load,
+# and a seed's records must not (they differed by 1.6e-5 between a killed-and-resumed run and
+# an uninterrupted one when a chunk's total size chose the path).
+FUSED_MIN_NUMEL = 1 << 12
 
 
 
@@ -69,12 +72,31 @@ def safe_mean_abs(g_abs: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
 
 
 def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
-    if grad.device.type == "cpu" and grad.numel() >= FUSED_MIN_NUMEL:
-        from gradprobe.bench.engine import fused_stats  # loads Numba: large chunks only
+    if grad.device.type == "cpu" and grad[0].numel() >= FUSED_MIN_NUMEL:
+        from gradprobe.bench.engine import fused_stats  # loads Numba: large gradients only
 
-        if fused_stats.applies(param, grad) and \
-                (fused := fused_stats.param_stats(param, grad)) is not None:
-            return fused
+        if fused_stats.applies(param, grad):
+            fused = fused_stats.param_stats(param, grad)
+            return fused if fused is not None else _mixed_stats(param, grad)
+    return _torch_stats(param, grad)
+
+
+def _mixed_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    """The fused statistics of the seeds whose gradient is finite, the torch path's of the
+    others (NaN and inf rows, whose results the torch path defines), so that a seed's path
+    never depends on the other seeds of its chunk."""
+    from gradprobe.bench.engine import fused_stats
+
+    reference = _torch_stats(param, grad)
+    finite = torch.isfinite(grad.reshape(grad.shape[0], -1)).all(dim=1)
+    rows = finite.nonzero().squeeze(1)
+    part = fused_stats.param_stats(param[rows], grad[rows]) if len(rows) else None
+    if part is None:
+        return reference
+    return [r.to(p.dtype).index_copy(0, rows, p) for r, p in zip(reference, part, strict=True)]
+
+
+def _torch_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     acc = _accumulation_dtype(grad)
     g = grad.to(acc)
     dims = tuple(range(1, g.dim()))  # reductions over dims, not flatten: no strided copies
