@@ -177,7 +177,11 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
     first = cells[0]
     seeds = first.seeds
     chunk = min(seeds_per_chunk(c, max_memory) for c in cells)
-    if overlap and first.device == "cpu":  # two chunks' draws live at once in host memory
+    # On the CPU the chunks are cut as if the next draw ran beside the pass, whether it does
+    # or not: that depends on the load, and a seed's float rounding may depend on its chunk
+    # (batched matmuls of another batch count), so the chunking must not
+    # (tests/test_resume.py: resumed and uninterrupted runs differed by 1.6e-5).
+    if first.device == "cpu":  # two chunks' draws live at once in host memory
         chunk = max(1, chunk * bytes_per_seed(first) // (bytes_per_seed(first) +
                                                         draw_bytes_per_seed(first)))
         # The first chunk's draw runs alone: more, smaller chunks shorten that wait.
