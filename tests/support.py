@@ -179,3 +179,22 @@ norm_position = ["pre", "post"]
 [report]
 headline = { depth = 3, norm_position = "pre" }
 """
+
+
+def check_embedded_figures(module, monkeypatch) -> dict[str, list[str]]:
+    """Replace ``module.embed`` so that each figure it would embed is checked for
+    overlapping tick labels and closed; returns ``{figure key: overlaps}``, filled as the
+    report's figure functions run (the figure's alt text stands in for its markup)."""
+    import matplotlib.pyplot as plt
+
+    from gradprobe.analysis.report.plot_style import overlapping_tick_labels
+
+    overlaps: dict[str, list[str]] = {}
+
+    def keep(figure, *, key, alt):
+        overlaps[key] = overlapping_tick_labels(figure)
+        plt.close(figure)
+        return alt
+
+    monkeypatch.setattr(module, "embed", keep)
+    return overlaps

@@ -140,18 +140,12 @@ FIXED_BY_DESIGN = {"profile": {"width"}, "ratio": set(), "depth": set(),
 
 def _drawn_figures(analysis, monkeypatch) -> dict:
     """The report's figures, each with the live matplotlib Figure it embeds."""
+    from support import check_embedded_figures
+
     from gradprobe.analysis.report import figure_selection
     from gradprobe.analysis.report.headline import headline_for
-    from gradprobe.analysis.report.plot_style import overlapping_tick_labels
 
-    overlaps = {}
-
-    def keep(figure, *, key, alt):
-        overlaps[key] = overlapping_tick_labels(figure)
-        plt.close(figure)
-        return alt
-
-    monkeypatch.setattr(figure_selection, "embed", keep)
+    overlaps = check_embedded_figures(figure_selection, monkeypatch)
     headline = headline_for(analysis)
     made = figure_selection.build_figures(analysis, headline.selection, headline.metric)
     top = figure_selection.headline_figure(analysis, headline.selection, headline.metric)

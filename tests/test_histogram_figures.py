@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
+from support import check_embedded_figures
 
 from gradprobe.analysis.report import histogram_figures as hf
 from gradprobe.analysis.report.figure_selection import swept_values
@@ -18,14 +19,7 @@ from gradprobe.bench.store.run_dir import RunDir
 
 def _drawn(analysis, monkeypatch) -> dict:
     """The section's figures, each with the tick-label overlaps of the figure it embeds."""
-    overlaps = {}
-
-    def keep(figure, *, key, alt):
-        overlaps[key] = overlapping_tick_labels(figure)
-        plt.close(figure)
-        return alt
-
-    monkeypatch.setattr(hf, "embed", keep)
+    overlaps = check_embedded_figures(hf, monkeypatch)
     selection = headline_for(analysis).selection
     made = hf.histogram_figures(RunDir(analysis.run_dir), selection, swept_values(analysis))
     return {f.key: (f, overlaps[f.key]) for f in made}
