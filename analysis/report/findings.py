@@ -14,6 +14,7 @@ import pandas as pd
 
 from gradprobe.analysis.analyze import Analysis
 from gradprobe.analysis.report.headline import BLOG_CELL, fmt, fmt_ci, fmt_p, select
+from gradprobe.analysis.report.param_groups import numbered_layers
 
 
 def _p(p: float) -> str:
@@ -49,11 +50,10 @@ def _layer_names(analysis: Analysis, selection: dict) -> dict[str, str]:
     rows = select(analysis.summary, selection)
     weights = rows[rows["kind"] == "weight"].sort_values("layer")
     names = weights.drop_duplicates("layer")["param"].tolist()
-    if not names or names[0].startswith("layers."):
-        return {"first": "the first layer", "output": "the output layer", "unit": "layer",
-                "mlp": "yes"}
+    if not names or numbered_layers(names):
+        return {"first": "the first layer", "output": "the output layer", "unit": "layer"}
     return {"first": f"{names[0]} (the input-side weight)",
-            "output": f"{names[-1]} (the output-side weight)", "unit": "block", "mlp": ""}
+            "output": f"{names[-1]} (the output-side weight)", "unit": "block"}
 
 
 def _layer_name(analysis: Analysis, selection: dict, layer: int) -> str:
@@ -61,7 +61,7 @@ def _layer_name(analysis: Analysis, selection: dict, layer: int) -> str:
     rows = select(analysis.summary, selection)
     rows = rows[(rows["layer"] == layer) & (rows["kind"] == "weight")]
     name = rows["param"].iloc[0] if len(rows) else f"layers.{layer}"
-    return f"layer {layer}" if name.startswith("layers.") else name
+    return f"layer {layer}" if numbered_layers([name]) else name
 
 
 def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[str]:

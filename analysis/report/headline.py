@@ -17,7 +17,12 @@ from typing import Any
 import pandas as pd
 
 from gradprobe.analysis.analyze import Analysis
-from gradprobe.analysis.report.param_groups import MANY_PARAMS, is_blocked, with_blocks
+from gradprobe.analysis.report.param_groups import (
+    MANY_PARAMS,
+    is_blocked,
+    numbered_layers,
+    with_blocks,
+)
 from gradprobe.analysis.report.variants import variant_labels
 from gradprobe.analysis.stats.series import axis_columns, varying_axes
 from gradprobe.bench.store.manifest import Manifest, read_manifest
@@ -105,9 +110,7 @@ def headline_rows(table: pd.DataFrame, labels: dict[str, str] | None = None
     """Header and formatted cells, shared by the terminal and the HTML report; ``labels``
     names the variants in the header (:func:`.variants.variant_labels`)."""
     labels = labels or {}
-    # The blog's MLP has layers; a factory model's rows are named parameters.
-    layered = table["param"].astype(str).str.startswith("layers.").all()
-    header = ["layer" if layered else "parameter"]
+    header = ["layer" if numbered_layers(table["param"]) else "parameter"]
     variants = [v for v in VARIANTS.values() if v in table]
     header += [f"{labels.get(v, v)} [95% CI]" for v in variants]
     if "ratio" in table:

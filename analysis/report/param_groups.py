@@ -67,6 +67,13 @@ def with_blocks(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def numbered_layers(params: Iterable[str]) -> bool:
+    """Whether every name is the reference MLP's ``layers.<i>.<kind>``: its parameters are
+    layers by number; a factory model's are named (``transformer.wte.weight``)."""
+    names = [str(p) for p in params]
+    return bool(names) and all(p.startswith("layers.") for p in names)
+
+
 def is_blocked(params: pd.Series) -> bool:
     """Whether parameters form repeated blocks with more than one role each (a transformer,
     a ResNet), as opposed to the MLP's one weight per layer."""
