@@ -269,18 +269,24 @@ def _check_vmap(module: nn.Module, batch: Batch, data: DataConfig, loss: float,
                            f"own ({own:.9g})")
 
 
+def parameter_bytes_per_seed(sizes: list[int], cell: Cell) -> int:
+    """Bytes a seed's parameters of ``sizes`` (numel each) cost: 6 parameter-sized tensors
+    (values, gradients, the stacked copies of ``vmap``) of at least 4-byte floats, and the
+    histogram buffers. The memory guard sizes a factory model by this alone."""
+    itemsize = DTYPES[cell.dtype].itemsize
+    return sum(sizes) * 6 * max(itemsize, 4) + histogram_bytes_per_seed(
+        max(sizes, default=0), len(sizes), itemsize, cell.histograms)
+
+
 def seeds_per_chunk(cell: Cell, max_memory: int) -> int:
     """Seeds per chunk: a generous per-seed estimate from one built module (parameters,
     gradients and stacked copies, probed outputs and their gradients, the input)."""
     module, batch = build(cell.model, cell.data, cell.seeds[0])
-    size = DTYPES[cell.dtype].itemsize
     shapes = _shapes(module, batch)
-    n_params = sum(p.numel() for p in module.parameters())
     n_acts = sum(torch.Size(shapes.shapes[i]).numel() for i in shapes.probed)
     n_batch = sum(t.numel() for t in batch.tensors())
-    largest = max(p.numel() for p in module.parameters())
-    per_seed = (n_params * 6 + n_acts * 6 + n_batch * 2) * max(size, 4) + \
-        histogram_bytes_per_seed(largest, len(list(module.parameters())), size, cell.histograms)
+    per_seed = parameter_bytes_per_seed([p.numel() for p in module.parameters()], cell) + \
+        (n_acts * 6 + n_batch * 2) * max(DTYPES[cell.dtype].itemsize, 4)
     return max(1, max_memory // per_seed)
 
 

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradprobe.bench.engine.batched import bytes_per_seed
-from gradprobe.bench.engine.histograms import histogram_bytes_per_seed
 from gradprobe.bench.engine.training import bytes_per_training_seed
 from gradprobe.bench.init.device_rng import block_size
 from gradprobe.bench.plan.sweep import Cell
@@ -68,15 +67,14 @@ def smallest_chunk_bytes(cell: Cell) -> int:
 
 
 def factory_lower_bound(cell: Cell) -> int | None:
-    """Bytes one seed of a factory cell needs at least: 6 parameter-sized tensors (values,
-    gradients, the batched engine's stacked copies) of the cell's dtype, counted on a module
-    built on the ``meta`` device, and the histogram buffers; None when the factory cannot
-    build there."""
+    """Bytes one seed of a factory cell needs at least: the generic engine's cost of its
+    parameters (:func:`gradprobe.bench.engine.generic.parameter_bytes_per_seed`), counted on
+    a module built on the ``meta`` device; None when the factory cannot build there."""
     import torch
 
+    from gradprobe.bench.engine.generic import parameter_bytes_per_seed
     from gradprobe.bench.models.factory import factory_kwargs
     from gradprobe.bench.models.user_code import FACTORY_ERRORS, resolve_factory
-    from gradprobe.bench.plan.devices import DTYPES
 
     try:
         with torch.device("meta"):
@@ -84,10 +82,7 @@ def factory_lower_bound(cell: Cell) -> int | None:
         sizes = [p.numel() for p in module.parameters()]
     except FACTORY_ERRORS:  # no estimate, no refusal: the run itself reports a failing factory
         return None
-    size = DTYPES[cell.dtype].itemsize
-    histograms = histogram_bytes_per_seed(max(sizes, default=0), len(sizes), size,
-                                          cell.histograms)
-    return sum(sizes) * 6 * max(size, 4) + histograms
+    return parameter_bytes_per_seed(sizes, cell)
 
 
 def check_memory(cells: Sequence[Cell], budget: int, source: str | None = None) -> None:
