@@ -6,7 +6,8 @@ kernels, TF32. :func:`device_agreement` measures it per metric.
 
 Columns of :func:`device_agreement`: ``device_a``, ``device_b``, ``dtype``, ``metric``,
 ``n`` (matched record values), ``max_rel_diff``, ``median_rel_diff``, ``expected`` (the level
-arithmetic differences should stay under, :func:`expected_level`), ``within_expected``.
+the median arithmetic difference stays under, :func:`expected_level`), ``within_expected``
+(``median_rel_diff <= expected``).
 
 Columns of :func:`cost_table`: ``device``, ``dtype``, ``variant`` (plain/residual),
 ``cells``, ``seeds``, ``compute_us_per_seed``, ``init_us_per_seed``.
@@ -23,9 +24,16 @@ from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.bench.store.manifest import Manifest
 
 AGREEMENT_METRICS = ("grad_mean_abs", "grad_l2", "grad_max_abs", "act_rms", "grad_act_rms")
-# Rounding differs in the last bits per operation and compounds over layers; 1000 machine
-# epsilons (1.2e-4 for float32) is the level a correct float32 implementation stays under.
-_EPSILONS = 1000
+# The level is on the *median* record. Rounding differs in the last bits per operation and
+# compounds over layers: on an H200 against the CPU the median record differed by ~2 machine
+# epsilons in float32 and float64 alike (blog MLP, depths 5-20, widths 10-64, 256 seeds),
+# while TF32 matmuls (10-bit mantissa) move it to ~1e-4. Single records can differ far more
+# than any fixed multiple of epsilon, because a sum's relative error grows with its condition
+# number (Higham, Accuracy and Stability of Numerical Algorithms, 2002, sec. 4.2): with an
+# MSE loss against 0 every gradient is proportional to the output, and an output that nearly
+# cancels carried a 6e-3 difference into all records of its seed (width 64, plain). So the
+# maximum is shown, and the verdict is the median's.
+_EPSILONS = 100
 
 
 def expected_level(dtype: str) -> float:
@@ -88,10 +96,10 @@ def _agreement_row(rel: np.ndarray, device_a: str, device_b: str, dtype: str,
                    metric: str) -> dict:
     expected = expected_level(dtype)
     max_rel = float(rel.max()) if len(rel) else float("nan")
+    median_rel = float(np.median(rel)) if len(rel) else float("nan")
     return {"device_a": device_a, "device_b": device_b, "dtype": dtype, "metric": metric,
-            "n": len(rel), "max_rel_diff": max_rel,
-            "median_rel_diff": float(np.median(rel)) if len(rel) else float("nan"),
-            "expected": expected, "within_expected": bool(max_rel <= expected)}
+            "n": len(rel), "max_rel_diff": max_rel, "median_rel_diff": median_rel,
+            "expected": expected, "within_expected": bool(median_rel <= expected)}
 
 
 def cost_table(manifest: Manifest) -> pd.DataFrame:
