@@ -147,6 +147,19 @@ def test_changed_fingerprints_fall_back_to_unpaired(smoke_run):
     assert "fingerprints differ on 16 of 16 common seeds" in result.pairing["note"].iloc[0]
 
 
+def test_a_baseline_fingerprinted_with_sha256_is_unpaired_and_says_why(smoke_run):
+    """Baselines saved before the XXH3 fingerprints hold 16 hex digits of SHA-256: the same
+    weights, but nothing can prove it. The note must not blame the weights."""
+    base = load_side(smoke_run, "BASE")
+    records = base.records.copy()
+    records["init_fingerprint"] = records["init_fingerprint"].str[-16:]  # the old format
+    result = compare(replace(base, records=records), base)
+    assert not result.pairing["paired"].any()
+    note = result.pairing["note"].iloc[0]
+    assert "fingerprint initial weights differently (sha256 vs xxh3" in note
+    assert "save the baseline again" in note and "PyTorch whose RNG" not in note
+
+
 def test_mismatched_cells_are_listed_not_crashed_on(smoke_run, smoke_variants):
     result = compare(smoke_run, smoke_variants["deeper"])
     assert len(result.cells.pairs) == 8

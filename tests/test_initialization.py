@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import xxhash
 
 from gradprobe.bench.init import initialization as init
 from gradprobe.bench.models.reference import build_reference
@@ -98,7 +99,8 @@ def test_fingerprint_identifies_the_draw():
     assert a.fingerprints == b.fingerprints[::-1]
     assert a.fingerprints[0] != a.fingerprints[1]
     assert c.fingerprints[0] != a.fingerprints[0]
-    assert all(len(f) == 16 and int(f, 16) >= 0 for f in a.fingerprints)
+    assert a.fingerprints[0] == "xxh3-" + xxhash.xxh3_64_hexdigest(a.buffer[0].numpy())
+    assert all(init.fingerprint_scheme(f) == "xxh3" for f in a.fingerprints)
 
 
 @pytest.mark.parametrize("scheme", ["torch_default", "kaiming_uniform", "xavier_uniform"])

@@ -91,6 +91,7 @@ from gradprobe.analysis.stats.structural import (
     structurally_zero,
 )
 from gradprobe.bench.engine.metrics import LAYER_METRICS
+from gradprobe.bench.init.initialization import fingerprint_scheme
 from gradprobe.bench.plan.sweep import COMPARE_METRICS
 from gradprobe.core.errors import UserError
 
@@ -241,7 +242,8 @@ def cell_pairing(bs: Series, rs: Series, cells: CellMatch,
         mismatched = int((left != right).sum())
         n_common = len(columns[0])
         paired = mismatched == 0 and n_common >= MIN_PAIRED_SEEDS
-        note = pairing_note(paired, n_common, mismatched, len(bs.seeds), len(rs.seeds))
+        note = pairing_note(paired, n_common, mismatched, len(bs.seeds), len(rs.seeds),
+                            schemes=(_schemes(left), _schemes(right)))
         one_side = _params(bs, pair.cell_base) ^ _params(rs, pair.cell_run)
         if one_side:  # e.g. depth differs on purpose: layers.4 exists on one side only
             note += f"; not compared (on one side only): {', '.join(sorted(one_side))}"
@@ -252,19 +254,29 @@ def cell_pairing(bs: Series, rs: Series, cells: CellMatch,
     return frame.merge(cells.pairs, on=["cell_base", "cell_run"])
 
 
+def _schemes(fingerprints: np.ndarray) -> str:
+    return "+".join(sorted({fingerprint_scheme(f) for f in fingerprints}))
+
+
 def _params(series: Series, cell_id: str) -> set[str]:
     return set(series.keys.loc[series.keys["cell_id"] == cell_id, "param"])
 
 
 def pairing_note(paired: bool, n_common: int, mismatched: int, n_base: int,
-                 n_run: int) -> str:
-    """One sentence on how a cell is compared."""
+                 n_run: int, schemes: tuple[str, str] = ("xxh3", "xxh3")) -> str:
+    """One sentence on how a cell is compared; ``schemes``: the fingerprint scheme of each
+    side's common seeds (:func:`gradprobe.bench.init.initialization.fingerprint_scheme`)."""
     if paired:
         unused = n_base + n_run - 2 * n_common
         extra = f"; {unused} seeds run on one side only are not used" if unused else ""
         return f"paired by seed on {n_common} seeds with identical initial weights{extra}"
     if n_common == 0:
         why = "the two sides ran no seed in common"
+    elif mismatched and set(schemes) == {"sha256", "xxh3"}:
+        why = (f"the two sides fingerprint initial weights differently ({schemes[0]} vs "
+               f"{schemes[1]}: a baseline made before gradprobe fingerprinted with XXH3, or "
+               "init_rng = \"device\" on one side), so identical weights cannot be verified; "
+               "save the baseline again to pair by seed")
     elif mismatched:
         why = (f"initial-weight fingerprints differ on {mismatched} of {n_common} common seeds "
                "(other initial weights, e.g. a PyTorch whose RNG stream changed)")

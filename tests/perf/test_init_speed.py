@@ -1,5 +1,5 @@
 """Exact initial state: draws per second of torch's per-seed loop and of the compiled
-MT19937 kernel, one thread each, and of the SHA-256 fingerprint of the same rows
+MT19937 kernel, one thread each, and of the XXH3 fingerprint of the same rows
 (``make perf``).
 
 Both fill the same rows with the same bits (checked here too); the summary prints draws/s,
@@ -18,7 +18,7 @@ from gradprobe.bench.plan.config import DataConfig, ModelConfig
 # (depth, width, seeds per call): 4 seeds at (20, 64) fill 1.2 MB, which stays in cache; the
 # others (20 MB, 51 MB) go to memory, where the stores, not the generator, set the pace.
 CELLS = [(20, 64, 4), (20, 64, 64), (50, 256, 4)]
-# "fingerprint": SHA-256 of the filled rows (initialization.fingerprint), which every exact
+# "fingerprint": XXH3 of the filled rows (initialization.fingerprint), which every exact
 # draw also pays: the generator's cost set beside the records' checksum.
 GENERATORS = ("torch_loop", "compiled", "fingerprint")
 
