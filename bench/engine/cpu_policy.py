@@ -160,7 +160,7 @@ class CpuPolicy:
     def draws_beside(self, compute_threads: int) -> bool:
         """Whether the next chunk's initial state is drawn on a host thread of its own while
         ``compute_threads`` intra-op threads run the current one: when an idle CPU is left.
-        The generator and SHA-256 release the GIL and share nothing with the pass, unlike a
+        The generator releases the GIL and shares nothing with the pass, unlike a
         second intra-op thread, which joins the pool's barrier at every operation."""
         return self.threads > compute_threads
 
