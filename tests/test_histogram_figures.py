@@ -93,8 +93,54 @@ def test_two_hundred_parameters_stay_readable():
     try:
         assert overlapping_tick_labels(figure) == []
         assert figure.get_size_inches()[1] <= 12  # one figure, not 242 panels
-        labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
-        assert "h.*.role0.weight" in labels  # rows grouped into role bands
+        groups = [t.get_text() for ax in figure.axes for t in ax.get_yticklabels()
+                  if ax.yaxis.get_label_position() == "right"]
+        assert "h.*.role0.weight" in groups  # rows grouped into role bands, named on the right
+    finally:
+        plt.close(figure)
+
+
+def _row_names(ax: plt.Axes, data: pd.DataFrame, variant: str) -> dict[str, str]:
+    """The parameter name each left-hand y tick label of ``ax`` stands next to, and the
+    parameter that row draws (from ``data``)."""
+    drawn = data[data["variant"] == variant].drop_duplicates("y").set_index("y")["param"]
+    return {t.get_text(): drawn[int(t.get_position()[1])] for t in ax.get_yticklabels()
+            if t.get_visible() and t.get_text()}
+
+
+def test_heatmap_rows_are_named_by_their_parameters():
+    """Bug: within a depth the heatmap's rows had no names, so a reader could not tell which
+    row was which parameter; the left-hand ticks name them (thinned where 242 rows would
+    overlap, each role band's first row always named), the right-hand ones the bands."""
+    hist = _many_parameters()
+    pooled, counts = hf.pool(hist)
+    data = hf.histogram_data(pooled, counts, HistogramConfig(), [])
+    figure = hf.histogram_heatmap(data, xlabel="log10 |g|")
+    try:
+        assert overlapping_tick_labels(figure) == []
+        names = _row_names(figure.axes[0], data, "plain")
+        assert all(label == param for label, param in names.items())
+        assert 20 <= len(names) < 242
+        assert {"wte.weight", "h.0.role1.weight", "h.0.role5.weight"} <= set(names)
+        rows = sorted(int(t.get_position()[1]) for t in figure.axes[0].get_yticklabels())
+        assert max(np.diff(rows)) <= 2 * 242 / len(names)  # no long stretch left unnamed
+    finally:
+        plt.close(figure)
+
+
+def test_a_small_models_rows_are_all_named(smoke_analysis, monkeypatch):
+    check_embedded_figures(hf, monkeypatch)
+    pooled, counts = hf.pooled_run(RunDir(smoke_analysis.run_dir))
+    data = hf.histogram_data(pooled, counts, HistogramConfig(), ["width"])
+    figure = hf.histogram_heatmap(data, xlabel="log10 |g|")
+    try:
+        assert overlapping_tick_labels(figure) == []
+        panel = data[data["panel"] == data["panel"].iloc[0]]
+        names = _row_names(figure.axes[0], panel, "plain")
+        assert len(names) == panel["param"].nunique() and "layers.3.weight" in names
+        depths = {t.get_text() for ax in figure.axes for t in ax.get_yticklabels()
+                  if ax.yaxis.get_label_position() == "right"}
+        assert {"depth 2", "depth 3", "depth 4"} <= depths  # and the colour bar's decades
     finally:
         plt.close(figure)
 

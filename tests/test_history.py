@@ -129,13 +129,43 @@ def test_history_files_of_version_1_are_migrated(smoke_analysis, tmp_path):
     import pyarrow.parquet as pq
 
     rows = history_rows(smoke_analysis.run_dir).drop(
-        columns=["commit_date", "branch", "gradprobe_commit", "headline"])
+        columns=["commit_date", "branch", "gradprobe_commit", "headline", "residual_switched"])
     table = pa.Table.from_pandas(rows, preserve_index=False)
     pq.write_table(table.replace_schema_metadata({b"gradprobe.history_version": b"1"}),
                    tmp_path / "run-old.parquet")
     history = read_history(tmp_path)
     assert history["commit_date"].isna().all() and not history["headline"].any()
     assert (history["gradprobe_commit"] == history["git_commit"]).all()
+    assert history["residual_switched"].all()  # the words it was shown with
+
+
+def test_a_model_as_built_is_never_called_plain_in_the_history(gpt2_analysis, tmp_path):
+    """Bug: `gradprobe history --html` and the site's history page named and coloured the
+    series of Hugging Face GPT-2 (a factory without ``residual``: skips built in) "plain";
+    they use the report's words now (analysis/report/variants.py)."""
+    from gradprobe.analysis.history.history_page import write_history_page
+
+    append_run(gpt2_analysis.run_dir, root=tmp_path / "h")
+    history = read_history(tmp_path / "h")
+    assert not history["residual_switched"].any()
+    html = write_history_page(tmp_path / "h.html", history, tolerance=1.01).read_text(
+        encoding="utf-8")
+    assert {s["variant"] for s in page_json(html)["series"]} == {"as built"}
+    assert 'class="swatch as-built"' in html and "plain networks" not in html
+
+
+def test_history_files_of_version_2_keep_the_words_they_were_shown_with(smoke_analysis,
+                                                                        tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = history_rows(smoke_analysis.run_dir).drop(columns=["residual_switched"])
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    pq.write_table(table.replace_schema_metadata({b"gradprobe.history_version": b"2"}),
+                   tmp_path / "run-old.parquet")
+    history = read_history(tmp_path)
+    assert history["residual_switched"].all()
+    assert list(history.columns) == list(history_rows(smoke_analysis.run_dir).columns)
 
 
 def test_history_rows_mark_the_headline(smoke_analysis):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from support import write_config
 
@@ -21,6 +23,15 @@ def test_presets_load_and_expand():
     assert len(seed.sweep.seeds) == 100
     assert [c.model.residual for c in seed.cells()] == [False, True]
     assert {(c.model.depth, c.model.width) for c in seed.cells()} == {(5, 10)}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+def test_no_preset_description_states_a_seed_count(preset):
+    """Regression: descriptions said "50 seeds each", "100 seeds", which `--seeds` overrides,
+    so a report could state a count its run did not have (the report states the seeds
+    actually run elsewhere)."""
+    description = load_config(preset).description
+    assert not re.search(r"\d[\d,]*\s+seeds?\b", description), description
 
 
 def test_default_sweep_covers_what_make_bench_promises():

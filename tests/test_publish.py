@@ -232,6 +232,40 @@ def test_site_history_and_compare_work_for_factory_runs_only(transformer_analysi
     assert_links_resolve(result.out / "index.html")
 
 
+def test_the_site_calls_a_model_as_built_what_the_report_does(gpt2_analysis, tmp_path):
+    """Bug: the site's history page named and coloured GPT-2's series (skips built in, the
+    factory takes no ``residual``) "plain", and the index and runs.csv did not say what a
+    run measured; a history file from before ``residual_switched`` is named from the
+    published run's manifest."""
+    import pyarrow.parquet as pq
+
+    from gradprobe.analysis.history.run_history import append_run
+
+    root = tmp_path / "reports"
+    shutil.copytree(gpt2_analysis.run_dir, root / "gpt2-run")
+    path, _ = append_run(root / "gpt2-run", root=root / "history")
+    table = pq.read_table(path)  # as gradprobe wrote it before: version 2
+    table = table.drop_columns(["residual_switched"]).replace_schema_metadata(
+        {**table.schema.metadata, b"gradprobe.history_version": b"2"})
+    pq.write_table(table, path)
+    result = site.publish(reports=root, out=tmp_path / "site")
+    history = (result.out / "history" / "index.html").read_text(encoding="utf-8")
+    assert '"variant":"as built"' in history and '"variant":"plain"' not in history
+    assert "plain networks" not in history
+    assert pd.read_csv(result.out / "runs.csv")["variants"].tolist() == ["as built"]
+    index = (result.out / "index.html").read_text(encoding="utf-8")
+    assert '<span class="meta">as built</span>' in index
+
+
+def test_regressions_name_the_variant_as_the_report_does():
+    from gradprobe.analysis.history.regressions import cell_name
+
+    test = {"depth": 3, "residual": False, "param": "layers.0.weight"}
+    assert cell_name(test, ["depth", "residual"], switched=True) == "depth 3, plain"
+    assert cell_name(test, ["depth", "residual"], switched=False) == "depth 3, as built"
+    assert cell_name(test, [], switched=True) == "(one cell)"
+
+
 def test_runs_csv_defuses_spreadsheet_formulas(reports_dir, tmp_path):
     # Regression (issue 14, item 11): a config named like a formula went into runs.csv as
     # is, and a spreadsheet opening the file ran it (CSV injection).

@@ -120,6 +120,54 @@ def test_models_section_names_the_factory_and_its_batching(tmp_path):
     assert 'id="training"' not in html
 
 
+# What torch raised under vmap for Hugging Face BERT, as a multi-line message.
+BERT_VMAP_ERROR = ("RuntimeError: Tensor on device cpu is not on the expected device meta!\n"
+                   "\nWhile executing %masked_fill : [num_users=1] = call_function[...]\n"
+                   "Original traceback:\n  File \"modeling_bert.py\", line 1021, in forward")
+
+
+@pytest.mark.parametrize("reason,line", [
+    (BERT_VMAP_ERROR, "vmap failed: Tensor on device cpu is not on the expected device meta; "
+                      "measured seed by seed"),
+    ("RuntimeError: vmap: It looks like you're attempting to use a Tensor in some "
+     "data-dependent control flow. We don't support that yet, please shout over at "
+     "https://github.com/pytorch/functorch/issues/257 .",
+     "vmap failed: It looks like you're attempting to use a Tensor in some data-dependent "
+     "control flow; measured seed by seed"),
+    ("VmapMismatch: vmap's loss for seed 0 (2.5) is not the module's own (2.75)",
+     "vmap failed: vmap's loss for seed 0 (2.5) is not the module's own (2.75); measured "
+     "seed by seed"),
+])
+def test_why_vmap_failed_is_one_human_line(reason, line):
+    from gradprobe.analysis.report.report_page import REASON_CHARS, batching_reason
+
+    assert batching_reason(reason) == line
+    assert len(batching_reason("RuntimeError: " + "x " * 500)) < REASON_CHARS + 40
+
+
+def test_the_batching_column_shows_one_line_and_keeps_the_whole_error(transformer_analysis,
+                                                                      tmp_path):
+    """Regression: BERT's "why / notes" cell showed torch's raw multi-line vmap error; it
+    shows one line now, the whole text on hover and in the manifest."""
+    import html as html_text
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(transformer_analysis.run_dir, run)
+    document = json.loads((run / "manifest.json").read_text())
+    document["batching"] = {cell["cell_id"]: {"mode": "loop", "reason": BERT_VMAP_ERROR,
+                                              "notes": []} for cell in document["cells"]}
+    (run / "manifest.json").write_text(json.dumps(document))
+    page = write_report(run, out=tmp_path / "index.html").read_text(encoding="utf-8")
+    table = page[page.index('id="factory-models"'):page.index("</table>",
+                                                             page.index('id="factory-models"'))]
+    (cell,) = re.findall(r"<td title=\"([^\"]*)\">([^<]*)</td>", table)
+    assert html_text.unescape(cell[1]) == ("vmap failed: Tensor on device cpu is not on the "
+                                           "expected device meta; measured seed by seed")
+    assert html_text.unescape(cell[0]) == BERT_VMAP_ERROR
+
+
 def test_training_without_plain_residual_pairs_still_reports_steps(tmp_path):
     from support import TRAIN_SMOKE, write_config
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from gradprobe.analysis.compare.compare_output import read_comparison
 from gradprobe.analysis.report.headline import fmt_ci, fmt_p
 from gradprobe.analysis.report.pages import render_page
+from gradprobe.analysis.report.variants import variant_name
 from gradprobe.bench.store.manifest import read_manifest
 from gradprobe.bench.store.run_dir import COMPARE_JSON, start_order
 from gradprobe.core.errors import UserError
@@ -45,6 +46,13 @@ def _href(name: str, known: set[str], prefix: str) -> str | None:
     return f"{prefix}runs/{quote(name)}/index.html" if name in known else None
 
 
+def cell_name(test: dict, axes: list[str], *, switched: bool) -> str:
+    """A tested cell by its ``axes`` (``depth 3, width 8, plain``): the ``residual`` flag in
+    the report's words (:mod:`gradprobe.analysis.report.variants`)."""
+    return ", ".join(variant_name(test[a], switched=switched) if a == "residual"
+                     else f"{a} {test[a]}" for a in axes if a in test) or "(one cell)"
+
+
 def flagged_rows(runs, *, prefix: str = "") -> list[dict]:
     """Rows of the page for ``runs`` (site ``RunEntry`` objects, any order), newest run
     first, regressions before improvements within a run. ``prefix`` leads every link
@@ -65,8 +73,7 @@ def flagged_rows(runs, *, prefix: str = "") -> list[dict]:
         for test in tests:
             rows.append({
                 "date": run.started_at[:16].replace("T", " "), "config": run.config,
-                "cell": ", ".join(f"{a} {test[a]}" for a in label_axes if a in test)
-                or "(one cell)",
+                "cell": cell_name(test, label_axes, switched=run.residual_switched),
                 "param": test.get("param"), "metric": test.get("metric"),
                 "verdict": test["verdict"],
                 "ratio": fmt_ci(test["ratio"], test["ci_low"], test["ci_high"])

@@ -1,7 +1,7 @@
 """The history of analysed runs: per-run summaries keyed by commit and versions, and their
 trends with change points.
 
-``reports/history/run-<run_id>.parquet`` (``history_version`` 2 in the Parquet metadata
+``reports/history/run-<run_id>.parquet`` (``history_version`` 3 in the Parquet metadata
 ``gradprobe.history_version``), one file per run, so appending is one atomic write and
 re-appending the same run rewrites the same file instead of duplicating it. Columns:
 
@@ -9,7 +9,10 @@ re-appending the same run rewrites the same file instead of duplicating it. Colu
   name), ``run_date`` (the run's
   ``started_at``), ``git_commit``, ``commit_date``, ``branch``, ``git_dirty`` (the measured
   code's repository: the manifest's ``code``), ``gradprobe_commit``, ``gradprobe_version``,
-  ``torch_version``, ``config_name``, ``config_sha256``, ``seeds`` (e.g. ``0..15``)
+  ``torch_version``, ``config_name``, ``config_sha256``, ``seeds`` (e.g. ``0..15``),
+  ``residual_switched`` (whether the run's ``residual`` flag switched skip connections:
+  False for a factory that takes no ``residual``, whose cells are the model *as built*;
+  :func:`gradprobe.analysis.report.variants.residual_switch_applies`)
 * the axis columns of the cell, ``param``, ``layer``, ``kind``, ``metric``, ``headline``
   (the row is of the config's ``[report]`` headline cell and metric)
 * ``n_seeds``, ``n_used``, ``n_zero``, ``n_nonfinite``, ``geo_mean``, ``ci_low``,
@@ -29,6 +32,7 @@ from gradprobe.analysis.analyze import load_analysis
 from gradprobe.analysis.compare.sides import seed_summary
 from gradprobe.analysis.history.changepoints import Step, detect_steps
 from gradprobe.analysis.report.headline import headline_selection, select
+from gradprobe.analysis.report.variants import residual_switch_applies
 from gradprobe.analysis.stats.series import axis_columns
 from gradprobe.bench.store.manifest import Manifest, read_manifest
 from gradprobe.bench.store.records import AXIS_COLUMNS
@@ -38,11 +42,11 @@ from gradprobe.core.errors import UserError
 from gradprobe.core.hashing import short_hash
 
 HISTORY_DIR = Path("reports") / "history"
-HISTORY_VERSION = 2
+HISTORY_VERSION = 3
 META_VERSION = b"gradprobe.history_version"
 RUN_COLUMNS = ["run_id", "run_date", "git_commit", "commit_date", "branch", "git_dirty",
                "gradprobe_commit", "gradprobe_version", "torch_version", "config_name",
-               "config_sha256", "seeds"]
+               "config_sha256", "seeds", "residual_switched"]
 # The columns a Trend's runs keep (besides its key columns).
 TREND_COLUMNS = ["run_id", "run_date", "git_commit", "commit_date", "git_dirty",
                  "torch_version", "config_name", "layer", "headline", "geo_mean", "ci_low",
@@ -64,7 +68,8 @@ def history_rows(run_dir: str | Path) -> pd.DataFrame:
            "git_dirty": code.get("dirty"), "gradprobe_commit": manifest.git.get("commit"),
            "gradprobe_version": env.get("gradprobe"),
            "torch_version": env.get("torch"), "config_name": config.name,
-           "config_sha256": config.sha256, "seeds": seed_summary(config.seeds)}
+           "config_sha256": config.sha256, "seeds": seed_summary(config.seeds),
+           "residual_switched": residual_switch_applies(manifest)}
     keys = [*axis_columns(summary), "param", "layer", "kind", "metric"]
     rows = summary[keys + VALUE_COLUMNS].copy()
     cell = select(summary, headline_selection(manifest, summary)).index
@@ -123,7 +128,10 @@ def read_history(root: str | Path = HISTORY_DIR) -> pd.DataFrame:
 
 def migrate(table: pa.Table, version: int) -> pd.DataFrame:
     """A history file's rows in the current columns. Version 1 recorded gradprobe's own
-    commit as ``git_commit`` and had no commit date or branch."""
+    commit as ``git_commit`` and had no commit date or branch; versions 1 and 2 did not
+    say whether ``residual`` switched skip connections: they keep the words they were
+    shown with, plain and residual (as the report does for manifests from before factories
+    recorded their parameters); add the run again for the "as built" words."""
     rows = table.to_pandas()
     if version < 2:
         rows.insert(rows.columns.get_loc("git_commit") + 1, "commit_date", None)
@@ -131,6 +139,8 @@ def migrate(table: pa.Table, version: int) -> pd.DataFrame:
         rows.insert(rows.columns.get_loc("git_dirty") + 1, "gradprobe_commit",
                     rows["git_commit"])
         rows.insert(rows.columns.get_loc("metric") + 1, "headline", False)
+    if version < 3:
+        rows.insert(rows.columns.get_loc("seeds") + 1, "residual_switched", True)
     return rows
 
 

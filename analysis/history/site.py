@@ -48,6 +48,7 @@ from gradprobe.analysis.history.regressions import side_name
 from gradprobe.analysis.report.headline import fmt_ci, fmt_p
 from gradprobe.analysis.report.pages import csv_data_uri, csv_safe, render_page, sort_value
 from gradprobe.analysis.report.report_page import headline_for, write_report
+from gradprobe.analysis.report.variants import residual_switch_applies, switch_labels
 from gradprobe.bench.store.manifest import MANIFEST_FILE, Manifest, read_manifest
 from gradprobe.bench.store.run_dir import COMPARE_JSON, start_order
 from gradprobe.core.atomic_files import ensure_directory, write_atomic, write_text_atomic
@@ -79,11 +80,20 @@ class RunEntry:
     significant: bool | None
     verdict: str | None  # compare.json's verdict, when the run was compared
     analysed_at: str  # analysis.json's created_at: a report showing another is stale
+    # Whether ``residual`` switched skip connections (report.variants): False for models
+    # as built (a factory that takes no ``residual``), never to be called plain.
+    residual_switched: bool = True
 
     @property
     def href(self) -> str:
         """Relative URL of the run's report from the site root."""
         return f"runs/{quote(self.name)}/index.html"
+
+    @property
+    def variants(self) -> str:
+        """What the run measured, in the report's words: ``plain, residual`` or
+        ``as built``."""
+        return ", ".join(switch_labels(self.residual_switched).values())
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,8 @@ def run_entry(path: Path) -> RunEntry:
         ratio=(row["ratio"], row["ratio_low"], row["ratio_high"]) if has_ratio else None,
         p_adjusted=row["p_adjusted"] if has_ratio else None,
         significant=bool(row["significant"]) if has_ratio else None,
-        verdict=_verdict(path), analysed_at=analysis.meta["created_at"])
+        verdict=_verdict(path), analysed_at=analysis.meta["created_at"],
+        residual_switched=residual_switch_applies(manifest))
 
 
 def _first_layer(table: pd.DataFrame) -> pd.Series | None:
@@ -255,8 +266,14 @@ def history_page(context: SiteContext) -> SitePage | None:
     root = context.reports / HISTORY_DIR
     if not any(root.glob("run-*.parquet")):
         return None
-    names = {run_id(read_manifest(r.path)): r.name for r in context.runs}
-    html = render_history(read_history(root), tolerance=DEFAULT_TOLERANCE, run_names=names,
+    ids = {run_id(read_manifest(r.path)): r for r in context.runs}
+    history = read_history(root)
+    # A published run's manifest says whether its residual flag switched skips, also for
+    # history files written before they recorded it.
+    known = history["run_id"].map({i: r.residual_switched for i, r in ids.items()})
+    history["residual_switched"] = known.fillna(history["residual_switched"]).astype(bool)
+    html = render_history(history, tolerance=DEFAULT_TOLERANCE,
+                          run_names={i: r.name for i, r in ids.items()},
                           links=site_links("../", context))
     return SitePage(f"{HISTORY_DIR}/index.html", "History and change points", html)
 
@@ -281,12 +298,13 @@ def runs_table(runs: list[RunEntry]) -> pd.DataFrame:
     return pd.DataFrame([{
         "run": r.name, "started_at": r.started_at, "config": r.config, "commit": r.commit,
         "dirty": r.dirty, "torch": r.torch, "devices": r.devices, "seeds": r.seeds,
-        "cells": r.cells, "headline": r.headline,
+        "cells": r.cells, "headline": r.headline, "variants": r.variants,
         "ratio": r.ratio[0] if r.ratio else None, "ratio_low": r.ratio[1] if r.ratio else None,
         "ratio_high": r.ratio[2] if r.ratio else None, "p_adjusted": r.p_adjusted,
         "significant": r.significant, "verdict": r.verdict} for r in runs],
         columns=["run", "started_at", "config", "commit", "dirty", "torch", "devices",
-                 "seeds", "cells", "headline", "ratio", "ratio_low", "ratio_high",
+                 "seeds", "cells", "headline", "variants", "ratio", "ratio_low",
+                 "ratio_high",
                  "p_adjusted", "significant", "verdict"])
 
 

@@ -6,17 +6,20 @@ drawn as a heatmap, one row per parameter, log10 |g| along x, the fraction of th
 entries in each bin as colour (log scale). A heatmap stays readable at hundreds of
 parameters (one pixel row each) where small multiples would not.
 
-Layout: one column of panels per variant (plain, residual); one row of panels per value
-combination of the swept axes other than ``residual`` and ``depth``; inside a panel the
-swept depths are stacked (thin white lines between them, input side at the top of each),
-and within a depth the parameters are grouped by role (``layers.*.weight``,
+Layout: one column of panels per variant (plain, residual; or as built); one row of panels
+per value combination of the swept axes other than ``residual`` and ``depth``; inside a
+panel the swept depths are stacked (thin white lines between them, input side at the top of
+each), and within a depth the parameters are grouped by role (``layers.*.weight``,
 ``h.*.attn.c_attn.weight``, via :mod:`gradprobe.analysis.report.param_groups`) in block
-order, so every swept value is drawn. Training adds a second figure: the headline
+order, so every swept value is drawn. Rows are named by their parameters on the left (all
+where :data:`LABEL_INCHES` apart fits, else each group's first row and every k-th), and by
+their depth (or role band) on the right. Training adds a second figure: the headline
 configuration at the first, a middle and the last logged step.
 """
 
 from __future__ import annotations
 
+import bisect
 import textwrap
 
 import numpy as np
@@ -37,6 +40,7 @@ from gradprobe.bench.store.run_dir import RunDir
 MAX_COLUMNS = 64  # display bins across the occupied range; finer stored bins are merged
 COARSEN = (1, 2, 4, 8, 16)  # stored bins merged per display bin
 LABEL_INCHES = 0.15  # vertical room one y tick label needs (7 pt text)
+CHAR_INCHES = 0.055  # width of an average character of 7 pt DejaVu Sans
 COLORMAP = "viridis"  # sequential, colour-blind safe, clear of the variant colours' meaning
 SEEDS_PER_READ = 1000  # cells x seeds read at once: ~50 MB of rows at 32 parameters a cell
 KEYS = ["cell_id", "phase", "train_id", "step", "param", "layer"]
@@ -159,10 +163,16 @@ def _label_ticks(ax: plt.Axes, positions: list[float], labels: list[str],
     ax.set_yticklabels([label for _, label in kept], fontsize=7)
 
 
-def _panel(ax: plt.Axes, data: pd.DataFrame, edges: np.ndarray, norm: LogNorm,
-           height: float):
-    """One heatmap: rows ``y``, columns the displayed bins; depth groups labelled (or role
-    bands, with one depth) and separated by white lines."""
+def _groups(data: pd.DataFrame) -> pd.DataFrame:
+    """The first (``min``) and last (``max``) row of each group of a panel's rows, indexed
+    by its label: the depths, or the role bands when the panel has one depth."""
+    by = "group" if data["group"].nunique() > 1 else "band_label"
+    return data.groupby(by, sort=False)["y"].agg(["min", "max"])
+
+
+def _panel(ax: plt.Axes, data: pd.DataFrame, edges: np.ndarray, norm: LogNorm):
+    """One heatmap: rows ``y``, columns the displayed bins, groups (:func:`_groups`)
+    separated by white lines. Its rows are named by :func:`_name_rows` once laid out."""
     rows = int(data["y"].max()) + 1
     grid = np.full((rows, len(edges) - 1), np.nan)
     column = np.searchsorted(edges, data["bin_low"].to_numpy() + 1e-9) - 1
@@ -170,26 +180,67 @@ def _panel(ax: plt.Axes, data: pd.DataFrame, edges: np.ndarray, norm: LogNorm,
     mesh = ax.pcolormesh(edges, np.arange(rows + 1), np.ma.masked_invalid(grid), norm=norm,
                          cmap=COLORMAP, rasterized=True)
     ax.set_ylim(rows, 0)  # input side at the top
-    by = "group" if data["group"].nunique() > 1 else "band_label"
-    spans = data.groupby(by, sort=False)["y"].agg(["min", "max"])
-    for start in spans["min"].iloc[1:]:
+    for start in _groups(data)["min"].iloc[1:]:
         ax.axhline(start, color="white", lw=0.8)
-    _label_ticks(ax, list((spans["min"] + spans["max"] + 1) / 2), list(spans.index), rows,
-                 height)
     return mesh
 
 
+def named_rows(data: pd.DataFrame, rows_per_label: int) -> list[int]:
+    """The rows of a panel whose parameter is named, at least ``rows_per_label`` apart:
+    each group's first row where it fits, then every ``rows_per_label``-th row of each
+    group, so that no stretch of rows goes unnamed."""
+    spans = _groups(data)
+    strided = [y for low, high in spans.itertuples(index=False)
+               for y in range(low, high + 1, rows_per_label)]
+    kept: list[int] = []
+    for y in [*spans["min"], *strided]:
+        i = bisect.bisect_left(kept, y)
+        if all(abs(y - k) >= rows_per_label for k in kept[max(0, i - 1):i + 1]):
+            kept.insert(i, y)
+    return kept
+
+
+def _name_rows(ax: plt.Axes, data: pd.DataFrame, *, names: bool, groups: bool) -> None:
+    """Label a laid-out panel's rows: parameter names on the left (``names``; all where
+    they fit :data:`LABEL_INCHES` apart in the drawn height, else :func:`named_rows`), the
+    groups on a right-hand axis (``groups``), so that both can be read at once."""
+    rows = int(data["y"].max()) + 1
+    inches = ax.get_window_extent().height / ax.figure.dpi
+    stride = max(1, int(np.ceil(LABEL_INCHES * rows / inches)))
+    params = data.drop_duplicates("y").set_index("y")["param"]
+    picked = named_rows(data, stride)
+    _label_ticks(ax, [y + 0.5 for y in picked], [params[y] for y in picked], rows, inches)
+    ax.tick_params(axis="y", labelleft=names)
+    if groups:
+        spans = _groups(data)
+        twin = ax.twinx()
+        twin.set_ylim(rows, 0)
+        _label_ticks(twin, list((spans["min"] + spans["max"] + 1) / 2), list(spans.index),
+                     rows, inches)
+
+
 def _figure_layout(data: pd.DataFrame) -> tuple[list[str], list[str], list[float]]:
+    """Panel rows, variant columns, and each panel row's height: a row of
+    :data:`LABEL_INCHES` per parameter (every one named) up to 5 inches."""
     panels = list(dict.fromkeys(data["panel"]))
     variants = [v for v in ("plain", "residual") if v in set(data["variant"])]
-    heights = [min(5.0, 0.7 + 0.02 * (data.loc[data["panel"] == p, "y"].max() + 1))
+    heights = [min(5.0, 0.7 + LABEL_INCHES * (data.loc[data["panel"] == p, "y"].max() + 1))
                for p in panels]
     return panels, variants, heights
 
 
+def _figure_width(data: pd.DataFrame, n_variants: int) -> float:
+    """Inches: 3 per variant, and room for the longest parameter name on the left and
+    group label on the right (7 pt text, about :data:`CHAR_INCHES` a character)."""
+    longest = data["param"].str.len().max() + max(data["group"].str.len().max(),
+                                                  data["band_label"].str.len().max())
+    return 1.0 + 3.0 * n_variants + CHAR_INCHES * longest
+
+
 def histogram_heatmap(data: pd.DataFrame, *, xlabel: str) -> plt.Figure | None:
     """Heatmaps of ``data`` (:func:`histogram_data`): rows of panels by ``panel``, columns by
-    ``variant``, one shared colour scale and x range."""
+    ``variant``, one shared colour scale and x range; parameters named on the left of
+    each row of panels, depths (or role bands) on its right."""
     if data.empty:
         return None
     data = data.assign(band_label=data["param"].map(band))
@@ -198,17 +249,17 @@ def histogram_heatmap(data: pd.DataFrame, *, xlabel: str) -> plt.Figure | None:
     edges = np.arange(data["bin_low"].min(), data["bin_high"].max() + step / 2, step)
     norm = LogNorm(vmin=max(float(data["fraction"].min()), 1e-7), vmax=1.0)
     fig, axes = plt.subplots(len(panels), len(variants), squeeze=False, sharex=True,
-                             figsize=(2.0 + 3.0 * len(variants), 0.9 + sum(heights)),
+                             figsize=(_figure_width(data, len(variants)), 0.9 + sum(heights)),
                              gridspec_kw={"height_ratios": heights}, layout="constrained")
+    drawn: dict[int, list] = {}
     for (i, panel), (j, variant) in ((p, v) for p in enumerate(panels)
                                      for v in enumerate(variants)):
         ax, part = axes[i, j], data[(data["panel"] == panel) & (data["variant"] == variant)]
         if part.empty:
             ax.set_axis_off()
             continue
-        mesh = _panel(ax, part, edges, norm, heights[i])
-        if j:
-            ax.tick_params(axis="y", labelleft=False)
+        mesh = _panel(ax, part, edges, norm)
+        drawn.setdefault(i, []).append((ax, part))
         name = variant_label(variant)
         ax.set_title(textwrap.fill(f"{panel}: {name}" if panel else name, 48), fontsize=7.5)
     for ax in axes[-1]:
@@ -216,6 +267,10 @@ def histogram_heatmap(data: pd.DataFrame, *, xlabel: str) -> plt.Figure | None:
         ax.set_xlabel(xlabel)
     bar = fig.colorbar(mesh, ax=axes, shrink=min(1.0, 4.0 / sum(heights)), pad=0.06)
     bar.set_label("fraction of the pooled entries (log scale)")
+    fig.draw_without_rendering()  # lay out once: names are thinned to the drawn height
+    for row in drawn.values():
+        for k, (ax, part) in enumerate(row):
+            _name_rows(ax, part, names=k == 0, groups=k == len(row) - 1)
     return fig
 
 
@@ -264,7 +319,9 @@ def _init_figure(pooled, counts, bins, swept) -> ReportFigure | None:
     both = "residual" in pooled and pooled["residual"].nunique() > 1
     caption = (f"Histogram of log10 |gradient| of every parameter at initialisation, pooled "
                f"over {n} seeds (counts summed, one row per parameter, input side at the top "
-               "of each depth; rows grouped by role, then block). Colour is the fraction of "
+               "of each depth; rows grouped by role, then block; parameter names on the left, "
+               "evenly thinned where they would overlap (the CSV names every row), depths or "
+               "role bands on the right). Colour is the fraction of "
                "the pooled entries in each bin, on one log scale for all panels. Look at "
                "where the mass sits and how it moves from row to row"
                + (": in a plain deep network it slides left (smaller gradients) towards the "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +166,9 @@ def _one_of(values: list) -> str:
 
 def factory_models(manifest: Manifest) -> list[dict[str, Any]]:
     """Per factory: its configurations and how their seeds were batched (manifest
-    ``batching``: ``vmap``, or ``loop`` and why)."""
+    ``batching``: ``vmap``, or ``loop`` and why): ``factory``, ``cells``, ``modes``
+    (``loop (3)``), ``notes`` (one line per reason, :func:`batching_reason`) and
+    ``details`` (the reasons and notes as the manifest has them)."""
     batching = manifest.batching
     models: dict[str, dict[str, Any]] = {}
     for cell in manifest.cells:
@@ -172,16 +176,35 @@ def factory_models(manifest: Manifest) -> list[dict[str, Any]]:
         if not name:
             continue
         entry = models.setdefault(name, {"factory": name, "cells": 0, "modes": {},
-                                         "notes": {}})
+                                         "notes": {}, "details": {}})
         entry["cells"] += 1
         how = batching.get(cell.cell_id, {})
         mode = how.get("mode", "not recorded")
         entry["modes"][mode] = entry["modes"].get(mode, 0) + 1
-        for note in [how.get("reason"), *how.get("notes", [])]:
-            if note:
-                entry["notes"][note] = None
+        if how.get("reason"):
+            entry["notes"][batching_reason(how["reason"])] = None
+            entry["details"][how["reason"]] = None
+        for note in how.get("notes", []):
+            entry["notes"][note] = entry["details"][note] = None
     return [{**m, "modes": ", ".join(f"{k} ({v})" for k, v in m["modes"].items()),
-             "notes": "; ".join(m["notes"]) or "-"} for m in models.values()]
+             "notes": "; ".join(m["notes"]) or "-", "details": "\n".join(m["details"])}
+            for m in models.values()]
+
+
+REASON_CHARS = 100  # of the error's message in the report; manifest.json keeps it whole
+
+
+def batching_reason(reason: str) -> str:
+    """The report's one line for a manifest ``batching`` ``reason`` (the error that stopped
+    vmap, ``"RuntimeError: <message>"``, one or many lines): ``vmap failed: <the first
+    sentence of its first non-blank line, without exception-type or "vmap:" prefixes, at
+    most REASON_CHARS>; measured seed by seed``."""
+    line = next((text.strip() for text in reason.splitlines() if text.strip()), "")
+    message = re.sub(r"^(?:[A-Za-z_][\w.]*: )+", "", line)
+    message = re.split(r"(?<=[.!?])\s+(?=[A-Z])", message)[0].rstrip(".!? ")
+    short = textwrap.shorten(message, REASON_CHARS, placeholder=" ...")
+    return f"vmap failed: {short}; measured seed by seed" if short else \
+        "vmap failed; measured seed by seed"
 
 
 def duration(microseconds: float) -> str:

@@ -33,4 +33,16 @@ def residual_switch_applies(manifest: Manifest) -> bool:
 def variant_labels(manifest: Manifest) -> dict[str, str]:
     """Display name per variant shown: ``{"plain": "plain", "residual": "residual"}``, or
     ``{"plain": "as built"}`` when the switch meant nothing to the run's models."""
-    return dict(SWITCHED) if residual_switch_applies(manifest) else {"plain": AS_BUILT}
+    return switch_labels(residual_switch_applies(manifest))
+
+
+def switch_labels(switched: bool) -> dict[str, str]:
+    """:func:`variant_labels` from :func:`residual_switch_applies`' answer, for pages that
+    keep the answer instead of the manifest (the history)."""
+    return dict(SWITCHED) if switched else {"plain": AS_BUILT}
+
+
+def variant_name(residual: bool, *, switched: bool) -> str:
+    """The word for a cell's ``residual`` flag: ``plain``, ``residual`` or ``as built``."""
+    variant = "residual" if residual else "plain"
+    return switch_labels(switched).get(variant, variant)

@@ -1,12 +1,13 @@
 "use strict";
 // The history page's graph: pick a config, cell, parameter and metric; the page draws that
-// series over commits (plain and residual in the report's colours) with its 95% CIs and
+// series over commits (plain and residual in the report's colours, models "as built" in
+// grey: their skips are not switched, so neither colour applies) with its 95% CIs and
 // change points. The data is the JSON in the page's element #history-data
 // (built by analysis/history/history_page.py); nothing is fetched and no markup is built
 // from strings. The selection lives in the URL's fragment, so every series has a link.
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const COLORS = { plain: "#0072B2", residual: "#D55E00", "": "#333333" };
+  const COLORS = { plain: "#0072B2", residual: "#D55E00", "as built": "#666666", "": "#333333" };
   const KEYS = ["config", "cell", "param", "metric"];
   const W = 760, H = 340, M = { left: 70, right: 16, top: 14, bottom: 74 };
   const source = document.getElementById("history-data");
