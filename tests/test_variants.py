@@ -72,3 +72,15 @@ def test_an_as_built_report_never_claims_no_skip_connections(gpt2_analysis, tmp_
     assert "gradprobe.bench.models.hf:causal_tokens" in html  # the batch's origin, in Methods
     assert "residual/plain ratio with its" not in html
     assert "stream.The" not in html and "log10(residual)" not in html  # Methods, as built
+
+
+def test_an_as_built_report_draws_no_line_in_plains_blue(gpt2_analysis, tmp_path):
+    """History and site draw models as built in grey; the report's figures drew them in
+    plain's blue, as if their skips had been switched off."""
+    import re
+
+    html = write_report(gpt2_analysis.run_dir, analysis=gpt2_analysis,
+                        out=tmp_path / "index.html").read_text(encoding="utf-8")
+    figures = "".join(re.findall(r"<svg.*?</svg>", html, flags=re.S)).lower()
+    assert figures and "#0072b2" not in figures
+    assert "#666666" in figures

@@ -26,13 +26,13 @@ from gradprobe.analysis.report.figures import (
 )
 from gradprobe.analysis.report.param_groups import role_order, with_blocks
 from gradprobe.analysis.report.plot_style import (
-    VARIANT_COLORS,
     VARIANT_ORDER,
     decade_ticks,
     integer_ticks,
     legend_on_top,
     series_style,
     shared_labels,
+    variant_colors,
     variant_handles,
 )
 from gradprobe.analysis.stats.series import axis_columns
@@ -110,7 +110,7 @@ def block_profile(data: pd.DataFrame, metric: str) -> plt.Figure | None:
         xlabel = "block index (0 = input side)"
     else:
         grid = sns.FacetGrid(data, hue="variant", hue_order=VARIANT_ORDER,
-                             palette=VARIANT_COLORS, **common)
+                             palette=variant_colors(), **common)
         grid.map_dataframe(_band, x="block")
         handles = variant_handles()
         xlabel = f"block index (0 = input side), depth {int(data['depth'].max())}"

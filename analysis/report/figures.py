@@ -23,7 +23,6 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 from gradprobe.analysis.report.param_groups import with_blocks
 from gradprobe.analysis.report.plot_style import (
     RATIO_CMAP,
-    VARIANT_COLORS,
     VARIANT_ORDER,
     VARIANT_STYLES,
     decade_stride,
@@ -31,6 +30,7 @@ from gradprobe.analysis.report.plot_style import (
     integer_ticks,
     legend_on_top,
     shared_labels,
+    variant_colors,
     variant_handles,
 )
 from gradprobe.analysis.stats.series import axis_columns
@@ -144,7 +144,7 @@ def layer_profile(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     if data.empty:
         return None
     grid = sns.FacetGrid(data, **_facets(data, "depth"), hue="variant",
-                         hue_order=VARIANT_ORDER, palette=VARIANT_COLORS, sharey=True,
+                         hue_order=VARIANT_ORDER, palette=variant_colors(), sharey=True,
                          sharex=False, height=2.5, aspect=0.85)
     grid.map_dataframe(_band, x="layer")
     grid.set(yscale="log")
@@ -296,7 +296,7 @@ def depth_trend(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     if data.empty or data["depth"].nunique() < 2:
         return None
     grid = sns.FacetGrid(data, **_facets(data, "width"), hue="variant",
-                         hue_order=VARIANT_ORDER, palette=VARIANT_COLORS, sharey=True,
+                         hue_order=VARIANT_ORDER, palette=variant_colors(), sharey=True,
                          height=3.0, aspect=0.75)
     grid.map_dataframe(_band, x="depth")
     panels = dict(zip(_panel_keys(grid), grid.axes.flat, strict=False))
@@ -325,7 +325,7 @@ def _fit_line(ax: plt.Axes, panel: pd.DataFrame) -> None:
     halo = [patheffects.withStroke(linewidth=3, foreground="white")]
     depths = np.linspace(panel["depth"].min(), panel["depth"].max(), 50)
     ax.plot(depths, 10 ** (row["fit_intercept"] + row["fit_slope"] * depths), ls="--",
-            lw=1.2, color=VARIANT_COLORS[row["variant"]], zorder=4, path_effects=halo)
+            lw=1.2, color=variant_colors()[row["variant"]], zorder=4, path_effects=halo)
     if np.isfinite(row.get("theory_slope", np.nan)):
         # Theory predicts the slope, not the level: draw it through the fit's midpoint.
         middle = depths.mean()
@@ -362,10 +362,10 @@ def seed_distribution(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     order = shown.sort_values("layer")["param"].unique()
     fig, ax = plt.subplots(figsize=(min(max(4.0, 0.7 * len(order) + 1.6), 11.0), 3.8))
     sns.boxplot(data=shown, x="param", y=metric, hue="variant", hue_order=VARIANT_ORDER,
-                palette=VARIANT_COLORS, order=order, showfliers=False, fill=False,
+                palette=variant_colors(), order=order, showfliers=False, fill=False,
                 log_scale=True, ax=ax, legend=False, width=0.7)
     sns.stripplot(data=shown, x="param", y=metric, hue="variant", hue_order=VARIANT_ORDER,
-                  palette=VARIANT_COLORS, order=order, dodge=True, size=2.5, alpha=0.55,
+                  palette=variant_colors(), order=order, dodge=True, size=2.5, alpha=0.55,
                   jitter=0.2, ax=ax, legend=False)
     decade_ticks(ax)
     n = shown.groupby("variant")["seed"].nunique().max()

@@ -97,9 +97,24 @@ def variant_label(variant: str) -> str:
     return _variant_labels.get(variant, variant)
 
 
+# A model as built (its skips not switched by the `residual` flag) is not "plain": grey, as
+# on the history page and the site (the CSS's --as-built), not plain's blue.
+AS_BUILT_COLOR = "#666666"
+
+
+def variant_colors() -> dict[str, str]:
+    """``{variant: colour}`` in this report (:func:`labelled_variants`): plain's blue turns
+    grey where "plain" names models as built."""
+    colors = dict(VARIANT_COLORS)
+    if _variant_labels.get("plain", "plain") != "plain":
+        colors["plain"] = AS_BUILT_COLOR
+    return colors
+
+
 def variant_handles(*, fit: bool = False, theory: bool = False) -> list[Line2D]:
     """Legend entries for plain and residual (and the fitted and theory lines, if drawn)."""
-    handles = [Line2D([], [], color=VARIANT_COLORS[v], ms=3, label=_variant_labels[v],
+    colors = variant_colors()
+    handles = [Line2D([], [], color=colors[v], ms=3, label=_variant_labels[v],
                       **VARIANT_STYLES[v]) for v in VARIANT_ORDER if v in _variant_labels]
     if fit:
         handles.append(Line2D([], [], color="#555555", ls="--", lw=1,

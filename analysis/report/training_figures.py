@@ -13,12 +13,12 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 
 from gradprobe.analysis.report.figures import (
-    VARIANT_COLORS,
     VARIANT_ORDER,
     _band,
     plottable,
     with_variant,
 )
+from gradprobe.analysis.report.plot_style import variant_colors
 
 MAX_PANELS = 32  # beyond this a figure stops being readable; the caption says so
 
@@ -53,7 +53,7 @@ def _panels(frame: pd.DataFrame, varying: list[str]) -> tuple[pd.DataFrame, int]
 def _grid(data: pd.DataFrame, ylabel: str) -> sns.FacetGrid:
     panels = data["panel"].nunique()
     grid = sns.FacetGrid(data, col="panel", col_wrap=min(4, panels), hue="variant",
-                         hue_order=VARIANT_ORDER, palette=VARIANT_COLORS, sharey=False,
+                         hue_order=VARIANT_ORDER, palette=variant_colors(), sharey=False,
                          height=2.4, aspect=1.2)
     grid.map_dataframe(_band, x="step")
     grid.set(yscale="log")
