@@ -4,6 +4,10 @@ A baseline (:mod:`gradprobe.analysis.compare.baseline`) is a run directory's ``m
 ``config.toml``
 and ``records/`` copied elsewhere, plus a ``baseline.json``; both kinds are read here into a
 :class:`Side`, so ``gradprobe compare`` takes either on either side.
+
+Loading a side reads its manifest, its cell files' footers and their ``seed`` columns, never
+their records: the comparison reads one cell at a time (:meth:`Side.cell_series`, only the
+columns its tests need), so its memory is bounded by a pair of cells, not by the runs.
 """
 
 from __future__ import annotations
