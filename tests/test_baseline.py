@@ -75,6 +75,6 @@ def test_committed_smoke_baseline_is_intact_and_matches_a_fresh_run(smoke_run):
 
     base = load_side(REPO / "reports" / "baselines" / "smoke", "BASE")
     assert base.kind == "baseline" and base.config.name == "smoke"
-    assert len(base.seeds) == 16 and base.records["cell_id"].nunique() == 12
+    assert len(base.seeds) == 16 and len(base.cells) == 12
     result = compare_sides(base, load_side(smoke_run, "RUN"), CompareSettings(n_resamples=199))
     assert not result.regressed and result.pairing["paired"].all()

@@ -22,7 +22,7 @@ def compare(base, run, settings=FAST):
 
 def scaled(side, factor, metrics=("grad_mean_abs",)):
     """The side with ``metrics`` multiplied by ``factor`` in every record."""
-    records = side.records.copy()
+    records = side.in_memory().records.copy()
     for metric in metrics:
         records[metric] = records[metric] * factor
     return replace(side, records=records)
@@ -85,7 +85,7 @@ def test_last_bit_differences_are_not_flagged(smoke_run):
 
 def test_paired_ratio_hand_computed(smoke_run):
     base = load_side(smoke_run, "BASE")
-    records = base.records.copy()
+    records = base.in_memory().records.copy()
     # Seed s is scaled by 2 ** (1 + s / 100): distinct positive log ratios, whose mean over
     # seeds 0..15 is log10(2) * 1.075, so the geometric-mean ratio is 2 ** 1.075.
     records["grad_mean_abs"] *= 2.0 ** (1 + records["seed"] / 100)
@@ -120,7 +120,7 @@ def test_different_seeds_fall_back_to_unpaired_with_a_note(wide_smoke):
     assert {d["key"] for d in result.config_differences} == {"sweep.seeds"}
     # Hand check of one unpaired ratio: 10 ** (mean log10 RUN - mean log10 BASE).
     row = result.tests[(result.tests["metric"] == "grad_l2")].iloc[0]
-    records = side.records
+    records = side.in_memory().records
     cell = records[records["cell_id"] == row["cell_run"]]
     cell = cell[(cell["param"] == row["param"]) & (cell["seed"] < 32)]
     logs = np.log10(cell.set_index("seed")["grad_l2"])
@@ -140,7 +140,7 @@ def test_partly_overlapping_seeds_pair_on_the_common_ones(wide_smoke):
 def test_changed_fingerprints_fall_back_to_unpaired(smoke_run):
     """A PyTorch whose RNG stream changed starts the same seeds elsewhere."""
     base = load_side(smoke_run, "BASE")
-    records = base.records.copy()
+    records = base.in_memory().records.copy()
     records["init_fingerprint"] = records["init_fingerprint"].str[::-1]
     result = compare(base, replace(base, records=records))
     assert not result.pairing["paired"].any()
@@ -170,7 +170,7 @@ def test_mismatched_cells_are_listed_not_crashed_on(smoke_run, smoke_variants):
 
 def test_no_common_cell_is_a_user_error(smoke_variants, smoke_run):
     base = load_side(smoke_run, "BASE")
-    records = base.records.copy()
+    records = base.in_memory().records.copy()
     records["width"] = records["width"] + 1000
     records.loc[records["depth"] == 2, "width"] = 7  # width now varies: no longer ignored
     with pytest.raises(UserError, match="no cell in common"):
@@ -179,7 +179,7 @@ def test_no_common_cell_is_a_user_error(smoke_variants, smoke_run):
 
 def test_new_nonfinite_values_regress(smoke_run):
     base = load_side(smoke_run, "BASE")
-    records = base.records.copy()
+    records = base.in_memory().records.copy()
     hit = (records["seed"] == 3) & (records["param"] == "layers.0.weight")
     records.loc[hit, "grad_l2"] = np.nan
     result = compare(base, replace(base, records=records))
@@ -190,7 +190,7 @@ def test_new_nonfinite_values_regress(smoke_run):
 
 def test_more_zero_seeds_are_tested_and_regress(smoke_run):
     base = load_side(smoke_run, "BASE")
-    records = base.records.copy()
+    records = base.in_memory().records.copy()
     target = records["cell_id"].iloc[0]
     hit = (records["cell_id"] == target) & (records["param"] == "layers.0.weight")
     records.loc[hit, ["grad_mean_abs", "grad_l2", "grad_max_abs"]] = 0.0

@@ -10,7 +10,7 @@ from gradprobe.analysis.compare.sides import load_side
 
 def test_parameter_lost_from_a_matched_cell_is_missing(smoke_run):
     base = load_side(smoke_run, "BASE")
-    records = base.records
+    records = base.in_memory().records
     cell = records["cell_id"].iloc[0]
     lost = (records["cell_id"] == cell) & (records["param"] == "layers.1.weight")
     result = compare_sides(base, replace(base, records=records[~lost]),

@@ -41,7 +41,7 @@ def probe_runs(tmp_path_factory):
 
 def test_structurally_zero_parameters_are_exactly_the_dead_biases(probe_runs):
     for run in probe_runs.values():
-        series = build_series(load_side(run, "RUN").records)
+        series = build_series(load_side(run, "RUN").in_memory().records)
         flagged = set(series.keys.loc[structurally_zero(series), "param"])
         assert flagged == DEAD
 
@@ -78,7 +78,8 @@ def test_vanishing_gradients_of_a_deep_plain_network_are_not_structurally_zero(t
     gradients ~1e-30) "structurally zero", and compare left them out of the gate. The rule's
     bound is the rounding of a sum of dL/dh over the batch, a bias's gradient; a weight's
     gradient also scales with the layer's input, which vanishes here too."""
-    series = build_series(load_side(run_text(tmp_path / "deep", DEEP_PLAIN), "RUN").records)
+    side = load_side(run_text(tmp_path / "deep", DEEP_PLAIN), "RUN")
+    series = build_series(side.in_memory().records)
     weights = series.keys["kind"] == "weight"
     assert series.values["grad_mean_abs"][weights.to_numpy()].min() < 1e-25  # it vanishes
     assert not structurally_zero(series).any()

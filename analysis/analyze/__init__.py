@@ -30,8 +30,11 @@ units read on their own (:mod:`gradprobe.analysis.analyze.work_plan`: a cell, a
 plain/residual pair, cells differing only in depth, width or device), each unit is analysed
 where the executor puts it (:mod:`gradprobe.analysis.analyze.unit_work`: in this process,
 worker processes or Dask, as ``gradprobe run``), and the tables are assembled from the units'
-rows (:mod:`gradprobe.analysis.analyze.assembly`). Memory is bounded by the largest unit,
-not by the run; the tables equal those of one pivot of all records (tests/test_assembly.py).
+rows (:mod:`gradprobe.analysis.analyze.assembly`). The training tables ride on the cell
+and pair units: each reads its cells' training files only
+(:mod:`gradprobe.analysis.analyze.training_work`). Memory is bounded by the largest unit,
+not by the run; the tables equal those of one pivot of all records (tests/test_assembly.py,
+tests/test_training_work.py).
 
 Randomness: each unit's tables draw from their own Generator, seeded from the bootstrap seed,
 the table and the unit's cell ids, so re-analysing a run reproduces every interval exactly
@@ -46,21 +49,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from gradprobe.analysis.analyze.assembly import SeedUnion, assemble
+from gradprobe.analysis.analyze.training_work import assemble_training, training_payload
 from gradprobe.analysis.analyze.unit_work import analyse_unit, unit_payload
 from gradprobe.analysis.analyze.work_plan import CellFile, plan_units
 from gradprobe.analysis.stats.device_agreement import cost_table
 from gradprobe.analysis.stats.effects import ALPHA
 from gradprobe.analysis.stats.estimators import CONFIDENCE, DEFAULT_RESAMPLES, check_resamples
 from gradprobe.analysis.stats.training_stats import TABLES as TRAIN_TABLES
-from gradprobe.analysis.stats.training_stats import analyze_training
 from gradprobe.bench.execute.executors import check_options, open_executor
 from gradprobe.bench.store.manifest import Manifest, read_manifest, utc_now
 from gradprobe.bench.store.run_dir import ANALYSIS_DIR
-from gradprobe.bench.store.train_records import read_training
 from gradprobe.core.atomic_files import (
     replace_directory_atomic,
     write_json_atomic,
@@ -126,7 +127,9 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     check_options(executor, workers, scheduler)
     manifest = read_manifest(run_dir)
     cells, units = plan_units(run_dir, manifest)
-    payloads = [unit_payload(u.kind, list(u.cells), asdict(settings)) for u in units]
+    training = training_payload(run_dir, manifest.experiment.report.target_loss)
+    payloads = [unit_payload(u.kind, list(u.cells), asdict(settings), training)
+                for u in units]
     seeds = SeedUnion()
     with open_executor(executor, workers, scheduler) as started_executor:
         results = started_executor.map_in_order(analyse_unit, payloads, on_result=seeds.add)
@@ -136,10 +139,7 @@ def analyze_run(run_dir: str | Path, *, settings: AnalysisSettings = AnalysisSet
     tables = {name: tables[name] for name in ("summary", "effects", "trends", "contrasts",
                                               "devices", "cost", "width")}
     done = completeness(manifest, cells)
-    # Child 4 of the whole-run spawn, as before the analysis streamed: training tables
-    # are still computed from all training records at once.
-    tables.update(_training(run_dir, manifest, np.random.default_rng(settings.seed).spawn(6)[4],
-                            settings))
+    tables.update(assemble_training(results, settings.alpha))
     meta = {
         "analysis_version": ANALYSIS_VERSION,
         "created_at": utc_now(),
@@ -199,19 +199,6 @@ def is_stale(run_dir: Path, meta: dict, manifest: Manifest,
         return False
     files = len(list((run_dir / "records").glob("cell-*.parquet")))
     return seen["status"] != manifest.status or seen["cells_found"] != files
-
-
-def _training(run_dir: Path, manifest: Manifest, rng: np.random.Generator,
-              settings: AnalysisSettings) -> dict[str, pd.DataFrame]:
-    """Training tables for the cells of this run's manifest (empty without training)."""
-    cells = manifest.cell_ids
-    loss = read_training(run_dir, "loss", cells=cells)
-    if loss.empty:
-        return analyze_training(loss, loss, (), rng=rng)
-    config = manifest.experiment
-    return analyze_training(loss, read_training(run_dir, "grads", cells=cells),
-                            config.report.target_loss, rng=rng,
-                            n_resamples=settings.n_resamples, alpha=settings.alpha)
 
 
 def load_analysis(run_dir: str | Path) -> Analysis:

@@ -39,9 +39,9 @@ def assemble(results: list[dict[str, Any]], seeds: np.ndarray, alpha: float
     effects, contrasts = tables["effects"], tables["contrasts"]
     if not effects.empty:
         effects["n_excluded"] = len(seeds) - effects["n_pairs"]
-        _adjust(effects, alpha)
+        adjust_family(effects, alpha)
     if not contrasts.empty:
-        _adjust(contrasts, alpha)
+        adjust_family(contrasts, alpha)
     for name in ("trends", "width"):
         if not tables[name].empty:
             tables[name]["n_seeds"] = len(seeds)
@@ -75,7 +75,7 @@ def ordered(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return table.sort_values(keys, kind="stable").drop(columns=keys).reset_index(drop=True)
 
 
-def _adjust(table: pd.DataFrame, alpha: float) -> None:
+def adjust_family(table: pd.DataFrame, alpha: float) -> None:
     """BH over the whole family, in place (the units' own adjustment covered theirs)."""
     table["p_adjusted"] = adjust_pvalues(table["p_value"].to_numpy())
     table["significant"] = table["p_adjusted"] < alpha

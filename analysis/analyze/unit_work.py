@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradprobe.analysis.analyze.training_work import unit_training
 from gradprobe.analysis.stats.device_agreement import AGREEMENT_METRICS, relative_differences
 from gradprobe.analysis.stats.effects import EFFECT_METRICS, paired_effects
 from gradprobe.analysis.stats.series import Series, cell_series, concat_series
@@ -38,13 +39,19 @@ from gradprobe.bench.store.records import ANALYSIS_METRICS, read_table
 ROW_COLUMNS = ["seed", "param", "layer", "kind", "numel"]
 ROLES = ("first", "output")
 # Child stream of each table, as in the whole-run analysis (its spawn(6) order).
-TABLE_STREAMS = {"summary": 0, "effects": 1, "trends": 2, "contrasts": 3, "width": 5}
+TABLE_STREAMS = {"summary": 0, "effects": 1, "trends": 2, "contrasts": 3, "training": 4,
+                 "width": 5}
 
 
-def unit_payload(kind: str, cells: list, settings: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-able payload of one unit: ``kind``, its cells (``CellFile.to_json``) and
-    the analysis settings (``AnalysisSettings`` as a dict)."""
-    return {"kind": kind, "cells": [c.to_json() for c in cells], "settings": settings}
+def unit_payload(kind: str, cells: list, settings: dict[str, Any],
+                 training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON-able payload of one unit: ``kind``, its cells (``CellFile.to_json``), the
+    analysis settings (``AnalysisSettings`` as a dict) and, for a ``cells`` unit of a run
+    that trained, ``training`` (:func:`training_work.training_payload`)."""
+    payload = {"kind": kind, "cells": [c.to_json() for c in cells], "settings": settings}
+    if kind == "cells" and training is not None:
+        payload["training"] = training
+    return payload
 
 
 def analyse_unit(payload: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
@@ -88,7 +95,9 @@ def _cells(payload: dict[str, Any]) -> dict[str, Any]:
         effects = paired_effects(series, rng=unit_rng(settings, "effects", cells),
                                  alpha=settings["alpha"], **options)
     ranks, rows = _ranks(cells), _rows_in_cell(series.keys)
-    return {"summary": _summary_order(summary, series.keys, ranks),
+    training = {} if "training" not in payload else unit_training(
+        cells, payload["training"], settings, unit_rng(settings, "training", cells))
+    return {**training, "summary": _summary_order(summary, series.keys, ranks),
             "contrasts": contrasts.assign(
                 _metric=contrasts["metric"].map(TREND_METRICS.index),
                 _rank=contrasts["cell_id"].map(ranks)),

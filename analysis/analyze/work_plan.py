@@ -72,6 +72,19 @@ def plan_units(run_dir: Path, manifest: Manifest) -> tuple[list[CellFile], list[
     UserError, before anything is computed, for a run without records, a file this code
     cannot read, or a file that does not belong to the run (as
     :func:`gradprobe.bench.store.records.read_records` would)."""
+    cells = cell_files(run_dir, manifest)
+    units = [Unit("cells", pair) for pair in _pairs(cells)]
+    for axis, kind in (("depth", "depth"), ("width", "width"), ("device", "devices")):
+        units += [Unit(kind, group) for group in differing_only_in(cells, axis)
+                  if kind != "devices" or _devices(cells) > 1]
+    return cells, units
+
+
+def cell_files(run_dir: Path, manifest: Manifest) -> list[CellFile]:
+    """The run's cell files with at least one record, in rank order, from their footers.
+
+    UserError for a run without records, a file this code cannot read, or a file that does
+    not belong to the run (as :func:`gradprobe.bench.store.records.read_records` would)."""
     files = record_files(run_dir)
     if not files:
         raise UserError(f"{run_dir}: no records found in {run_dir / RECORDS_DIR}; run "
@@ -83,12 +96,7 @@ def plan_units(run_dir: Path, manifest: Manifest) -> tuple[list[CellFile], list[
         check_cell_file(path, plan)
         if axes is not None:
             found.append((path, axes))
-    cells = _ranked(found)
-    units = [Unit("cells", pair) for pair in _pairs(cells)]
-    for axis, kind in (("depth", "depth"), ("width", "width"), ("device", "devices")):
-        units += [Unit(kind, group) for group in differing_only_in(cells, axis)
-                  if kind != "devices" or _devices(cells) > 1]
-    return cells, units
+    return _ranked(found)
 
 
 def _cell_axes(path: Path) -> dict[str, Any] | None:

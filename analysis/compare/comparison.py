@@ -57,11 +57,11 @@ import pandas as pd
 
 from gradprobe.analysis.compare.matching import (
     CellMatch,
-    cell_table,
     config_differences,
     environment_differences,
     match_cells,
 )
+from gradprobe.analysis.compare.pair_tests import SORT_COLUMNS, PairTests, one_pair, pair_tests
 from gradprobe.analysis.compare.presence import missing_tests, unrecorded_cells
 from gradprobe.analysis.compare.sides import Side
 from gradprobe.analysis.compare.verdicts import (
@@ -72,26 +72,8 @@ from gradprobe.analysis.compare.verdicts import (
     ratio_verdicts,
     zero_verdicts,
 )
-from gradprobe.analysis.stats.estimators import (
-    CONFIDENCE,
-    adjust_pvalues,
-    check_resamples,
-    count_change_pvalues,
-    discordant_pvalues,
-    log10_or_nan,
-    mannwhitney_pvalues,
-    mean_ci,
-    mean_difference_ci,
-    wilcoxon_pvalues,
-)
-from gradprobe.analysis.stats.series import Series, build_series
-from gradprobe.analysis.stats.structural import (
-    ZERO_GRADIENT_METRICS,
-    structural_rows,
-    structurally_zero,
-)
-from gradprobe.bench.engine.metrics import LAYER_METRICS
-from gradprobe.bench.init.initialization import fingerprint_scheme
+from gradprobe.analysis.stats.estimators import CONFIDENCE, adjust_pvalues, check_resamples
+from gradprobe.analysis.stats.structural import structural_rows
 from gradprobe.bench.plan.sweep import COMPARE_METRICS
 from gradprobe.core.errors import UserError
 
@@ -103,11 +85,7 @@ DEFAULT_ALPHA = 0.05
 # (suggests 1.01). One default for every preset takes the larger. A/A false-positive rate
 # at 1.01: 0 of 20 on smoke, 0 of 2 on default.
 DEFAULT_TOLERANCE = 1.01
-# With n pairs the smallest two-sided Wilcoxon p is 2 / 2**n: 0.031 at n = 6, so fewer pairs
-# could never pass the significance gate.
-MIN_PAIRED_SEEDS = 6
 DEFAULT_COMPARE_RESAMPLES = 1999
-ZERO_TEST_METRICS = ("grad_mean_abs", "act_rms", "grad_act_rms")
 # The gate's metric: one per parameter, so that the gate's family is one ratio test and one
 # zero-fraction test per matched parameter (module docstring, docs/regression.md).
 PRIMARY_METRIC = "grad_mean_abs"
@@ -183,33 +161,26 @@ class Comparison:
 
 
 def compare_sides(base: Side, run: Side, settings: CompareSettings) -> Comparison:
-    """Match, test and judge (module docstring); UserError when no cell matches."""
-    cells = match_cells(cell_table(base.records), cell_table(run.records))
+    """Match, test and judge (module docstring); UserError when no cell matches.
+
+    Streamed: one matched cell pair in memory at a time (:mod:`gradprobe.analysis.compare.
+    pair_tests`), only the columns the tests need; the families are adjusted afterwards,
+    over every pair's rows, in the order one pivot of all records gave them."""
+    cells = match_cells(base.cell_table(), run.cell_table())
     if cells.pairs.empty:
         raise UserError(f"{run.path} and {base.path} have no cell in common (matched on "
                         f"{', '.join(cells.key)}); compare runs of the same sweep")
     metrics = list(settings.metrics)
-    bs, rs = build_series(base.records, metrics), build_series(run.records, metrics)
-    common = np.intersect1d(bs.seeds, rs.seeds)
-    columns = (np.searchsorted(bs.seeds, common), np.searchsorted(rs.seeds, common))
-    pairing = cell_pairing(bs, rs, cells, columns)
-    rows = series_rows(bs, rs, cells).merge(pairing[["cell_base", "cell_run", "paired"]])
-    structural = (structurally_zero(bs)[rows["i_base"].to_numpy()]
-                  & structurally_zero(rs)[rows["i_run"].to_numpy()])
-    rngs = np.random.default_rng(settings.seed).spawn(len(metrics))
-    frames = []
-    for metric, rng in zip(metrics, rngs, strict=True):
-        keep = ~structural if metric in ZERO_GRADIENT_METRICS else np.ones(len(rows), bool)
-        if metric in LAYER_METRICS:
-            keep &= (rows["kind"] == "weight").to_numpy()
-        chosen = rows[keep]
-        frames.extend(metric_tests(metric, bs, rs, chosen.reset_index(drop=True), columns,
-                                   rng=rng, settings=settings))
-    tests = judge(pd.concat([f for f in frames if len(f)], ignore_index=True), settings)
-    missing = missing_tests(bs.keys, rs.keys, cells.pairs, cells.key,
-                            unrecorded_cells(base.manifest, base.records), PRIMARY_METRIC)
-    dead = structural_rows(rows[structural].drop(columns=["i_base", "i_run", "paired"]),
-                           metrics)
+    parts, base_keys, run_keys = _pair_parts(base, run, cells, metrics, settings)
+    pairing = pd.concat([p.pairing for p in parts], ignore_index=True)
+    tests = judge(_in_order(pd.concat([p.tests for p in parts if len(p.tests)],
+                                      ignore_index=True), SORT_COLUMNS), settings)
+    missing = missing_tests(_keys_in_rank_order(base, base_keys, metrics), run_keys,
+                            cells.pairs, cells.key,
+                            unrecorded_cells(base.manifest, set(base.cell_table()["cell_id"])),
+                            PRIMARY_METRIC)
+    dead = structural_rows(_in_order(pd.concat([p.dead for p in parts], ignore_index=True),
+                                     ["_rank", "_row"]), metrics)
     extra = [f for f in (missing, dead) if len(f)]
     if extra:
         tests = pd.concat([tests, *extra], ignore_index=True)
@@ -218,125 +189,42 @@ def compare_sides(base: Side, run: Side, settings: CompareSettings) -> Compariso
                       cells, pairing, tests)
 
 
-def series_rows(bs: Series, rs: Series, cells: CellMatch) -> pd.DataFrame:
-    """Matched (cell, parameter) series: ``i_base``, ``i_run`` (rows of each side's
-    matrices), ``cell_base``, ``cell_run``, the key axes, ``param``, ``layer``, ``kind``."""
-    run_keys = rs.keys[["cell_id", "param", "layer", "kind"]].reset_index(names="i_run")
-    run_keys = run_keys.merge(cells.pairs, left_on="cell_id", right_on="cell_run")
-    base_keys = bs.keys[["cell_id", "param"]].reset_index(names="i_base")
-    rows = run_keys.merge(base_keys, left_on=["cell_base", "param"],
-                          right_on=["cell_id", "param"])
-    return rows[["i_base", "i_run", "cell_base", "cell_run", *cells.key, "param", "layer",
-                 "kind"]]
+def _pair_parts(base: Side, run: Side, cells: CellMatch, metrics: list[str],
+                settings: CompareSettings) -> tuple[list[PairTests], dict, pd.DataFrame]:
+    """Every matched pair's :class:`PairTests`, one pair read at a time; also the keys of
+    the BASE cells read (``{cell_id: keys}``) and of the RUN cells (one DataFrame)."""
+    common = np.intersect1d(base.seeds, run.seeds)
+    columns = (np.searchsorted(base.seeds, common), np.searchsorted(run.seeds, common))
+    rngs = np.random.default_rng(settings.seed).spawn(len(metrics))
+    ranks = {cell_id: rank for rank, cell_id in enumerate(run.ranked_cell_ids())}
+    parts, base_keys, run_keys = [], {}, []
+    for index, pair in enumerate(cells.pairs.itertuples(index=False)):
+        bs = base.cell_series(pair.cell_base, metrics)
+        rs = run.cell_series(pair.cell_run, metrics)
+        parts.append(pair_tests(bs, rs, one_pair(cells, index), columns, metrics, rngs,
+                                rank=ranks[pair.cell_run], n_resamples=settings.n_resamples,
+                                confidence=settings.confidence))
+        base_keys[pair.cell_base] = bs.keys
+        run_keys.append(rs.keys)
+        del bs, rs  # before the next pair is read: one pair in memory, not two
+    return parts, base_keys, pd.concat(run_keys, ignore_index=True)
 
 
-def cell_pairing(bs: Series, rs: Series, cells: CellMatch,
-                 columns: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
-    """Per matched cell: paired by seed or not, and why (columns in :class:`Comparison`)."""
-    first_base = bs.keys.reset_index().groupby("cell_id")["index"].first()
-    first_run = rs.keys.reset_index().groupby("cell_id")["index"].first()
-    records = []
-    for pair in cells.pairs.itertuples(index=False):
-        left = bs.fingerprints[first_base[pair.cell_base], columns[0]]
-        right = rs.fingerprints[first_run[pair.cell_run], columns[1]]
-        mismatched = int((left != right).sum())
-        n_common = len(columns[0])
-        paired = mismatched == 0 and n_common >= MIN_PAIRED_SEEDS
-        note = pairing_note(paired, n_common, mismatched, len(bs.seeds), len(rs.seeds),
-                            schemes=(_schemes(left), _schemes(right)))
-        one_side = _params(bs, pair.cell_base) ^ _params(rs, pair.cell_run)
-        if one_side:  # e.g. depth differs on purpose: layers.4 exists on one side only
-            note += f"; not compared (on one side only): {', '.join(sorted(one_side))}"
-        records.append({"cell_base": pair.cell_base, "cell_run": pair.cell_run,
-                        "paired": paired, "n_base": len(bs.seeds), "n_run": len(rs.seeds),
-                        "n_common": n_common, "n_mismatched": mismatched, "note": note})
-    frame = pd.DataFrame(records)
-    return frame.merge(cells.pairs, on=["cell_base", "cell_run"])
+def _keys_in_rank_order(side: Side, known: dict[str, pd.DataFrame],
+                        metrics: list[str]) -> pd.DataFrame:
+    """Series keys of every cell of ``side`` in rank order, as :func:`build_series` of all
+    its records orders them; cells not in ``known`` (unmatched) are read for their keys."""
+    keys = [known[c] if c in known else side.cell_series(c, metrics[:1]).keys
+            for c in side.ranked_cell_ids()]
+    return pd.concat(keys, ignore_index=True)
 
 
-def _schemes(fingerprints: np.ndarray) -> str:
-    return "+".join(sorted({fingerprint_scheme(f) for f in fingerprints}))
-
-
-def _params(series: Series, cell_id: str) -> set[str]:
-    return set(series.keys.loc[series.keys["cell_id"] == cell_id, "param"])
-
-
-def pairing_note(paired: bool, n_common: int, mismatched: int, n_base: int,
-                 n_run: int, schemes: tuple[str, str] = ("xxh3", "xxh3")) -> str:
-    """One sentence on how a cell is compared; ``schemes``: the fingerprint scheme of each
-    side's common seeds (:func:`gradprobe.bench.init.initialization.fingerprint_scheme`)."""
-    if paired:
-        unused = n_base + n_run - 2 * n_common
-        extra = f"; {unused} seeds run on one side only are not used" if unused else ""
-        return f"paired by seed on {n_common} seeds with identical initial weights{extra}"
-    if n_common == 0:
-        why = "the two sides ran no seed in common"
-    elif mismatched and set(schemes) == {"sha256", "xxh3"}:
-        why = (f"the two sides fingerprint initial weights differently ({schemes[0]} vs "
-               f"{schemes[1]}: a baseline made before gradprobe fingerprinted with XXH3, or "
-               "init_rng = \"device\" on one side), so identical weights cannot be verified; "
-               "save the baseline again to pair by seed")
-    elif mismatched:
-        why = (f"initial-weight fingerprints differ on {mismatched} of {n_common} common seeds "
-               "(other initial weights, e.g. a PyTorch whose RNG stream changed)")
-    else:
-        why = f"only {n_common} common seeds (pairing needs {MIN_PAIRED_SEEDS})"
-    return f"unpaired (Mann-Whitney U, two-sample bootstrap) on {n_base} vs {n_run} seeds: {why}"
-
-
-def metric_tests(metric: str, bs: Series, rs: Series, rows: pd.DataFrame,
-                 columns: tuple[np.ndarray, np.ndarray], *, rng: np.random.Generator,
-                 settings: CompareSettings) -> list[pd.DataFrame]:
-    """Ratio and zero-fraction tests of one metric, for the paired and the unpaired rows."""
-    out = []
-    paired = rows["paired"].to_numpy(dtype=bool)
-    for mask, is_paired in ((paired, True), (~paired, False)):
-        if not mask.any():
-            continue
-        base = bs.values[metric][rows["i_base"].to_numpy()[mask]]
-        run = rs.values[metric][rows["i_run"].to_numpy()[mask]]
-        if is_paired:
-            base, run = base[:, columns[0]], run[:, columns[1]]
-        keys = rows[mask].drop(columns=["i_base", "i_run", "paired"]).reset_index(drop=True)
-        keys["metric"] = metric
-        keys["pairing"] = "paired" if is_paired else "unpaired"
-        ratio, zeros = _side_statistics(base, run, paired=is_paired, rng=rng,
-                                        settings=settings)
-        out.append(pd.concat([keys, ratio], axis=1).assign(test="ratio"))
-        if metric in ZERO_TEST_METRICS:  # for every row: the family is fixed in advance
-            out.append(pd.concat([keys, zeros], axis=1).assign(test="zero_fraction"))
-    return out
-
-
-def _side_statistics(base: np.ndarray, run: np.ndarray, *, paired: bool,
-                     rng: np.random.Generator,
-                     settings: CompareSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(ratio table, zero-count table)`` for ``(rows x seeds)`` matrices of both sides."""
-    blog, bzero, bbad = log10_or_nan(base)
-    rlog, rzero, rbad = log10_or_nan(run)
-    options = {"rng": rng, "n_resamples": settings.n_resamples,
-               "confidence": settings.confidence}
-    if paired:
-        diff = rlog - blog
-        interval, p = mean_ci(diff, **options), wilcoxon_pvalues(diff)
-        only_base, only_run = (bzero & ~rzero).sum(axis=1), (rzero & ~bzero).sum(axis=1)
-        zero_p, discordant = discordant_pvalues(only_base, only_run), only_base + only_run
-    else:
-        interval = mean_difference_ci(rlog, blog, **options)
-        p = mannwhitney_pvalues(rlog, blog)
-        zero_p = count_change_pvalues(bzero.sum(1), base.shape[1], rzero.sum(1), run.shape[1])
-        discordant = np.full(len(base), np.nan)
-    counts = {"n_base": base.shape[1], "n_run": run.shape[1], "base_zero": bzero.sum(1),
-              "run_zero": rzero.sum(1), "base_nonfinite": bbad.sum(1),
-              "run_nonfinite": rbad.sum(1)}
-    ratio = pd.DataFrame({**counts, "n_used": interval.n, "log10_ratio": interval.point,
-                          "ratio": 10**interval.point, "ci_low": 10**interval.low,
-                          "ci_high": 10**interval.high, "p_value": p})
-    zeros = pd.DataFrame({**counts, "n_used": np.full(len(base), base.shape[1]),
-                          "zero_discordant": np.asarray(discordant, dtype=np.float64),
-                          "p_value": zero_p})
-    return ratio, zeros
+def _in_order(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``frame`` sorted (stably) by the sort columns ``by``, which are then dropped."""
+    if frame.empty:
+        return frame
+    ordered = frame.sort_values(by, kind="stable").reset_index(drop=True)
+    return ordered.drop(columns=[c for c in SORT_COLUMNS if c in ordered])
 
 
 def judge(tests: pd.DataFrame, settings: CompareSettings) -> pd.DataFrame:

@@ -46,13 +46,9 @@ class CellMatch:
         return [c for c in self.key if self.pairs[c].nunique() > 1]
 
 
-def cell_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: ``cell_id`` and every axis column."""
-    return records.drop_duplicates("cell_id")[["cell_id", *AXIS_COLUMNS]].reset_index(drop=True)
-
-
 def match_cells(base: pd.DataFrame, run: pd.DataFrame) -> CellMatch:
-    """Match two :func:`cell_table` frames by their sweep axes (module docstring)."""
+    """Match two :meth:`~gradprobe.analysis.compare.sides.Side.cell_table` frames (one row
+    per cell: ``cell_id`` and every axis column) by their sweep axes (module docstring)."""
     ignored = [c for c in AXIS_COLUMNS
                if base[c].nunique() == 1 and run[c].nunique() == 1
                and base[c].iloc[0] != run[c].iloc[0]]

@@ -47,9 +47,9 @@ def check_stray_files(path: Path, manifest: Manifest,
             raise UserError(f"{file}: {what}; {fix}")
 
 
-def unrecorded_cells(manifest: Manifest, records: pd.DataFrame) -> list[CellEntry]:
-    """Cells of the manifest without a single record."""
-    present = set(records["cell_id"].unique())
+def unrecorded_cells(manifest: Manifest, recorded: set[str]) -> list[CellEntry]:
+    """Cells of the manifest whose id is not among the ``recorded`` cell ids."""
+    present = set(recorded)
     return [c for c in manifest.cells if c.cell_id not in present]
 
 

@@ -144,6 +144,25 @@ def concat_series(parts: list[Series]) -> Series:
                   stack("present", False, bool))
 
 
+def on_seeds(series: Series, seeds: np.ndarray) -> Series:
+    """``series`` with one column per seed of ``seeds`` (sorted, a superset of
+    ``series.seeds``): NaN, None and ``present`` False for seeds it lacks, as
+    :func:`build_series` pivots a cell among the records of other cells."""
+    if np.array_equal(series.seeds, seeds):
+        return series
+    where = np.searchsorted(seeds, series.seeds)
+
+    def widen(block: np.ndarray, fill, dtype) -> np.ndarray:
+        out = np.full((len(block), len(seeds)), fill, dtype=dtype)
+        out[:, where] = block
+        return out
+
+    return Series(series.keys, np.asarray(seeds, dtype=np.int64),
+                  {m: widen(v, np.nan, np.float64) for m, v in series.values.items()},
+                  widen(series.fingerprints, np.nan, object),
+                  widen(series.present, False, bool))
+
+
 def axis_columns(frame: pd.DataFrame) -> list[str]:
     """The axis columns (config keys, device, dtype) present in ``frame``."""
     return [c for c in AXIS_COLUMNS if c in frame.columns]

@@ -143,7 +143,7 @@ def calibrate(config: ExperimentConfig, *, settings: CalibrationSettings = Calib
 
 def _run(config: ExperimentConfig, out: Path) -> Side:
     run_sweep(config, out=out, progress=False, force=True)
-    return load_side(out, "calibration run")
+    return load_side(out, "calibration run").in_memory()
 
 
 def numerical_floor(config: ExperimentConfig, base: Side, n: int, root: Path,

@@ -163,6 +163,7 @@ def records_sweeps(config, pool: int, root) -> Sampler:
     for name, cfg in (("base", base), ("gain", changed)):
         out = Path(root) / name
         run_sweep(cfg, out=out, progress=False, force=True)
-        series = build_series(load_side(out, "coverage run").records, list(COMPARE_METRICS))
+        records = load_side(out, "coverage run").in_memory().records
+        series = build_series(records, list(COMPARE_METRICS))
         values.append(series.values)
     return records_sampler(*record_logs(*values))
