@@ -150,7 +150,7 @@ def test_changed_fingerprints_fall_back_to_unpaired(smoke_run):
 def test_a_baseline_fingerprinted_with_sha256_is_unpaired_and_says_why(smoke_run):
     """Baselines saved before the XXH3 fingerprints hold 16 hex digits of SHA-256: the same
     weights, but nothing can prove it. The note must not blame the weights."""
-    base = load_side(smoke_run, "BASE")
+    base = load_side(smoke_run, "BASE").in_memory()
     records = base.records.copy()
     records["init_fingerprint"] = records["init_fingerprint"].str[-16:]  # the old format
     result = compare(replace(base, records=records), base)
