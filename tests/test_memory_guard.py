@@ -130,3 +130,47 @@ def test_a_factory_that_cannot_build_on_meta_is_not_refused(tmp_path, monkeypatc
     (cell,) = config.cells()
     assert memory_guard.factory_lower_bound(cell) is None
     check_memory([cell], budget=2**20, source="shy.toml")
+
+
+GAINS = ('name = "gains"\n[model]\ndepth = 3\nwidth = 4\n[sweep]\nseeds = 400\n'
+         'init_gain = [1.0, 1.5, 2.0]\nresidual = [false, true]\n')
+
+
+def test_a_group_whose_records_outgrow_the_budget_is_split():
+    """Bug: cells that share a draw were one task, and every cell's records and histograms
+    waited in memory for the group's last seed (100 gains x 2 x 10,000 seeds: ~29 GB,
+    OOM-killed before a cell was written)."""
+    from gradprobe.bench.execute.runner import group_cells
+
+    cells = parse_config(GAINS).cells()
+    per_cell = memory_guard.held_bytes_per_seed(cells[0]) * 400
+    # 3 parameters x (metrics + 184 histogram counts) x 8 bytes, twice, per seed
+    assert per_cell == 2 * 3 * (len(memory_guard.METRICS) + 184) * 8 * 400
+    assert [len(g) for g in group_cells(cells)] == [6]
+    assert [len(g) for g in group_cells(cells, budget=int(2.5 * per_cell))] == [2, 2, 2]
+    assert [len(g) for g in group_cells(cells, budget=1)] == [1] * 6
+
+
+def test_split_groups_write_the_same_records(tmp_path):
+    import pandas as pd
+
+    config = parse_config(GAINS)
+    for name, budget in (("whole", 2**30), ("split", 2**20)):
+        run_sweep(config, out=tmp_path / name, progress=False, max_memory=budget)
+    key = ["init_gain", "residual", "seed", "param"]
+    whole, split = (pd.read_parquet(tmp_path / name / "records").sort_values(key)
+                    .reset_index(drop=True) for name in ("whole", "split"))
+    pd.testing.assert_frame_equal(whole, split)
+    histograms = [pd.read_parquet(tmp_path / name / "histograms").sort_values(key)
+                  .reset_index(drop=True) for name in ("whole", "split")]
+    pd.testing.assert_frame_equal(*histograms)
+
+
+def test_records_that_cannot_be_held_are_refused_before_writing(tmp_path, monkeypatch):
+    config = parse_config(GAINS, source="gains.toml")
+    monkeypatch.setattr(memory_guard, "machine_memory", lambda: 2**21)
+    with pytest.raises(UserError, match=r"gains.toml: cell depth 3, width 4: the records of "
+                                        r"its 400 seeds need about .* GiB .*--seeds.*"
+                                        r"\[histograms\] enabled = false"):
+        run_sweep(config, out=tmp_path / "run", progress=False, max_memory=2**20)
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,10 @@ built once on PyTorch's ``meta`` device (no memory, no values) and sized by its 
 their gradients and the engine's stacked copies
 (:func:`gradprobe.bench.engine.generic.seeds_per_chunk`'s coefficients): a lower bound, since
 its activations depend on its code; a factory that cannot build on ``meta`` is not checked.
+
+Results wait in memory until their cell is written, and cells that share an initial draw
+run as one task: :func:`split_by_held_bytes` cuts a group whose results would hold more than
+the budget, and :func:`check_held_results` refuses a cell whose own results cannot be held.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradprobe.bench.engine.batched import bytes_per_seed
-from gradprobe.bench.engine.training import bytes_per_training_seed
+from gradprobe.bench.engine.metrics import METRICS
+from gradprobe.bench.engine.training import bytes_per_training_seed, logged_steps
 from gradprobe.bench.init.device_rng import block_size
+from gradprobe.bench.init.initialization import mlp_param_specs
 from gradprobe.bench.plan.sweep import Cell
 from gradprobe.core.errors import UserError
 
@@ -85,9 +91,43 @@ def factory_lower_bound(cell: Cell) -> int | None:
     return parameter_bytes_per_seed(sizes, cell)
 
 
+def held_bytes_per_seed(cell: Cell) -> int:
+    """Host bytes of one seed's results that a task holds until it writes ``cell``: per
+    parameter the float64 metrics and, with ``[histograms]``, the int64 count vector, at
+    initialisation and at each logged step of each ``[train]``; twice, since the chunks'
+    parts are concatenated before the write. 0 for a factory model (its parameter count
+    needs the model; its cells are measured and written one at a time)."""
+    if cell.model.factory:
+        return 0
+    counts = cell.histograms.n_counts if cell.histograms else 0
+    per_step = len(mlp_param_specs(cell.model)) * (len(METRICS) + counts) * 8
+    steps = 1 + sum(len(logged_steps(train)) for train in cell.trains)
+    return 2 * per_step * steps
+
+
+def split_by_held_bytes(group: Sequence[Cell], budget: int) -> list[list[Cell]]:
+    """``group`` (cells sharing their initial draw) cut into runs of consecutive cells whose
+    results held together stay within ``budget`` bytes (at least one cell each). A group is
+    measured as one task so that the draw is made once, but all its cells' results wait in
+    memory for the last seed: 100 ``init_gain`` values x plain/residual x 10,000 seeds with
+    histograms held ~29 GB and was OOM-killed. Each part draws again: the same values, since
+    a seed's draw depends on the seed alone."""
+    parts: list[list[Cell]] = []
+    held = budget + 1
+    for cell in group:
+        need = held_bytes_per_seed(cell) * len(cell.seeds)
+        if held + need > budget:
+            parts.append([])
+            held = 0
+        parts[-1].append(cell)
+        held += need
+    return parts
+
+
 def check_memory(cells: Sequence[Cell], budget: int, source: str | None = None) -> None:
     """UserError naming the first cell (from config ``source``) whose smallest chunk needs
-    more than ``budget`` bytes or more than its device has; nothing is written before."""
+    more than ``budget`` bytes or more than its device has, or whose results, held until
+    the cell is written, need more than the machine has; nothing is written before."""
     for cell in cells:
         need = factory_lower_bound(cell) if cell.model.factory else smallest_chunk_bytes(cell)
         if need is None:
@@ -103,6 +143,21 @@ def check_memory(cells: Sequence[Cell], budget: int, source: str | None = None) 
                 f"{d.batch_size}, dtype {cell.dtype}: one seed needs about {gib(need)}, more "
                 f"than {what} of {gib(limit)}; make the cell smaller"
                 + (" or raise --max-memory" if limit == budget else ""))
+        check_held_results(cell, need, source)
+
+
+def check_held_results(cell: Cell, chunk: int, source: str | None) -> None:
+    """UserError when ``cell``'s results (:func:`held_bytes_per_seed`) and its smallest
+    chunk's ``chunk`` bytes of working memory together need more than the machine has."""
+    held = held_bytes_per_seed(cell) * len(cell.seeds)
+    machine = machine_memory()
+    if held + chunk > machine:
+        m = cell.model
+        raise UserError(
+            f"{source or 'config'}: cell depth {m.depth}, width {m.width}: the records of its "
+            f"{len(cell.seeds)} seeds need about {gib(held)} of memory until the cell is "
+            f"written, more than the machine's {gib(machine)} with a chunk's working memory; "
+            "run fewer seeds per run (--seeds), or set [histograms] enabled = false")
 
 
 def gib(size: int) -> str:

@@ -22,7 +22,7 @@ import torch
 from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
 from gradprobe.bench.engine.cpu_policy import current_policy
 from gradprobe.bench.execute.executors import Executor, open_executor
-from gradprobe.bench.execute.memory_guard import check_memory
+from gradprobe.bench.execute.memory_guard import check_memory, split_by_held_bytes
 from gradprobe.bench.execute.preflight import check_factories
 from gradprobe.bench.execute.progress import SweepProgress
 from gradprobe.bench.execute.stop_signals import StopFlag, catch_stop_signals
@@ -109,12 +109,16 @@ def check_devices(config: ExperimentConfig) -> None:
     plan_cells(config)
 
 
-def group_cells(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells grouped by initial state, groups in order of first appearance."""
+def group_cells(cells: list[Cell], budget: int | None = None) -> list[list[Cell]]:
+    """Cells grouped by initial state, groups in order of first appearance; with ``budget``,
+    a group whose results would hold more than ``budget`` bytes until written is cut into
+    parts that do not (:func:`gradprobe.bench.execute.memory_guard.split_by_held_bytes`)."""
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault(cell.init_key, []).append(cell)
-    return list(groups.values())
+    if budget is None:
+        return list(groups.values())
+    return [part for group in groups.values() for part in split_by_held_bytes(group, budget)]
 
 
 def apply_numerics(config: ExperimentConfig) -> None:
@@ -264,7 +268,8 @@ def _execute(run: Invocation) -> None:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(torch.device(device))
     finished = {c.cell_id for c in run.done}
-    groups = [g for g in group_cells(run.cells) if any(c.cell_id not in finished for c in g)]
+    groups = [g for g in group_cells(run.cells, run.budget)
+              if any(c.cell_id not in finished for c in g)]
     bar = SweepProgress(run.cells, run.done, enabled=run.progress)
     embedded = record_manifest(run.manifest)
     try:
