@@ -76,6 +76,25 @@ def pytest_terminal_summary(terminalreporter):
         write(f"measured copy bandwidth on {device}: {value / 1e9:.1f} GB/s")
 
 
+MILLION_SEEDS = 100_000  # x 2 cells (plain, residual) x 5 parameters = 1M records
+
+
+@pytest.fixture(scope="session")
+def million_records(request, tmp_path_factory):
+    """``(run directory, records)``: the ``seed`` preset run with 100,000 seeds, or 8 when
+    benchmarks are disabled (``make test``); built once per session, for the analysis and
+    compare benchmarks."""
+    import gradprobe
+    from gradprobe.bench.store.records import file_rows, record_files
+
+    # pytest-benchmark's own rule (BenchmarkSession.disabled); pyproject adds --benchmark-disable.
+    option = request.config.getoption
+    enabled = option("benchmark_enable") or not option("benchmark_disable")
+    run_dir = tmp_path_factory.mktemp("million-records") / "run"
+    gradprobe.run("seed", seeds=MILLION_SEEDS if enabled else 8, out=run_dir, progress=False)
+    return run_dir, sum(file_rows(p) for p in record_files(run_dir))
+
+
 @pytest.fixture
 def cuda_only():
     if not torch.cuda.is_available():
