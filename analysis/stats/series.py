@@ -122,26 +122,16 @@ def _cell_keys(first_rows: pa.Table, cell_id: str, axes: dict) -> pd.DataFrame:
 
 def concat_series(parts: list[Series]) -> Series:
     """The series of several cells as one, on the sorted union of their seeds (NaN, None
-    and ``present`` False where a cell lacks a seed); keys in the order of ``parts``."""
+    and ``present`` False where a cell lacks a seed, :func:`on_seeds`); keys in the order of
+    ``parts``."""
     if len(parts) == 1:
         return parts[0]
     seeds = np.unique(np.concatenate([p.seeds for p in parts]))
-    columns = [np.searchsorted(seeds, p.seeds) for p in parts]
-    total = sum(len(p.keys) for p in parts)
-
-    def stack(name: str, fill, dtype) -> np.ndarray:
-        out = np.full((total, len(seeds)), fill, dtype=dtype)
-        start = 0
-        for part, where in zip(parts, columns, strict=True):
-            block = part.values[name] if name in part.values else getattr(part, name)
-            out[start:start + len(part.keys), where] = block
-            start += len(part.keys)
-        return out
-
+    wide = [on_seeds(p, seeds) for p in parts]
     keys = pd.concat([p.keys for p in parts], ignore_index=True)
-    values = {m: stack(m, np.nan, np.float64) for m in parts[0].values}
-    return Series(keys, seeds, values, stack("fingerprints", np.nan, object),
-                  stack("present", False, bool))
+    values = {m: np.vstack([w.values[m] for w in wide]) for m in parts[0].values}
+    return Series(keys, seeds, values, np.vstack([w.fingerprints for w in wide]),
+                  np.vstack([w.present for w in wide]))
 
 
 def on_seeds(series: Series, seeds: np.ndarray) -> Series:
