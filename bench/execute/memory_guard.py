@@ -113,10 +113,10 @@ def split_by_held_bytes(group: Sequence[Cell], budget: int) -> list[list[Cell]]:
     histograms held ~29 GB and was OOM-killed. Each part draws again: the same values, since
     a seed's draw depends on the seed alone."""
     parts: list[list[Cell]] = []
-    held = budget + 1
+    held = 0
     for cell in group:
         need = held_bytes_per_seed(cell) * len(cell.seeds)
-        if held + need > budget:
+        if not parts or held + need > budget:
             parts.append([])
             held = 0
         parts[-1].append(cell)
