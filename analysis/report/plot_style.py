@@ -35,6 +35,8 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
+from gradprobe.analysis.report.variants import AS_BUILT
+
 VARIANT_COLORS = {"plain": "#0072B2", "residual": "#D55E00"}  # Okabe-Ito blue, vermillion
 VARIANT_ORDER = ["plain", "residual"]
 # Line style and marker per variant, so the two never differ by colour alone.
@@ -106,7 +108,7 @@ def variant_colors() -> dict[str, str]:
     """``{variant: colour}`` in this report (:func:`labelled_variants`): plain's blue turns
     grey where "plain" names models as built."""
     colors = dict(VARIANT_COLORS)
-    if _variant_labels.get("plain", "plain") != "plain":
+    if _variant_labels.get("plain") == AS_BUILT:
         colors["plain"] = AS_BUILT_COLOR
     return colors
 
