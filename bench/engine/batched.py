@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gradprobe.bench.engine import metrics
 from gradprobe.bench.engine.batched_mlp import forward, loss_per_seed
 from gradprobe.bench.engine.cpu_policy import (
     CpuPolicy,
@@ -126,14 +127,14 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
     master = scaled_params(on_device, cell.model.init_gain)
     params = [p.to(dtype).detach().requires_grad_() for p in master]
     inputs = on_device.inputs.to(dtype)
+    taps: dict = {}
     with torch.enable_grad():
-        outputs = forward(cell.model, state.specs, params, inputs)
+        outputs = forward(cell.model, state.specs, params, inputs, taps)
         loss = loss_per_seed(outputs[-1], cell.data.target, cell.data.loss)
-        grads = torch.autograd.grad(loss.sum(), [*params, *outputs])
-    n = len(params)
+        grads, output_grads = _gradients(cell, state.specs, params, outputs, loss, taps)
     with torch.no_grad():
-        values = reduce_metrics(state.specs, params, grads[:n], outputs, grads[n:])
-        histograms = (log_histograms(grads[:n], cell.histograms).numpy()
+        values = reduce_metrics(state.specs, params, grads, outputs, output_grads)
+        histograms = (log_histograms(grads, cell.histograms).numpy()
                       if cell.histograms else None)
     loss = loss.detach().to("cpu", torch.float64).numpy()
     return ChunkResult(
@@ -144,6 +145,29 @@ def run_chunk(cell: Cell, state: InitialState) -> ChunkResult:
         compute_seconds=time.perf_counter() - started,  # .cpu() above waited for the device
         histograms=histograms,
     )
+
+
+def _gradients(cell: Cell, specs: Sequence, params: Sequence[torch.Tensor],
+               outputs: Sequence[torch.Tensor], loss: torch.Tensor, taps: dict
+               ) -> tuple[list, list[torch.Tensor]]:
+    """``(grads, output_grads)``: per parameter its gradient ``(S, *shape)``, and per layer
+    ``dL/dh_l``. Large rank-one weight gradients (one input row a seed, histograms off) come
+    as :class:`OuterGradient` factors: autograd then skips their matmuls, and
+    :func:`reduce_metrics` reads two vectors a seed instead of the whole gradient."""
+    factored = {}
+    for i, (spec, param) in enumerate(zip(specs, params, strict=True)):
+        if spec.kind == "weight" and spec.numel >= metrics.FUSED_MIN_NUMEL \
+                and not cell.histograms:
+            from gradprobe.bench.engine import outer_stats  # loads Numba: large layers only
+
+            u, z = taps[spec.layer]
+            if outer_stats.applies(param, u):
+                factored[i] = (u, z)
+    wanted = [factored[i][1] if i in factored else p for i, p in enumerate(params)]
+    grads = list(torch.autograd.grad(loss.sum(), [*wanted, *outputs]))
+    for i, (u, _) in factored.items():
+        grads[i] = outer_stats.OuterGradient(grads[i], u.detach())
+    return grads[:len(params)], grads[len(params):]
 
 
 def measure_group(cells: Sequence[Cell], *, max_memory: int = DEFAULT_MAX_MEMORY,

@@ -43,10 +43,15 @@ def normalise(kind: str, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return normed.reshape(batch, seeds, width).transpose(0, 1)
 
 
-def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            taps: dict | None = None, layer: int = 0) -> torch.Tensor:
     if bias is None:
-        return torch.bmm(h, weight.transpose(1, 2))
-    return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        z = torch.bmm(h, weight.transpose(1, 2))
+    else:
+        z = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+    if taps is not None:
+        taps[layer] = (h, z)
+    return z
 
 
 def _by_role(specs: Sequence[ParamSpec], params: Sequence[torch.Tensor]) -> dict:
@@ -56,7 +61,8 @@ def _by_role(specs: Sequence[ParamSpec], params: Sequence[torch.Tensor]) -> dict
     return roles
 
 
-def _hidden(model: ModelConfig, roles: dict, layer: int, h: torch.Tensor) -> torch.Tensor:
+def _hidden(model: ModelConfig, roles: dict, layer: int, h: torch.Tensor,
+            taps: dict | None) -> torch.Tensor:
     act = ACTIVATIONS[model.activation]
     norm = None
     if model.norm != "none":
@@ -64,9 +70,9 @@ def _hidden(model: ModelConfig, roles: dict, layer: int, h: torch.Tensor) -> tor
     u = normalise(model.norm, h, *norm) if norm and model.norm_position == "pre" else h
     weight, bias = roles[("weight", layer)], roles.get(("bias", layer))
     if model.residual and model.residual_form == "pre":
-        branch = _linear(act(u), weight, bias)
+        branch = _linear(act(u), weight, bias, taps, layer)
     else:
-        branch = act(_linear(u, weight, bias))
+        branch = act(_linear(u, weight, bias, taps, layer))
     if model.residual:
         if model.branch_scale != 1.0:
             branch = branch * model.branch_scale
@@ -78,21 +84,24 @@ def _hidden(model: ModelConfig, roles: dict, layer: int, h: torch.Tensor) -> tor
 
 
 def forward(model: ModelConfig, specs: Sequence[ParamSpec], params: Sequence[torch.Tensor],
-            inputs: torch.Tensor) -> list[torch.Tensor]:
+            inputs: torch.Tensor, taps: dict | None = None) -> list[torch.Tensor]:
     """Run the network for all seeds.
 
     Takes ``params[i]`` of shape ``(S, *specs[i].shape)`` and ``inputs`` ``(S, B, width)``;
     returns the output of every layer, ``h_1 .. h_depth``, each ``(S, B, features)``; the
     last one is the network output ``W h + b`` (then ``act`` if ``output_activation``).
+    ``taps``, if given, receives ``{layer: (u, z)}``: each linear map's input ``u``
+    ``(S, B, in)`` and output ``z = W u + b`` ``(S, B, out)`` (for
+    :mod:`gradprobe.bench.engine.outer_stats`).
     """
     roles = _by_role(specs, params)
     h = inputs
     outputs = []
     for layer in range(model.depth - 1):
-        h = _hidden(model, roles, layer, h)
+        h = _hidden(model, roles, layer, h, taps)
         outputs.append(h)
     last = model.depth - 1
-    y = _linear(h, roles[("weight", last)], roles.get(("bias", last)))
+    y = _linear(h, roles[("weight", last)], roles.get(("bias", last)), taps, last)
     outputs.append(ACTIVATIONS[model.activation](y) if model.output_activation else y)
     return outputs
 

@@ -90,14 +90,20 @@ def param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor] |
     """mean |g|, ||g||_2, max |g|, non-finite count, zero count, ||w||_2, each ``(S,)``
     float64, for :func:`applies` tensors; None when a gradient holds a NaN or an infinity,
     or a seed's entries are not one dense block."""
-    grads, weights = dense_rows(grad), dense_rows(param)
-    if grads is None or weights is None:
+    grads = dense_rows(grad)
+    if grads is None:
         return None
-    seeds = grad.shape[0]
-    stats = row_stats(grads, seeds)
-    if stats[:, 4].any():
+    return stats_columns(param, row_stats(grads, grad.shape[0]), grads[2])
+
+
+def stats_columns(param: torch.Tensor, stats: np.ndarray, n: int) -> list[torch.Tensor] | None:
+    """:func:`param_stats`' columns from a gradient's ``(S, 5)`` :func:`row_stats` over
+    ``n`` values a seed; None when a gradient holds a non-finite value or a seed's
+    parameter entries are not one dense block."""
+    weights = dense_rows(param)
+    if weights is None or stats[:, 4].any():
         return None
-    weight_l2 = np.sqrt(row_stats(weights, seeds)[:, 1])
-    columns = [stats[:, 0] / grads[2], np.sqrt(stats[:, 1]), stats[:, 2], stats[:, 4],
+    weight_l2 = np.sqrt(row_stats(weights, len(stats))[:, 1])
+    columns = [stats[:, 0] / n, np.sqrt(stats[:, 1]), stats[:, 2], stats[:, 4],
                stats[:, 3], weight_l2]
     return [torch.from_numpy(np.ascontiguousarray(c)) for c in columns]

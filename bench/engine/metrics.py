@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from gradprobe.bench.init.initialization import ParamSpec
@@ -71,7 +72,17 @@ def safe_mean_abs(g_abs: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
     return mean
 
 
-def _param_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+def _param_stats(param: torch.Tensor, grad: torch.Tensor,
+                 rows: np.ndarray | None = None) -> list[torch.Tensor]:
+    """The six per-parameter columns (see :func:`reduce_metrics`); ``rows``: the gradient's
+    fused row statistics when they were computed from its factors (``outer_stats``)."""
+    if rows is not None:
+        from gradprobe.bench.engine import fused_stats
+
+        fused = fused_stats.stats_columns(param, rows, math.prod(grad.shape[1:]))
+        if fused is not None:
+            return fused
+        grad = grad.materialise()  # non-finite products: the paths below define those
     if grad.device.type == "cpu" and grad[0].numel() >= FUSED_MIN_NUMEL:
         from gradprobe.bench.engine import fused_stats  # loads Numba: large gradients only
 
@@ -114,6 +125,19 @@ def _torch_stats(param: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
     ]
 
 
+def _outer_row_stats(grads: Sequence) -> dict[int, np.ndarray]:
+    """``{index: (S, 5) row statistics}`` of the gradients held as factors
+    (:class:`gradprobe.bench.engine.outer_stats.OuterGradient`), in one call that spreads
+    them over the intra-op threads."""
+    indices = [i for i, g in enumerate(grads) if not isinstance(g, torch.Tensor)]
+    if not indices:
+        return {}
+    from gradprobe.bench.engine.outer_stats import row_stats  # loads Numba: when needed
+
+    stats = row_stats([grads[i] for i in indices], torch.get_num_threads())
+    return dict(zip(indices, stats, strict=True))
+
+
 def _count_nonfinite(values: torch.Tensor, grads: Sequence[torch.Tensor]) -> None:
     """Fill the ``grad_nonfinite`` column where it can be non-zero.
 
@@ -125,7 +149,8 @@ def _count_nonfinite(values: torch.Tensor, grads: Sequence[torch.Tensor]) -> Non
     if not bool(bad.any()):
         return
     for seed, index in bad.nonzero().tolist():
-        g = grads[index][seed]
+        g = grads[index]
+        g = (g if isinstance(g, torch.Tensor) else g.materialise())[seed]
         values[seed, index, column] = (~torch.isfinite(g)).sum().to(values.dtype)
 
 
@@ -145,10 +170,11 @@ def reduce_metrics(specs: Sequence[ParamSpec], params: Sequence[torch.Tensor],
     the only device-to-host transfer of the chunk.
     """
     layer_stats = [(_rms(h), _rms(dh)) for h, dh in zip(outputs, output_grads, strict=True)]
+    outer = _outer_row_stats(grads)
     rows = []
-    for spec, param, grad in zip(specs, params, grads, strict=True):
+    for index, (spec, param, grad) in enumerate(zip(specs, params, grads, strict=True)):
         act_rms, grad_act_rms = layer_stats[spec.layer]
-        stats = _param_stats(param, grad)
+        stats = _param_stats(param, grad, outer.get(index))
         rows.append(torch.stack([*stats, act_rms.to(stats[0].dtype),
                                  grad_act_rms.to(stats[0].dtype)], dim=1))
     values = torch.stack(rows, dim=1)

@@ -1,0 +1,99 @@
+"""Statistics of rank-one weight gradients without materialising them.
+
+With one input row per seed (``data.batch_size = 1``, the blog's setup) a linear layer's
+weight gradient is an outer product: for ``z = W u`` it is ``G[i, j] = delta[i] * u[j]``,
+with ``delta = dL/dz``. The engine asks autograd for ``delta`` instead of ``G``: the
+backward pass then skips one batched matmul per layer, and the statistics read two vectors
+per seed instead of the ``out x in`` gradient (at (50, 256) 13 MB a seed, read at memory
+speed: a third of the engine's CPU time).
+
+The statistics are those of the float32 gradient autograd would have produced, not of the
+exact product: each ``delta[i] * u[j]`` is one IEEE float32 multiplication, exactly what
+the matmul computes for a single row (so underflow to subnormals and to zero, which a deep
+plain network's gradients reach, is the same), accumulated as
+:func:`gradprobe.bench.engine.fused_stats._row_stats` accumulates a materialised gradient.
+Only the order of the float64 sums differs, which moves the last bits of ``grad_mean_abs``
+and ``grad_l2``; max, zero and non-finite counts are exact. The work is compute-bound and
+split over the intra-op threads by seed rows (the kernel releases the GIL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+
+from gradprobe.bench.engine.fused_stats import LANES, _accumulate
+
+
+@dataclass(frozen=True)
+class OuterGradient:
+    """A weight gradient ``(S, out, in)`` held as its factors: ``delta`` ``(S, 1, out)``
+    (``dL/dz``) and ``inputs`` ``(S, 1, in)`` (the layer's input ``u``)."""
+
+    delta: torch.Tensor
+    inputs: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.delta.shape[0], self.delta.shape[2], self.inputs.shape[2]))
+
+    def materialise(self) -> torch.Tensor:
+        """The gradient ``(S, out, in)`` as autograd computes it (``bmm`` of the factors)."""
+        return torch.bmm(self.delta.transpose(1, 2), self.inputs)
+
+
+def applies(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
+    """Whether the gradient of ``weight`` ``(S, out, in)`` for layer input ``inputs``
+    ``(S, B, in)`` is rank one and lands in the fused float32 CPU statistics."""
+    return (inputs.shape[1] == 1 and weight.dim() == 3 and weight.device.type == "cpu"
+            and weight.dtype == torch.float32 and inputs.dtype == torch.float32)
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
+def _outer_stats(delta, inputs, first, last, out):  # pragma: no cover - compiled
+    """For seed rows ``first .. last - 1``: sum |p|, sum p^2, max |p|, count of p == 0 and
+    of non-finite p over the float32 products ``p = delta[s, i] * inputs[s, j]``, into
+    ``out`` (S, 5) float64, with fused_stats' accumulators (LANES of them, float64 sums)."""
+    n = inputs.shape[1]
+    body = n - n % LANES
+    for s in range(first, last):
+        total, squares = np.zeros(LANES), np.zeros(LANES)
+        peak = np.zeros(LANES, np.float32)
+        zeros, bad = np.zeros(LANES, np.int64), np.zeros(LANES, np.int64)
+        row = inputs[s]
+        for i in range(delta.shape[1]):
+            d = delta[s, i]
+            for start in range(0, body, LANES):
+                for lane in range(LANES):
+                    _accumulate(d * row[start + lane], lane, total, squares, peak, zeros, bad)
+            for j in range(body, n):
+                _accumulate(d * row[j], 0, total, squares, peak, zeros, bad)
+        out[s, 0], out[s, 1], out[s, 2] = total.sum(), squares.sum(), peak.max()
+        out[s, 3], out[s, 4] = zeros.sum(), bad.sum()
+
+
+def row_stats(grads: Sequence[OuterGradient], threads: int) -> list[np.ndarray]:
+    """``(S, 5)`` float64 per gradient, columns as :func:`gradprobe.bench.engine.
+    fused_stats.row_stats` (sum |g|, sum g^2, max |g|, zeros, non-finite), over ``threads``
+    threads each taking a block of seed rows."""
+    factors = [(np.ascontiguousarray(g.delta.detach()[:, 0].numpy()),
+                np.ascontiguousarray(g.inputs.detach()[:, 0].numpy())) for g in grads]
+    outs = [np.empty((g.shape[0], 5)) for g in grads]
+    seeds = grads[0].shape[0] if grads else 0
+    bounds = np.linspace(0, seeds, max(1, min(threads, seeds)) + 1).astype(int)
+
+    def block(part: int) -> None:
+        for (delta, inputs), out in zip(factors, outs, strict=True):
+            _outer_stats(delta, inputs, bounds[part], bounds[part + 1], out)
+
+    if len(bounds) == 2:
+        block(0)
+    else:
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            list(pool.map(block, range(len(bounds) - 1)))
+    return outs
