@@ -36,3 +36,18 @@ def test_an_ignored_signal_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_inside_a_kernel_loader_is_recorded_not_raised():
+    """Bug (test_resume, exit -11): Ctrl-C landed in llvmlite's object-cache callback while
+    a Numba kernel loaded; ctypes dropped the KeyboardInterrupt and LLVM segfaulted. Inside
+    numba/llvmlite code the signal is only recorded; the runner's next check raises it."""
+    loader = {"__name__": "llvmlite.binding.executionengine", "signal": signal}
+    exec("def load():\n    signal.raise_signal(signal.SIGINT)\n    return 'loaded'", loader)
+    with catch_stop_signals() as stop:
+        assert loader["load"]() == "loaded"  # not interrupted halfway
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt):  # anywhere else it is raised at once
+            signal.raise_signal(signal.SIGINT)

@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,13 @@ def _run_and_record(run: Invocation) -> float:
     return seconds
 
 
+def _progress_then_check(bar: SweepProgress, stop: StopFlag, seeds: int, cells: int) -> None:
+    """After each chunk or cell: count it, then stop if a signal arrived that could not be
+    raised where it landed (inside a kernel loader, see stop_signals)."""
+    bar.update_counts(seeds, cells)
+    stop.check()
+
+
 def _execute(run: Invocation) -> None:
     for device in dict.fromkeys(c.device for c in run.cells):
         if device.startswith("cuda"):
@@ -277,7 +285,7 @@ def _execute(run: Invocation) -> None:
             for group in groups:
                 run.stop.check()
                 run_group(group, run.run_dir, embedded, max_memory=run.budget,
-                          on_progress=bar.update_counts)
+                          on_progress=partial(_progress_then_check, bar, run.stop))
             return
 
         def task_done(index: int, timings) -> None:
