@@ -4,7 +4,8 @@
 calls (``abs``, ``amax``, ``mean``, two norms, a zero count), each a pass over a tensor that
 at (20, 64) x 500 seeds is 8 MB, out of L2: 0.16 ms of the 0.28 ms a seed the CPU pass cost.
 Here one loop per seed row reads the gradient once and keeps every sum in float64, and a
-second reads the weight once for its norm: 4-6x less CPU time for the statistics.
+second reads the weight once for its norm (its sum of squares only): 4-6x less CPU time
+for the statistics.
 
 Accumulating float32 squares in float64 cannot underflow or overflow (float32 entries are
 within 2**-149 .. 2**128), so the norms need none of ``metrics.scaled_norm``'s rescaling, and
@@ -63,6 +64,19 @@ def _row_stats(flat, stride, n, out):  # pragma: no cover - compiled
         out[i, 3], out[i, 4] = zeros.sum(), bad.sum()
 
 
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
+def _row_squares(flat, stride, n, out):  # pragma: no cover - compiled
+    """Per row ``i`` of float32 ``flat[i * stride:i * stride + n]``: sum v^2 in float64, in
+    ``out`` (S,). A parameter's norm needs nothing else; one scalar accumulator, which LLVM
+    vectorises, reads it 3x faster than :func:`_row_stats`' five."""
+    for i in range(out.shape[0]):
+        row = flat[i * stride:i * stride + n]  # a 1-D slice: contiguous to Numba
+        squares = 0.0
+        for j in range(n):
+            squares += np.float64(row[j]) * np.float64(row[j])
+        out[i] = squares
+
+
 def dense_rows(values: torch.Tensor) -> tuple[np.ndarray, int, int] | None:
     """A CPU ``(S, ...)`` tensor whose seed rows each fill a dense block of memory in some
     order (a weight gradient is the transpose of ``bmm``'s output; a parameter is a slice of
@@ -103,7 +117,9 @@ def stats_columns(param: torch.Tensor, stats: np.ndarray, n: int) -> list[torch.
     weights = dense_rows(param)
     if weights is None or stats[:, 4].any():
         return None
-    weight_l2 = np.sqrt(row_stats(weights, len(stats))[:, 1])
+    squares = np.empty(len(stats))
+    _row_squares(*weights, squares)
+    weight_l2 = np.sqrt(squares)
     columns = [stats[:, 0] / n, np.sqrt(stats[:, 1]), stats[:, 2], stats[:, 4],
                stats[:, 3], weight_l2]
     return [torch.from_numpy(np.ascontiguousarray(c)) for c in columns]
