@@ -10,6 +10,7 @@ import torch
 from gradprobe.bench.engine import fused_stats, metrics, outer_stats
 from gradprobe.bench.engine.batched import draw_state, run_chunk
 from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.histogram_bins import HistogramConfig
 from gradprobe.bench.plan.sweep import Cell
 
 
@@ -97,3 +98,16 @@ def test_a_non_finite_gradient_gets_the_dense_paths_records(monkeypatch):
     dense = _records(cell, monkeypatch, False)
     assert not np.isfinite(dense[..., 0]).all()
     np.testing.assert_array_equal(factored, dense)
+
+
+def test_histograms_count_the_same_entries_from_factors(monkeypatch):
+    """With histograms on (the default sweep's) a factored gradient is materialised for its
+    turn: the same float32 products, so every count is the same."""
+    cell = Cell(ModelConfig(depth=50, width=64), DataConfig(), "cpu", "float32",
+                tuple(range(4)), histograms=HistogramConfig())
+    with monkeypatch.context() as patch:
+        patch.setattr(outer_stats, "applies", lambda weight, inputs: False)
+        dense = run_chunk(cell, draw_state(cell, cell.seeds))
+    factored = run_chunk(cell, draw_state(cell, cell.seeds))
+    np.testing.assert_array_equal(factored.histograms, dense.histograms)
+    assert factored.histograms[..., :-4].sum() > 0  # entries landed in the bins

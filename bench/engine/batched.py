@@ -151,13 +151,13 @@ def _gradients(cell: Cell, specs: Sequence, params: Sequence[torch.Tensor],
                outputs: Sequence[torch.Tensor], loss: torch.Tensor, taps: dict
                ) -> tuple[list, list[torch.Tensor]]:
     """``(grads, output_grads)``: per parameter its gradient ``(S, *shape)``, and per layer
-    ``dL/dh_l``. Large rank-one weight gradients (one input row a seed, histograms off) come
-    as :class:`OuterGradient` factors: autograd then skips their matmuls, and
-    :func:`reduce_metrics` reads two vectors a seed instead of the whole gradient."""
+    ``dL/dh_l``. Large rank-one weight gradients (one input row a seed) come as
+    :class:`OuterGradient` factors: autograd then skips their matmuls, and
+    :func:`reduce_metrics` reads two vectors a seed instead of the whole gradient (histograms
+    materialise one such gradient at a time)."""
     factored = {}
     for i, (spec, param) in enumerate(zip(specs, params, strict=True)):
-        if spec.kind == "weight" and spec.numel >= metrics.FUSED_MIN_NUMEL \
-                and not cell.histograms:
+        if spec.kind == "weight" and spec.numel >= metrics.FUSED_MIN_NUMEL:
             from gradprobe.bench.engine import outer_stats  # loads Numba: large layers only
 
             u, z = taps[spec.layer]

@@ -182,10 +182,13 @@ def param_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor
     return _device_histogram(grad, config)
 
 
-def log_histograms(grads: Sequence[torch.Tensor], config: HistogramConfig) -> torch.Tensor:
+def log_histograms(grads: Sequence, config: HistogramConfig) -> torch.Tensor:
     """Counts ``(S, P, n_counts)`` int64 on the host for gradients ``(S, *shape_p)`` in spec
-    order: one parameter at a time (bounded temporaries), one transfer at the end."""
-    counts = torch.stack([param_histogram(g, config) for g in grads], dim=1)
+    order: one parameter at a time (bounded temporaries), one transfer at the end. A
+    gradient held as factors (:class:`gradprobe.bench.engine.outer_stats.OuterGradient`) is
+    materialised for its turn only: its products are autograd's, bit for bit."""
+    counts = torch.stack([param_histogram(g if isinstance(g, torch.Tensor) else g.materialise(),
+                                          config) for g in grads], dim=1)
     return counts.cpu()
 
 
