@@ -92,8 +92,8 @@ def _cells(payload: dict[str, Any]) -> dict[str, Any]:
                                alpha=settings["alpha"], **options)
     effects = pd.DataFrame()
     if len(cells) == 2:
-        effects = paired_effects(series, rng=unit_rng(settings, "effects", cells),
-                                 alpha=settings["alpha"], **options)
+        effects = paired_effects(series, alpha=settings["alpha"],
+                                 confidence=settings["confidence"])
     ranks, rows = _ranks(cells), _rows_in_cell(series.keys)
     training = {} if "training" not in payload else unit_training(
         cells, payload["training"], settings, unit_rng(settings, "training", cells))
