@@ -88,8 +88,8 @@ def _cells(payload: dict[str, Any]) -> dict[str, Any]:
                             for c in cells])
     options = {"n_resamples": settings["n_resamples"], "confidence": settings["confidence"]}
     summary = describe(series, rng=unit_rng(settings, "summary", cells), **options)
-    contrasts = layer_contrasts(series, rng=unit_rng(settings, "contrasts", cells),
-                               alpha=settings["alpha"], **options)
+    contrasts = layer_contrasts(series, alpha=settings["alpha"],
+                               confidence=settings["confidence"])
     effects = pd.DataFrame()
     if len(cells) == 2:
         effects = paired_effects(series, alpha=settings["alpha"],

@@ -188,8 +188,9 @@ def format_coverage(table: pd.DataFrame) -> str:
     """One line per (source, estimate, method): coverage at each seed count; ``*`` marks
     the interval gradprobe reports."""
     table = table.assign(method=table["method"] + np.where(table["used"], " *", ""))
-    wide = table.pivot_table(index=["source", "estimate", "method"], columns="seeds",
-                             values="coverage", sort=False)
+    index = ["source", "estimate", "method"]
+    wide = table.pivot_table(index=index, columns="seeds", values="coverage")
+    wide = wide.reindex(pd.MultiIndex.from_frame(table[index].drop_duplicates()))
     wide.columns = [f"{n} seeds" for n in wide.columns]
     se = table["se"].max()
     return (f"coverage of nominal 95% intervals (target {TARGET[0]:.2f}-{TARGET[1]:.2f}; "
