@@ -191,7 +191,7 @@ def _side_statistics(base: np.ndarray, run: np.ndarray, *, paired: bool,
     if paired:
         diff = rlog - blog
         # The typical seed's ratio: median of per-seed log ratios, sign-test interval
-        # (estimators.median_ci); a mean's t interval covered 84-85% on real records.
+        # (estimators.median_ci); a mean's t interval covered 83-86% on real records.
         interval = median_ci(diff, confidence=confidence)
         p = wilcoxon_pvalues(diff)
         only_base, only_run = (bzero & ~rzero).sum(axis=1), (rzero & ~bzero).sum(axis=1)

@@ -5,7 +5,7 @@ design: same ``init_fingerprint``), so the effect of the skip connections is mea
 seed as ``log10(residual) - log10(plain)``. Its median over seeds is the log of the typical
 seed's ratio; the interpolated sign-test interval
 (:func:`~gradprobe.analysis.stats.estimators.median_ci`, distribution-free: the mean of
-these heavy-tailed per-seed ratios had t intervals covering 84-85%, docs/regression.md) and
+these heavy-tailed per-seed ratios had t intervals covering 83-86%, docs/regression.md) and
 a Wilcoxon signed-rank test (no normality assumption) say how sure that is. P-values are
 adjusted over the whole family of effects with Benjamini-Hochberg.
 

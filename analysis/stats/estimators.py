@@ -2,7 +2,8 @@
 
 The seed is the unit of replication. Gradient magnitudes span orders of magnitude and are
 close to log-normal across seeds (Hanin 2018), so every estimate is made on ``log10`` values
-and reported back as a geometric mean or a ratio. Zeros and non-finite values have no
+and reported back as a geometric mean or a ratio (a paired ratio as the median seed's:
+:func:`median_ci`). Zeros and non-finite values have no
 logarithm: callers mask them (:func:`log10_or_nan`) and report how many there were.
 
 All randomness comes from an explicit ``numpy.random.Generator``. Shapes follow rliable's
@@ -42,9 +43,11 @@ BOOTSTRAP_MAX_SEEDS = 500
 # t for two samples). BCa has no small-sample correction: at 6-16 seeds its 95% intervals
 # covered 86-93% (it reflects a plug-in variance with z instead of t quantiles, about 30%
 # too narrow at 6 seeds: the "narrowness bias" of Hesterberg 2015, The American
-# Statistician 69(4)). Measured coverage of both, on log-normal data and on real records, is
-# the table of `gradprobe calibrate CONFIG --coverage` (analysis/coverage.py,
-# docs/regression.md).
+# Statistician 69(4)). Hall's skewness-corrected t ("hall") gained 0.001-0.004 on real
+# records, not enough to reach 0.94 at 6 seeds. Paired ratios use median_ci instead: their
+# per-seed log ratios are too heavy-tailed for any interval of a mean. Measured coverage of
+# each, on log-normal data and on real records, is the table of `gradprobe calibrate CONFIG
+# --coverage` (src/gradprobe/coverage.py, docs/regression.md).
 DEFAULT_METHOD = "t"
 # The smallest positive normal float64. A p-value that underflows to 0 (a normal
 # approximation far in its tail, or an exact test with thousands of seeds) is stored as this
