@@ -206,6 +206,8 @@ def test_staleness_includes_the_settings(smoke_run, tmp_path):
     assert not is_stale(run, meta, manifest, settings)
     assert is_stale(run, meta, manifest, AnalysisSettings(n_resamples=100, seed=1))
     assert is_stale(run, meta, manifest, AnalysisSettings())
+    # Version 3 analyses hold paired ratios as means of log ratios, not medians: redone.
+    assert is_stale(run, {**meta, "analysis_version": 3}, manifest, settings)
 
 
 @pytest.mark.parametrize("executor", ["processes", "dask"])
