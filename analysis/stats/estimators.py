@@ -198,9 +198,9 @@ def median_ci(values: np.ndarray, *, confidence: float = CONFIDENCE) -> Interval
     by the few seeds whose ratio sits far out (kurtosis 70-160 on real records), and no
     interval for a mean can cover such data at small n (Bahadur & Savage 1956). Rows with
     fewer than 2 valid values get a NaN interval; ties need no care (order statistics of
-    tied values are those values); a row of equal values gets ``[v, v]``. Below
-    :func:`sign_interval_weights`' smallest count the interval is ``[min, max]``, whose
-    level ``1 - 2**(1 - n)`` is below ``confidence`` (0.9375 at 5 seeds).
+    tied values are those values); a row of equal values gets ``[v, v]``. With too few
+    values for any order-statistic interval to reach ``confidence`` (fewer than 6 at 95%)
+    the interval is ``[min, max]``, whose level ``1 - 2**(1 - n)`` is lower (0.9375 at 5).
     """
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     valid = ~np.isnan(values)
@@ -233,8 +233,8 @@ def sign_interval_weights(n: int, confidence: float = CONFIDENCE) -> tuple[int, 
     Letters 4:75-79) interpolate towards the next interval with
     ``I = (gamma_d - confidence) / (gamma_d - gamma_{d+1})`` and
     ``weight = (n - d) I / (d + (n - 2d) I)``, which makes the level close to
-    ``confidence`` at every ``n`` (exact for the double exponential, nearly so for any
-    symmetric density), where the order statistics alone jump between levels (96.9% and
+    ``confidence`` at every ``n`` (derived for the double exponential, close for a wide
+    range of symmetric densities), where the order statistics alone jump between levels (96.9% and
     78.1% at 6 values). With no ``k`` reaching ``confidence`` (fewer than 6 values at 95%):
     ``(1, 0.0)``, the range.
     """
