@@ -50,7 +50,7 @@ def test_describe_hand_computed_geometric_mean():
 
 
 def test_paired_effect_recovers_planted_ratio_exactly():
-    effects = paired_effects(planted_series(), rng=np.random.default_rng(2), n_resamples=299)
+    effects = paired_effects(planted_series())
     grad = effects[effects["metric"] == "grad_mean_abs"]
     assert len(grad) == 5  # 2 + 3 layers
     assert grad["ratio"].to_numpy() == pytest.approx(100.0)
@@ -69,7 +69,7 @@ def test_layer_metrics_are_tested_once_per_layer():
     keys = pd.concat([series.keys, bias_keys], ignore_index=True)
     doubled = Series(keys, series.seeds, {k: np.vstack([v, v]) for k, v in series.values.items()},
                      np.vstack([series.fingerprints] * 2), np.vstack([series.present] * 2))
-    effects = paired_effects(doubled, rng=np.random.default_rng(2), n_resamples=99)
+    effects = paired_effects(doubled)
     counts = effects.groupby("metric").size()
     assert counts["grad_mean_abs"] == 10 and counts["act_rms"] == counts["grad_act_rms"] == 5
     assert (effects[effects["metric"] == "act_rms"]["kind"] == "weight").all()
@@ -79,7 +79,7 @@ def test_pairs_with_a_zero_control_enter_the_signed_rank_test():
     series = planted_series()
     plain = 0  # first row: depth 2, plain, layer 0; row 2 is its residual partner
     series.values["grad_mean_abs"][plain, :20] = 0.0  # 20 dead plain seeds of 24
-    effects = paired_effects(series, rng=np.random.default_rng(2), n_resamples=99)
+    effects = paired_effects(series)
     row = effects[(effects["metric"] == "grad_mean_abs") & (effects["cell_control"] == "d2r0")
                   & (effects["layer"] == 0)].iloc[0]
     assert (row["n_pairs"], row["n_excluded"], row["n_one_side_zero"]) == (4, 20, 20)
@@ -100,7 +100,7 @@ def test_depth_slope_recovers_planted_factor():
 
 
 def test_layer_contrast_is_one_when_layers_are_equal():
-    contrasts = layer_contrasts(planted_series(), rng=np.random.default_rng(4), n_resamples=299)
+    contrasts = layer_contrasts(planted_series())
     grad = contrasts[contrasts["metric"] == "grad_mean_abs"]
     assert grad["ratio"].to_numpy() == pytest.approx(1.0)
     assert (grad["p_value"] == 1.0).all() and not grad["significant"].any()
@@ -206,6 +206,8 @@ def test_staleness_includes_the_settings(smoke_run, tmp_path):
     assert not is_stale(run, meta, manifest, settings)
     assert is_stale(run, meta, manifest, AnalysisSettings(n_resamples=100, seed=1))
     assert is_stale(run, meta, manifest, AnalysisSettings())
+    # Version 3 analyses hold paired ratios as means of log ratios, not medians: redone.
+    assert is_stale(run, {**meta, "analysis_version": 3}, manifest, settings)
 
 
 @pytest.mark.parametrize("executor", ["processes", "dask"])

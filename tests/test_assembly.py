@@ -41,12 +41,10 @@ def whole_run_tables(run_dir, settings: AnalysisSettings) -> dict[str, pd.DataFr
     n, level, alpha = settings.n_resamples, settings.confidence, settings.alpha
     return {
         "summary": describe(series, rng=rngs[0], n_resamples=n, confidence=level),
-        "effects": paired_effects(series, rng=rngs[1], n_resamples=n, alpha=alpha,
-                                  confidence=level),
+        "effects": paired_effects(series, alpha=alpha, confidence=level),
         "trends": predicted_slopes(depth_trends(series, rng=rngs[2], n_resamples=n,
                                                 confidence=level)),
-        "contrasts": layer_contrasts(series, rng=rngs[3], n_resamples=n, alpha=alpha,
-                                     confidence=level),
+        "contrasts": layer_contrasts(series, alpha=alpha, confidence=level),
         "width": width_exponents(series, rng=rngs[5], n_resamples=n, confidence=level),
     }
 

@@ -91,13 +91,14 @@ def _shown_matches(text: str, value: float) -> bool:
 
 
 def _geo_means(records: pd.DataFrame) -> tuple[dict, dict]:
-    """Per (param, residual): 10 ** mean(log10) over seeds; per param: the paired ratio."""
+    """Per (param, residual): 10 ** mean(log10) over seeds; per param: the paired ratio,
+    10 ** median of the per-seed log ratios."""
     means = {key: 10 ** np.log10(group["grad_mean_abs"]).mean()
              for key, group in records.groupby(["param", "residual"])}
     wide = records.pivot_table(index=["param", "seed"], columns="residual",
                                values="grad_mean_abs")
     logs = np.log10(wide[True]) - np.log10(wide[False])
-    ratios = {param: 10 ** group.mean() for param, group in logs.groupby(level="param")}
+    ratios = {param: 10 ** group.median() for param, group in logs.groupby(level="param")}
     return means, ratios
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from gradprobe.analysis.compare.comparison import CompareSettings, compare_sides
 from gradprobe.analysis.compare.sides import load_side
+from gradprobe.analysis.stats.estimators import sign_interval_weights
 from gradprobe.core.errors import UserError
 
 FAST = CompareSettings(n_resamples=199)
@@ -86,15 +87,20 @@ def test_last_bit_differences_are_not_flagged(smoke_run):
 def test_paired_ratio_hand_computed(smoke_run):
     base = load_side(smoke_run, "BASE")
     records = base.in_memory().records.copy()
-    # Seed s is scaled by 2 ** (1 + s / 100): distinct positive log ratios, whose mean over
-    # seeds 0..15 is log10(2) * 1.075, so the geometric-mean ratio is 2 ** 1.075.
-    records["grad_mean_abs"] *= 2.0 ** (1 + records["seed"] / 100)
+    # Seed s is scaled by 2 ** (1 + s**2 / 1000): distinct positive log ratios whose median
+    # over seeds 0..15 (mean of s = 7 and 8: 56.5 / 1000) differs from their mean (77.5 /
+    # 1000); the paired ratio is the median seed's, 2 ** 1.0565.
+    records["grad_mean_abs"] *= 2.0 ** (1 + records["seed"] ** 2 / 1000)
     result = compare(base, replace(base, records=records))
     rows = result.tests[(result.tests["metric"] == "grad_mean_abs")
                         & (result.tests["test"] == "ratio") & (result.tests["n_used"] == 16)]
     assert len(rows) > 20
-    assert np.allclose(rows["ratio"], 2**1.075, rtol=1e-12)
-    assert (rows["ci_low"] <= rows["ratio"]).all() and (rows["ratio"] <= rows["ci_high"]).all()
+    assert np.allclose(rows["ratio"], 2**1.0565, rtol=1e-12)
+    # The sign-test interval at 16 seeds interpolates between X(4) and X(5) (s = 3 and 4).
+    d, weight = sign_interval_weights(16)
+    assert d == 4
+    assert np.allclose(rows["ci_low"], 2 ** (1 + ((1 - weight) * 9 + weight * 16) / 1000))
+    assert np.allclose(rows["ci_high"], 2 ** (1 + ((1 - weight) * 144 + weight * 121) / 1000))
     # 16 positive differences without ties: exact two-sided Wilcoxon p = 2 / 2**16.
     assert np.allclose(rows["p_value"], 2 / 2**16)
     assert (rows["verdict"] == "regressed").all()

@@ -70,7 +70,9 @@ from gradprobe.core.atomic_files import (
 from gradprobe.core.documents import read_versioned_json
 from gradprobe.core.errors import UserError
 
-ANALYSIS_VERSION = 3
+# 4: paired ratios (effects, contrasts, train_final) are the median seed's, no longer the
+# mean of per-seed log ratios; an older analysis is stale (is_stale) and redone by `report`.
+ANALYSIS_VERSION = 4
 TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost", *TRAIN_TABLES,
           "width")
 # Tables added after version 1 (devices, cost), 2 (training) and during 3 (width): an
@@ -187,10 +189,13 @@ def incomplete_note(run_dir: Path, meta: dict) -> str | None:
 def is_stale(run_dir: Path, meta: dict, manifest: Manifest,
              settings: AnalysisSettings | None = None) -> bool:
     """Whether ``meta`` no longer describes the analysis wanted: ``settings`` are given and
-    differ from those it was computed with, another config was forced into the directory,
-    or the run was resumed or finished (its status, or its number of record files, differs
-    from what the analysis saw)."""
+    differ from those it was computed with, it is of an older :data:`ANALYSIS_VERSION`
+    (whose paired ratios meant something else), another config was forced into the
+    directory, or the run was resumed or finished (its status, or its number of record
+    files, differs from what the analysis saw)."""
     if settings is not None and meta.get("settings") != asdict(settings):
+        return True
+    if meta.get("analysis_version", ANALYSIS_VERSION) < ANALYSIS_VERSION:
         return True
     seen = meta.get("run", {})
     if seen.get("config_sha256") != manifest.config.sha256:

@@ -88,12 +88,12 @@ def _cells(payload: dict[str, Any]) -> dict[str, Any]:
                             for c in cells])
     options = {"n_resamples": settings["n_resamples"], "confidence": settings["confidence"]}
     summary = describe(series, rng=unit_rng(settings, "summary", cells), **options)
-    contrasts = layer_contrasts(series, rng=unit_rng(settings, "contrasts", cells),
-                               alpha=settings["alpha"], **options)
+    contrasts = layer_contrasts(series, alpha=settings["alpha"],
+                               confidence=settings["confidence"])
     effects = pd.DataFrame()
     if len(cells) == 2:
-        effects = paired_effects(series, rng=unit_rng(settings, "effects", cells),
-                                 alpha=settings["alpha"], **options)
+        effects = paired_effects(series, alpha=settings["alpha"],
+                                 confidence=settings["confidence"])
     ranks, rows = _ranks(cells), _rows_in_cell(series.keys)
     training = {} if "training" not in payload else unit_training(
         cells, payload["training"], settings, unit_rng(settings, "training", cells))

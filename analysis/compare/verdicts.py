@@ -3,10 +3,10 @@
 A change is *flagged* only when both gates open (criterion.rs, ``compare_to_threshold``):
 
 1. the Benjamini-Hochberg adjusted p-value is below ``alpha`` (the change is real), and
-2. the whole confidence interval of the geometric-mean ratio RUN/BASE lies outside the
-   tolerance band ``[1/tolerance, tolerance]`` (the change is large enough to matter; the band
-   absorbs float-rounding differences between machines, which a paired test can find
-   "significant").
+2. the whole confidence interval of the ratio RUN/BASE (paired: the median seed's; unpaired:
+   of geometric means) lies outside the tolerance band ``[1/tolerance, tolerance]`` (the
+   change is large enough to matter; the band absorbs float-rounding differences between
+   machines, which a paired test can find "significant").
 
 A flagged change is ``regressed`` unless the config prefers its direction for that metric
 (``improved``). Not flagged: ``unchanged`` when the whole interval lies inside the band (the

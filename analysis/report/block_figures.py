@@ -168,7 +168,7 @@ def role_ratios(data: pd.DataFrame, metric: str) -> plt.Figure | None:
     ax.set_xlabel("block index (0 = input side)")
     count = seeds_label(data, used="n_pairs", what="seed pairs")
     ax.set_ylabel(f"residual / plain\n{METRIC_LABELS.get(metric, metric)} (log scale)\n"
-                  f"{count.replace('geometric mean', 'paired ratio')}")
+                  f"{count.replace('geometric mean', 'median paired ratio')}")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               fontsize=7.5, title="role (hollow: not significant)", title_fontsize=7.5)
     fig.tight_layout()

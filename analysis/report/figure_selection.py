@@ -257,7 +257,7 @@ def headline_figure(analysis: Analysis, selection: dict, metric: str) -> ReportF
 def _role_ratio_caption(data: pd.DataFrame) -> str:
     ratios = data["ratio"].dropna()
     ns = int((~data["significant"].astype(bool)).sum())
-    return (f"Paired residual/plain ratio (geometric mean of per-seed ratios, 95% BCa "
+    return (f"Paired residual/plain ratio (median of per-seed ratios, 95% sign-test "
             f"interval) of every weight inside a block of the headline configuration: from "
             f"{fmt(ratios.min())}× to {fmt(ratios.max())}× (median {fmt(ratios.median())}×); "
             f"below the dotted line skips make the gradient smaller. {ns} of {len(data)} "

@@ -28,8 +28,8 @@ MIN_TESTABLE_PAIRS = 6
 
 def _verdict(row: pd.Series) -> str:
     """``adjusted p = 0.003``, or ``not significant, ...``, saying so when the seed pairs
-    are too few for the signed-rank test to reach 5% at all (an interval can still exclude
-    1 there: it assumes normal log ratios, the test assumes nothing)."""
+    are too few for the signed-rank test to reach 5% at all (the interval can still exclude
+    1 there: below 6 pairs it is the range of the pairs, whose level is under 95%)."""
     if row["significant"]:
         return _p(row["p_adjusted"])
     pairs = row.get("n_pairs", np.nan)
@@ -78,8 +78,10 @@ def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[st
     name = "the blog's configuration" if blog else "the headline configuration"
     if np.isfinite(effect["ratio"]):
         direction = "larger" if effect["ratio"] > 1 else "smaller"
-        ratio = (f"{fmt_ci(effect['ratio'], effect['ci_low'], effect['ci_high'])} times "
-                 f"{direction} ({_verdict(effect)})")
+        # The paired ratio is the median seed pair's (effects.py), not the quotient of the
+        # two geometric means quoted before it.
+        ratio = (f"per seed pair {fmt_ci(effect['ratio'], effect['ci_low'], effect['ci_high'])}"
+                 f" times {direction} (median; {_verdict(effect)})")
     else:
         ratio = "no seed pair has a finite ratio to summarise"
     first = _layer_names(analysis, selection)["first"]
@@ -92,7 +94,7 @@ def headline_effect(analysis: Analysis, selection: dict, metric: str) -> list[st
 
 
 def _left_out(effect: pd.Series) -> str:
-    """Clause for seed pairs the geometric-mean ratio could not use."""
+    """Clause for seed pairs the median ratio could not use."""
     excluded = int(effect.get("n_excluded", 0))
     if not excluded:
         return ""

@@ -25,7 +25,8 @@ replication throughout, as in :mod:`gradprobe.analysis.stats.summary`.
   two-sided exact sign test (``scipy.stats.binomtest``) on the untied pairs, valid under
   censoring because the order is known whenever at least one of the pair reached X.
 * :func:`final_loss_effects`: residual/plain ratio of the final loss, paired by seed as in
-  :mod:`gradprobe.analysis.stats.effects` (t CI of the mean log ratio, Wilcoxon signed-rank test).
+  :mod:`gradprobe.analysis.stats.effects` (median of the per-seed log ratios with the
+  interpolated sign-test interval, Wilcoxon signed-rank test).
 
 P-values are Benjamini-Hochberg adjusted within each table (each is its own family).
 """
@@ -47,6 +48,7 @@ from gradprobe.analysis.stats.estimators import (
     floor_pvalues,
     log10_or_nan,
     mean_ci,
+    median_ci,
     wilcoxon_pvalues,
 )
 from gradprobe.bench.store.records import AXIS_COLUMNS
@@ -243,9 +245,7 @@ def reach_tests(runs: Runs, thresholds, alpha: float = ALPHA) -> pd.DataFrame:
     return _adjusted(pd.DataFrame(rows), alpha)
 
 
-def final_loss_effects(runs: Runs, *, rng: np.random.Generator,
-                       n_resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA
-                       ) -> pd.DataFrame:
+def final_loss_effects(runs: Runs, *, alpha: float = ALPHA) -> pd.DataFrame:
     """Residual/plain ratio of the final loss, paired by seed (see the module docstring).
 
     Columns: shared keys, ``cell_control``, ``cell_treatment``, ``n_pairs``,
@@ -257,7 +257,7 @@ def final_loss_effects(runs: Runs, *, rng: np.random.Generator,
     diffs = np.vstack([log10_or_nan(runs.losses[t][:, -1])[0]
                        - log10_or_nan(runs.losses[c][:, -1])[0]
                        for c, t in zip(pairs["i_control"], pairs["i_treatment"], strict=True)])
-    interval = mean_ci(diffs, rng=rng, n_resamples=n_resamples)
+    interval = median_ci(diffs)
     frame = pairs.drop(columns=["i_control", "i_treatment"])
     frame["n_pairs"] = interval.n
     frame["n_excluded"] = diffs.shape[1] - interval.n
@@ -319,12 +319,11 @@ def analyze_training(loss: pd.DataFrame, grads: pd.DataFrame, thresholds, *,
     if loss.empty:
         return {name: pd.DataFrame() for name in TABLES}
     runs = build_runs(loss)
-    rngs = rng.spawn(3)
+    rngs = rng.spawn(2)
     return {
         "train_curves": loss_curves(runs, rng=rngs[0], n_resamples=n_resamples),
         "train_grads": gradient_curves(grads, rng=rngs[1], n_resamples=n_resamples),
         "train_reach": steps_to_reach(runs, thresholds),
         "train_tests": reach_tests(runs, thresholds, alpha),
-        "train_final": final_loss_effects(runs, rng=rngs[2], n_resamples=n_resamples,
-                                          alpha=alpha),
+        "train_final": final_loss_effects(runs, alpha=alpha),
     }

@@ -12,7 +12,9 @@ Columns of :func:`depth_trends`: axis columns other than ``depth``, ``role`` (``
 ``intercept`` (mean over seeds, for drawing the fitted line).
 
 :func:`layer_contrasts` asks the blog's question "do gradients vanish especially in early
-layers?" per cell: the per-seed ratio of the first layer's metric to the output layer's.
+layers?" per cell: the per-seed ratio of the first layer's metric to the output layer's,
+summarised like the paired effects (the median seed's ratio with the interpolated sign-test
+interval, :func:`~gradprobe.analysis.stats.estimators.median_ci`; Wilcoxon signed-rank test).
 Columns: ``cell_id``, axis columns, ``metric``, ``n_pairs``, ``ratio``, ``ci_low``,
 ``ci_high``, ``p_value``, ``p_adjusted`` (BH over all contrasts), ``significant``.
 """
@@ -29,6 +31,7 @@ from gradprobe.analysis.stats.estimators import (
     adjust_pvalues,
     log10_or_nan,
     mean_ci,
+    median_ci,
     per_seed_slopes,
     wilcoxon_pvalues,
 )
@@ -98,9 +101,8 @@ def depth_trends(series: Series, *, rng: np.random.Generator, metrics=TREND_METR
     return frame
 
 
-def layer_contrasts(series: Series, *, rng: np.random.Generator, metrics=TREND_METRICS,
-                    n_resamples: int = DEFAULT_RESAMPLES, alpha: float = ALPHA,
-                   confidence: float = CONFIDENCE) -> pd.DataFrame:
+def layer_contrasts(series: Series, *, metrics=TREND_METRICS, alpha: float = ALPHA,
+                    confidence: float = CONFIDENCE) -> pd.DataFrame:
     """First-layer / output-layer ratio per cell and metric (see module docstring)."""
     keys = series.keys
     first = keys[role_mask(keys, "first")].set_index("cell_id")
@@ -113,7 +115,7 @@ def layer_contrasts(series: Series, *, rng: np.random.Generator, metrics=TREND_M
     for metric in metrics:
         logs = log10_or_nan(series.values[metric])[0]
         diff = logs[i_first] - logs[i_out]
-        interval = mean_ci(diff, rng=rng, n_resamples=n_resamples, confidence=confidence)
+        interval = median_ci(diff, confidence=confidence)
         frame = base.copy()
         frame["metric"] = metric
         frame["n_pairs"] = interval.n

@@ -34,8 +34,9 @@ def add_parser(sub) -> None:
     calibrate.add_argument("--workdir", type=Path, help="keep the sweeps here "
                            "(default: a temporary directory)")
     calibrate.add_argument("--coverage", action="store_true", help="instead: simulate the "
-                           "coverage of the 95%% intervals (t and BCa; 6, 10, 16, 50 seeds) "
-                           "on log-normal data and on a --pool-seed sweep of CONFIG")
+                           "coverage of the 95%% intervals (t, Welch, sign test, BCa; 6, 10, "
+                           "16, 50 seeds) on log-normal data and on a --pool-seed sweep of "
+                           "CONFIG")
     calibrate.add_argument("--pool", type=int, default=400, help="seeds of the --coverage "
                            "sweeps (400)")
     calibrate.set_defaults(func=command)
