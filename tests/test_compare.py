@@ -9,7 +9,7 @@ import pytest
 
 from gradprobe.analysis.compare.comparison import CompareSettings, compare_sides
 from gradprobe.analysis.compare.sides import load_side
-from gradprobe.analysis.stats.estimators import sign_interval_weights
+from gradprobe.analysis.stats.median_interval import sign_interval_weights
 from gradprobe.core.errors import UserError
 
 FAST = CompareSettings(n_resamples=199)

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from gradprobe.analysis.stats import estimators as stats
+from gradprobe.analysis.stats import median_interval
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -204,11 +205,11 @@ def test_median_interval_hand_computed_at_6_and_10_seeds():
     n = 6: [X(1), X(6)] has level 62/64, [X(2), X(5)] 50/64; I = (62/64 - 0.95) / (12/64)
     = 0.1 and weight = 5 I / (1 + 4 I) = 5/14. n = 10: [X(2), X(9)] has level 1002/1024,
     [X(3), X(8)] 912/1024; I = 29.2/90 = 73/225 and weight = 8 I / (2 + 6 I) = 73/111."""
-    assert stats.sign_interval_weights(6) == (1, pytest.approx(5 / 14))
-    assert stats.sign_interval_weights(10) == (2, pytest.approx(73 / 111))
+    assert median_interval.sign_interval_weights(6) == (1, pytest.approx(5 / 14))
+    assert median_interval.sign_interval_weights(10) == (2, pytest.approx(73 / 111))
     six = np.array([[6.0, 1.0, 4.0, 3.0, 5.0, 2.0, np.nan, np.nan, np.nan, np.nan]])
     ten = rng(0).permutation(np.arange(10.0))[None]
-    interval = stats.median_ci(np.vstack([six, ten]))
+    interval = median_interval.median_ci(np.vstack([six, ten]))
     assert interval.point.tolist() == [3.5, 4.5] and interval.n.tolist() == [6, 10]
     # lower = (1 - w) X(d) + w X(d+1), upper its mirror image
     assert interval.low == pytest.approx([1 + 5 / 14, 1 + 73 / 111])
@@ -218,7 +219,7 @@ def test_median_interval_hand_computed_at_6_and_10_seeds():
 def test_median_interval_ties_constant_rows_and_few_seeds():
     data = np.array([[1.0, 1.0, 1.0, 1.0, 2.0, 5.0], [2.0] * 6, [4.0, 1.0, 3.0, 2.0, *[np.nan] * 2],
                      [7.0, *[np.nan] * 5]])
-    interval = stats.median_ci(data)
+    interval = median_interval.median_ci(data)
     # tied order statistics are their value: X(1) = X(2) = 1
     assert interval.low[0] == 1.0 and interval.high[0] == pytest.approx((9 * 5 + 5 * 2) / 14)
     assert interval.low[1] == interval.point[1] == interval.high[1] == 2.0
@@ -235,7 +236,7 @@ def test_median_interval_covers_95_percent(n):
     gen = rng(200 + n)
     for logs, median in ((-4 + 0.8 * gen.standard_normal((10000, n)), -4.0),
                          (gen.exponential(size=(10000, n)), np.log(2))):
-        interval = stats.median_ci(logs)
+        interval = median_interval.median_ci(logs)
         assert (interval.low <= interval.point).all() and (interval.point <= interval.high).all()
         assert 0.94 <= np.mean((interval.low <= median) & (median <= interval.high)) <= 0.96
 

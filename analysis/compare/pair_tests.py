@@ -10,7 +10,7 @@ family). The functions below it are written over any :class:`Series`: a pair's, 
 comparison computed it before it streamed, issue 14) every matched cell's at once.
 
 Paired ratios are the median of per-seed log ratios with the interpolated sign-test interval
-(:func:`~gradprobe.analysis.stats.estimators.median_ci`), unpaired ones the difference of
+(:func:`~gradprobe.analysis.stats.median_interval.median_ci`), unpaired ones the difference of
 mean logs with Welch's t interval. Randomness: neither interval draws anything from
 ``rng``; that is what lets each pair be computed on its own and still give the whole-run
 numbers bit for bit.
@@ -30,9 +30,9 @@ from gradprobe.analysis.stats.estimators import (
     log10_or_nan,
     mannwhitney_pvalues,
     mean_difference_ci,
-    median_ci,
     wilcoxon_pvalues,
 )
+from gradprobe.analysis.stats.median_interval import median_ci
 from gradprobe.analysis.stats.series import Series
 from gradprobe.analysis.stats.structural import ZERO_GRADIENT_METRICS, structurally_zero
 from gradprobe.bench.engine.metrics import LAYER_METRICS
@@ -191,7 +191,7 @@ def _side_statistics(base: np.ndarray, run: np.ndarray, *, paired: bool,
     if paired:
         diff = rlog - blog
         # The typical seed's ratio: median of per-seed log ratios, sign-test interval
-        # (estimators.median_ci); a mean's t interval covered 83-86% on real records.
+        # (median_interval.median_ci); a mean's t interval covered 83-86% on real records.
         interval = median_ci(diff, confidence=confidence)
         p = wilcoxon_pvalues(diff)
         only_base, only_run = (bzero & ~rzero).sum(axis=1), (rzero & ~bzero).sum(axis=1)

@@ -4,7 +4,7 @@ Plain and residual cells of one seed start from the same weights and input (a pa
 design: same ``init_fingerprint``), so the effect of the skip connections is measured per
 seed as ``log10(residual) - log10(plain)``. Its median over seeds is the log of the typical
 seed's ratio; the interpolated sign-test interval
-(:func:`~gradprobe.analysis.stats.estimators.median_ci`, distribution-free: the mean of
+(:func:`~gradprobe.analysis.stats.median_interval.median_ci`, distribution-free: the mean of
 these heavy-tailed per-seed ratios had t intervals covering 83-86%, docs/regression.md) and
 a Wilcoxon signed-rank test (no normality assumption) say how sure that is. P-values are
 adjusted over the whole family of effects with Benjamini-Hochberg.
@@ -33,10 +33,10 @@ from gradprobe.analysis.stats.estimators import (
     CONFIDENCE,
     adjust_pvalues,
     log10_or_nan,
-    median_ci,
     one_side_zero_differences,
     wilcoxon_pvalues,
 )
+from gradprobe.analysis.stats.median_interval import median_ci
 from gradprobe.analysis.stats.series import Series, axis_columns
 from gradprobe.bench.engine.metrics import LAYER_METRICS
 

@@ -48,9 +48,9 @@ from gradprobe.analysis.stats.estimators import (
     floor_pvalues,
     log10_or_nan,
     mean_ci,
-    median_ci,
     wilcoxon_pvalues,
 )
+from gradprobe.analysis.stats.median_interval import median_ci
 from gradprobe.bench.store.records import AXIS_COLUMNS
 from gradprobe.bench.store.train_records import TRAIN_COLUMNS
 

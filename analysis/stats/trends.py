@@ -14,7 +14,7 @@ Columns of :func:`depth_trends`: axis columns other than ``depth``, ``role`` (``
 :func:`layer_contrasts` asks the blog's question "do gradients vanish especially in early
 layers?" per cell: the per-seed ratio of the first layer's metric to the output layer's,
 summarised like the paired effects (the median seed's ratio with the interpolated sign-test
-interval, :func:`~gradprobe.analysis.stats.estimators.median_ci`; Wilcoxon signed-rank test).
+interval, :func:`~gradprobe.analysis.stats.median_interval.median_ci`; Wilcoxon signed-rank test).
 Columns: ``cell_id``, axis columns, ``metric``, ``n_pairs``, ``ratio``, ``ci_low``,
 ``ci_high``, ``p_value``, ``p_adjusted`` (BH over all contrasts), ``significant``.
 """
@@ -31,10 +31,10 @@ from gradprobe.analysis.stats.estimators import (
     adjust_pvalues,
     log10_or_nan,
     mean_ci,
-    median_ci,
     per_seed_slopes,
     wilcoxon_pvalues,
 )
+from gradprobe.analysis.stats.median_interval import median_ci
 from gradprobe.analysis.stats.series import Series, axis_columns
 
 TREND_METRICS = ("grad_mean_abs", "grad_l2", "grad_max_abs", "act_rms", "grad_act_rms")

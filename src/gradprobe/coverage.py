@@ -4,7 +4,7 @@ A simulation of the intervals compare and the summaries use, next to the ones th
 for each seed count and estimate (:data:`ESTIMATORS`): the mean of log values (a geometric
 mean: Student's t, the summaries' interval; Hall's skewness-corrected t; BCa), the paired
 ratio as the median of per-seed log ratios (the interpolated sign-test interval of
-:func:`~gradprobe.analysis.stats.estimators.median_ci`, what compare and the paired effects
+:func:`~gradprobe.analysis.stats.median_interval.median_ci`, what compare and the paired effects
 use) and as their mean (t, BCa: what they used before), and the unpaired ratio (difference
 of mean logs: Welch's t, what compare uses; BCa). Each interval is judged against the truth
 of its own estimand. Two sources of data:
@@ -38,8 +38,8 @@ from gradprobe.analysis.stats.estimators import (
     log10_or_nan,
     mean_ci,
     mean_difference_ci,
-    median_ci,
 )
+from gradprobe.analysis.stats.median_interval import median_ci
 
 SEED_COUNTS = (6, 10, 16, 50)
 TARGET = (0.94, 0.96)  # the acceptance band of issue 14
