@@ -151,3 +151,46 @@ def test_records_do_not_depend_on_the_threads_or_the_load(tmp_path):
         torch.set_num_threads(before)
     for metric in ("grad_mean_abs", "grad_l2", "act_rms"):
         assert frames[0][metric].equals(frames[1][metric]), metric
+
+
+def test_host_busy_time_is_read_from_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+    stat.write_text("cpu  100 20 30 500 40 1 2 7 50 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)
+    assert cpu_policy.host_busy_seconds(stat) == pytest.approx((100 + 20 + 30 + 1 + 2 + 7) / 100)
+    stat.write_text("intr 1 2 3\n")
+    assert cpu_policy.host_busy_seconds(stat) is None
+    assert cpu_policy.host_busy_seconds(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("others,expected", [(0.0, 2), (0.4, 2), (1.0, 1), (1.6, 1), (2.0, 1)])
+def test_threads_left_beside_other_processes(monkeypatch, others, expected):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert cpu_policy.threads_left(2, others) == expected
+
+
+def test_a_process_that_just_started_is_seen_before_the_load_average_rises(monkeypatch):
+    """Bug (make perf-loaded): the 1-minute load average still read ~0.9 while a competing
+    torch process had started, so the first groups ran two intra-op threads against it and
+    the (50, 256) engine lost 3x. The CPU time other processes took since the last
+    judgement (/proc/stat) sees it at once."""
+    clock = {"wall": 100.0, "own": 10.0, "host": 1000.0}
+    monkeypatch.setattr(cpu_policy.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(cpu_policy.time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(cpu_policy, "host_busy_seconds", lambda stat=None: clock["host"])
+    monkeypatch.setattr(cpu_policy, "_host_window", cpu_policy._HostWindow())
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 0.9, 0.9))  # stale: nobody else yet
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_policy, "available_cpus", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert cpu_policy.current_policy().threads == 2  # first judgement: the load average
+    # 0.5 s later: this process used 0.5 s of CPU, the host 1.5 s: another took 2 CPUs' worth
+    clock.update(wall=100.5, own=10.5, host=1001.5)
+    assert cpu_policy.others_busy_cpus() == pytest.approx(2.0)
+    clock.update(wall=101.0, own=11.0, host=1002.5)  # 1 CPU's worth elsewhere
+    assert cpu_policy.current_policy().threads == 1
+    clock.update(wall=101.05, own=11.05, host=1003.1)  # too short a window: verdict stands
+    assert cpu_policy.current_policy().threads == 1
+    clock.update(wall=102.0, own=12.0, host=1004.0)  # the other process stopped
+    assert cpu_policy.current_policy().threads == 2

@@ -7,7 +7,9 @@ freed memory is kept. A policy for the machine the sweep really has, recorded in
   host's cores, which a container or a CI runner does not own.
 * Threads per cell: a cell with narrow layers runs single-threaded: its per-layer batched
   matmul is a few microseconds of work, less than a fork-join of the intra-op pool. A wide
-  cell gets the CPUs that are idle, judged from the 1-minute load average: beside another
+  cell gets the CPUs that are idle, judged from the CPU time other processes took since the
+  last group (``/proc/stat``; the 1-minute load average where there is none, or for the
+  first group): beside another
   busy process a pool's barrier waits for its slowest thread, which the scheduler may have
   parked behind that process for a whole time slice, so two threads on two shared cores run
   slower than one (measured: 2-15x slower per seed at (20, 64), docs/performance.md).
@@ -103,9 +105,63 @@ def idle_cpus(cpus: int, own: float = 1.0) -> int:
 class _Clock:
     wall: float
     cpu: float
+    host_busy: float | None = None  # seconds of CPU time the whole host spent busy
 
 
 _last_judged = _Clock(time.monotonic(), time.process_time())
+PROC_STAT = Path("/proc/stat")
+# /proc/stat counts in clock ticks (10 ms): shorter windows say too little, and the last
+# verdict stands for them.
+MIN_WINDOW_SECONDS = 0.1
+
+
+def host_busy_seconds(stat: Path = PROC_STAT) -> float | None:
+    """CPU time the host has spent busy since boot, all CPUs together, from ``/proc/stat``'s
+    first line (everything but idle and iowait; steal counts as busy: another VM has it);
+    None where there is no ``/proc/stat``."""
+    line = (_read(stat) or "").partition("\n")[0].split()
+    if len(line) < 5 or line[0] != "cpu":
+        return None
+    ticks = [int(v) for v in line[1:9]]  # guest time is already inside user and nice
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class _HostWindow:
+    start: _Clock | None = None
+    others: float | None = None  # the last verdict: CPUs' worth other processes used
+
+
+_host_window = _HostWindow()
+
+
+def others_busy_cpus() -> float | None:
+    """CPUs' worth of time other processes (and other VMs: steal) used since the last call,
+    from ``/proc/stat`` less this process's own CPU time; the last value when less than
+    :data:`MIN_WINDOW_SECONDS` passed, None on the first call or without ``/proc/stat``.
+
+    Unlike the 1-minute load average, which rises over a minute, this sees a process that
+    started a moment ago: judged by the load average, the first groups beside a freshly
+    started torch process ran two intra-op threads and the (50, 256) benchmark lost 3x."""
+    now = _Clock(time.monotonic(), time.process_time(), host_busy_seconds())
+    start = _host_window.start
+    if now.host_busy is None:
+        return None
+    if start is None or start.host_busy is None:
+        _host_window.start = now
+        return None
+    elapsed = now.wall - start.wall
+    if elapsed >= MIN_WINDOW_SECONDS:
+        others = (now.host_busy - start.host_busy) - (now.cpu - start.cpu)
+        _host_window.start, _host_window.others = now, max(0.0, others / elapsed)
+    return _host_window.others
+
+
+def threads_left(cpus: int, others: float) -> int:
+    """Of ``cpus``, how many are left when other processes keep ``others`` CPUs' worth of
+    the host's cores busy (at least 1)."""
+    busy_share = others / (os.cpu_count() or 1)
+    return max(1, min(cpus, math.floor(cpus * (1.0 - busy_share) + 0.5)))
 
 
 def own_busy_threads() -> float:
@@ -174,11 +230,15 @@ class CpuPolicy:
 
 def current_policy() -> CpuPolicy:
     """The policy for this process now, judged per group of cells (another process may have
-    started or stopped since the last group), with this process's own busy threads left
-    out of the load (:func:`own_busy_threads`). ``torch.get_num_threads()`` caps it: a
+    started or stopped since the last group) from what other processes used since the last
+    judgement (:func:`others_busy_cpus`), or, on the first or without ``/proc/stat``, from
+    the load average with this process's own busy threads left out
+    (:func:`own_busy_threads`). ``torch.get_num_threads()`` caps it: a
     worker of ``--executor processes`` is given its share of the cores that way."""
     cpus = min(available_cpus(), torch.get_num_threads())
-    return CpuPolicy(cpus, idle_cpus(cpus, own_busy_threads()))
+    own = own_busy_threads()
+    others = others_busy_cpus()
+    return CpuPolicy(cpus, idle_cpus(cpus, own) if others is None else threads_left(cpus, others))
 
 
 @contextlib.contextmanager
