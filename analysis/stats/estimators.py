@@ -92,6 +92,21 @@ def floor_pvalues(pvalues) -> np.ndarray:
     return np.where(pvalues == 0, P_FLOOR, pvalues)
 
 
+def rows_by_valid_count(values: np.ndarray) -> tuple[np.ndarray, list]:
+    """``(n, groups)`` for ``values`` ``(num_groups x num_seeds)`` with NaN for excluded
+    seeds: ``n`` the valid values per row ``(num_groups,)``, and per distinct non-zero count
+    ``c`` one ``(rows, data)``: the row indices and their valid values ``(len(rows), c)``,
+    so that an estimator handles rows of one count together, vectorised."""
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    valid = ~np.isnan(values)
+    n = valid.sum(axis=1)
+    groups = []
+    for count in np.unique(n[n > 0]):
+        rows = np.flatnonzero(n == count)
+        groups.append((rows, values[rows][valid[rows]].reshape(len(rows), count)))
+    return n, groups
+
+
 def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
             n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
             method: str = DEFAULT_METHOD,
@@ -107,16 +122,11 @@ def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
     distinct count of valid values. Rows with more than ``max_bootstrap_seeds`` valid values
     get Student's t interval whatever the method (see :data:`BOOTSTRAP_MAX_SEEDS`).
     """
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    valid = ~np.isnan(values)
-    n = valid.sum(axis=1)
-    point = np.full(len(values), np.nan)
+    n, groups = rows_by_valid_count(values)
+    point = np.full(len(n), np.nan)
     low, high = point.copy(), point.copy()
-    for count in np.unique(n):
-        rows = np.flatnonzero(n == count)
-        if count == 0:
-            continue
-        data = values[rows][valid[rows]].reshape(len(rows), count)
+    for rows, data in groups:
+        count = data.shape[1]
         point[rows] = data.mean(axis=1)
         if count < 2:
             continue

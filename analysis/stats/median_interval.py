@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from gradprobe.analysis.stats.estimators import CONFIDENCE, Interval
+from gradprobe.analysis.stats.estimators import CONFIDENCE, Interval, rows_by_valid_count
 
 
 def median_ci(values: np.ndarray, *, confidence: float = CONFIDENCE) -> Interval:
@@ -29,16 +29,12 @@ def median_ci(values: np.ndarray, *, confidence: float = CONFIDENCE) -> Interval
     values for any order-statistic interval to reach ``confidence`` (fewer than 6 at 95%)
     the interval is ``[min, max]``, whose level ``1 - 2**(1 - n)`` is lower (0.9375 at 5).
     """
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    valid = ~np.isnan(values)
-    n = valid.sum(axis=1)
-    point = np.full(len(values), np.nan)
+    n, groups = rows_by_valid_count(values)
+    point = np.full(len(n), np.nan)
     low, high = point.copy(), point.copy()
-    for count in np.unique(n):
-        rows = np.flatnonzero(n == count)
-        if count == 0:
-            continue
-        data = np.sort(values[rows][valid[rows]].reshape(len(rows), count), axis=1)
+    for rows, unsorted in groups:
+        count = unsorted.shape[1]
+        data = np.sort(unsorted, axis=1)
         point[rows] = np.median(data, axis=1)
         if count < 2:
             continue
