@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from gradprobe.bench.engine.batched import bytes_per_seed, measure_group, run_chunk, seeds_per_chunk
+from gradprobe.bench.engine import batched
+from gradprobe.bench.engine.batched import (
+    bytes_per_seed,
+    draw_bytes_per_seed,
+    measure_group,
+    run_chunk,
+    seeds_per_chunk,
+)
+from gradprobe.bench.engine.cpu_policy import CpuPolicy
 from gradprobe.bench.engine.metrics import METRICS
 from gradprobe.bench.init.initialization import draw_initial_state, mlp_param_specs
 from gradprobe.bench.models.reference import build_reference
@@ -151,6 +159,47 @@ def test_chunks_reproduce_a_single_chunk():
     assert np.array_equal(whole.seeds, chunked.seeds)
     assert np.array_equal(whole.values, chunked.values)
     assert list(whole.fingerprints) == list(chunked.fingerprints)
+
+
+def test_a_second_call_draws_into_the_first_calls_buffers_with_the_same_records():
+    """Bug: every call allocated fresh draw buffers, whose pages the kernel faults in; at
+    (20, 64) a call's first two draws took 90-115 ms instead of 6-10 ms and the benchmark's
+    first rounds ran 1.8x slower than the rest. Kept buffers must not change a record, also
+    when the next chunk is drawn beside the current one's pass (the policy here says so):
+    the last chunk's buffer was once kept twice, the next call drew two chunks into it at
+    once, and 34 of 40 seeds' records changed."""
+    model, data = ModelConfig(depth=3, width=8, residual=True), DataConfig()
+    cell = Cell(model, data, "cpu", "float32", tuple(range(40)))
+    overlapped = CpuPolicy(cpus=2, threads=2)
+    assert overlapped.draws_beside(overlapped.threads_for(model.width))
+    batched._kept.take(0, 0)  # start with no kept buffer
+    whole = measure_group([cell], policy=overlapped)[cell.cell_id]
+    budget = 20 * bytes_per_seed(cell)
+    chunked = measure_group([cell], max_memory=budget, policy=overlapped)[cell.cell_id]
+    kept = list(batched._kept._buffers)  # the 40-row buffer was freed: chunks are shorter
+    pointers = {b.data_ptr() for b in kept}
+    assert len(kept) == len(pointers) == 2 and sum(b.nbytes for b in kept) <= budget // 2
+    assert all(b.shape[1] == draw_bytes_per_seed(cell) // 4 and b.shape[0] < 40 for b in kept)
+    for buffer in kept:  # a reused buffer must be written again in full
+        buffer.fill_(float("nan"))
+    again = measure_group([cell], max_memory=budget, policy=overlapped)[cell.cell_id]
+    for result in (chunked, again):
+        assert np.array_equal(whole.values, result.values)
+        assert list(whole.fingerprints) == list(result.fingerprints)
+    assert {b.data_ptr() for b in batched._kept._buffers} == pointers  # drawn into again
+
+
+def test_kept_buffers_of_another_shape_are_freed_and_the_budget_holds():
+    keeper = batched._KeptBuffers()
+    small, large = torch.zeros(4, 10), torch.zeros(16, 10)
+    keeper.keep([small, large[:3], None, large, small[:2]], limit=large.nbytes + small.nbytes)
+    assert [b.shape[0] for b in keeper._buffers] == [4, 16]  # a short chunk's whole buffer
+    assert keeper.take(8, 10) is None and keeper._buffers == []  # larger ones are not lent
+    keeper.keep([small, large], limit=large.nbytes + small.nbytes)
+    assert keeper.take(16, 10) is large
+    assert keeper.take(2, 11) is None and keeper._buffers == []  # other width: all freed
+    keeper.keep([small, large], limit=large.nbytes)
+    assert [b.shape[0] for b in keeper._buffers] == [4]  # the second would pass the limit
 
 
 def test_group_cells_share_initial_weights():

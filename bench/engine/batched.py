@@ -8,6 +8,7 @@ Memory is bounded by splitting a cell's seeds into chunks (:func:`seeds_per_chun
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,8 @@ DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
 # A CPU cell that draws beside its pass is split into about this many chunks (not below
 # PIPELINE_MIN_SEEDS seeds, where per-chunk dispatch costs more than the first draw's wait).
 PIPELINE_CHUNKS, PIPELINE_MIN_SEEDS = 8, 64
+# Host draw buffers kept between calls, at most this many bytes (and half the call's budget).
+KEPT_BUFFER_BYTES = 256 << 20
 
 
 @dataclass
@@ -219,11 +222,16 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
         synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
         return state, time.perf_counter() - started
 
-    spare = None  # the host buffer of the last chunk run: every cell is done with it
+    columns = draw_bytes_per_seed(first) // 4
+    spare = _kept.take(chunk, columns)  # a host buffer no cell uses any more
+    drawn_into: list[torch.Tensor] = []
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
-        pending = drawer.submit(draw, starts[0], None) if overlap else _Now(draw(starts[0], None))
+        pending = drawer.submit(draw, starts[0], spare) if overlap else \
+            _Now(draw(starts[0], spare))
+        spare = _kept.take(chunk, columns) if overlap else None
         for i in range(len(starts)):
             state, init_seconds = pending.result()
+            drawn_into.append(state.buffer)
             if i + 1 < len(starts) and overlap:
                 pending = drawer.submit(draw, starts[i + 1], spare)
             for cell in cells:
@@ -236,7 +244,57 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
             spare = state.buffer if state.buffer.device.type == "cpu" else None
             if i + 1 < len(starts) and not overlap:
                 pending = _Now(draw(starts[i + 1], spare))
+    _kept.keep(drawn_into, min(KEPT_BUFFER_BYTES, max_memory // 2))
     return {cell_id: ChunkResult.concat(p) for cell_id, p in parts.items()}
+
+
+class _KeptBuffers:
+    """Host draw buffers kept from one call of :func:`measure_group` for the next.
+
+    A fresh buffer's pages are faulted in by the kernel as the generator first writes them.
+    On a virtual machine a page the guest has not touched lately costs ~1 µs: the first two
+    draws of every call at (20, 64) took 90-115 ms where a reused buffer took 6-10 ms, and the
+    first three or four of each call's rounds ran 1.8x slower than the rest. A sweep's groups
+    mostly share a width and budget, so the last group's buffers fit the next. Only buffers of
+    the shape asked for are handed out; any other kept buffer is freed first, so that a call's
+    memory stays within its own budget."""
+
+    def __init__(self) -> None:
+        self._buffers: list[torch.Tensor] = []
+        self._lock = threading.Lock()  # a threaded Dask worker may run two groups at once
+
+    def take(self, rows: int, columns: int) -> torch.Tensor | None:
+        """A kept float32 buffer of ``(rows, columns)``, or None (then none is kept any more).
+        Exactly that shape: a larger one would hold more memory than this call's budget
+        allowed for."""
+        with self._lock:
+            for i, buffer in enumerate(self._buffers):
+                if buffer.shape == (rows, columns):
+                    return self._buffers.pop(i)
+            self._buffers.clear()
+            return None
+
+    def keep(self, buffers: Sequence[torch.Tensor | None], limit: int) -> None:
+        """Keep the distinct host, unpinned buffers among ``buffers`` (views stand for their
+        whole buffer) while their bytes stay within ``limit``."""
+        kept, used, seen = [], 0, set()
+        for buffer in buffers:
+            if buffer is None or buffer.device.type != "cpu" or buffer.is_pinned():
+                continue
+            if buffer._base is not None:  # a chunk's first rows of a whole buffer
+                buffer = buffer._base
+            size = buffer.numel() * buffer.element_size()
+            # Chunks recycle two buffers: each must be kept once, or two draws at once
+            # would share one (the next chunk's draw runs beside the current chunk's pass).
+            if buffer.data_ptr() not in seen and used + size <= limit:
+                kept.append(buffer)
+                used += size
+                seen.add(buffer.data_ptr())
+        with self._lock:
+            self._buffers = kept
+
+
+_kept = _KeptBuffers()
 
 
 class _Now:
