@@ -39,7 +39,7 @@ tests/test_training_work.py).
 Randomness: each unit's tables draw from their own Generator, seeded from the bootstrap seed,
 the table and the unit's cell ids, so re-analysing a run reproduces every interval exactly
 whatever the executor and the order the units finish in. (The default intervals are
-Student's t and draw nothing; the Generators matter for bootstrap methods.)
+closed-form t intervals and draw nothing; the Generators matter for bootstrap methods.)
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ from gradprobe.core.errors import UserError
 
 # 4: paired ratios (effects, contrasts, train_final) are the median seed's, no longer the
 # mean of per-seed log ratios; an older analysis is stale (is_stale) and redone by `report`.
-ANALYSIS_VERSION = 4
+# 5: means' intervals (summary, trends, width, training) are Hall's skewness-corrected t.
+ANALYSIS_VERSION = 5
 TABLES = ("summary", "effects", "trends", "contrasts", "devices", "cost", *TRAIN_TABLES,
           "width")
 # Tables added after version 1 (devices, cost), 2 (training) and during 3 (width): an

@@ -88,7 +88,7 @@ def _profile_caption(data: pd.DataFrame) -> str:
         where = f", {deepest['setting'].iloc[0]}" if deepest["setting"].iloc[0] else ""
         gap = (f" At depth {deepest['depth'].iloc[0]}{where} the first layer's geometric mean "
                f"is {times(first['residual'] / first['plain'])} with skips than without.")
-    return ("Per-layer geometric mean over seeds with its 95% Student's t interval (band), one "
+    return ("Per-layer geometric mean over seeds with its 95% t interval (band), one "
             "panel per depth, all on one log scale. Look at the vertical gap between "
             "the curves (the effect of skip connections) and at whether the left end (input "
             "side) sits below the right end (vanishing towards the input)." + gap)
@@ -105,7 +105,7 @@ def _block_caption(data: pd.DataFrame) -> str:
         if len(ratios):
             gap = (f" In block 0 the residual/plain ratio of the geometric means ranges from "
                    f"{fmt(ratios.min())} to {fmt(ratios.max())} over roles and settings.")
-    return ("Per-block geometric mean over seeds with its 95% Student's t interval (band), "
+    return ("Per-block geometric mean over seeds with its 95% t interval (band), "
             f"at the deepest swept depth ({int(data['depth'].max())}), one panel per "
             "parameter role (the name after the block index), all on one log scale. Look at "
             "the gap between the curves (the effect of skip connections) and at "
@@ -163,7 +163,7 @@ def _width_caption(data: pd.DataFrame) -> str:
     return ("The coordinate check of muP (Yang et al. 2021): each quantity against width on "
             "log-log axes at the headline depth; a flat line keeps its size as the network "
             "widens, slope a means it scales as width^a. Exponents are fitted per seed "
-            "(least squares on log10 values) and averaged over seeds with a 95% Student's t "
+            "(least squares on log10 values) and averaged over seeds with a 95% t "
             f"interval. {len(flat)} of {len(fits)} fitted exponents have an interval that "
             "includes 0 (no detectable change with width).")
 

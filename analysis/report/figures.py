@@ -1,7 +1,7 @@
 """Report figures: what each one plots (a tidy table, offered as CSV) and how it is drawn.
 
 Each figure has a ``*_data`` function that returns exactly the rows it draws, and a drawing
-function that takes those rows. Figures plot aggregates (geometric means with Student's t CIs
+function that takes those rows. Figures plot aggregates (geometric means with t CIs
 from :mod:`gradprobe.analysis.stats.summary`, paired ratios from
 :mod:`gradprobe.analysis.stats.effects`), never one mark per
 record, except the per-seed figure of the headline configuration, whose point is to show

@@ -33,22 +33,27 @@ MAX_RESAMPLES = 100_000
 CONFIDENCE = 0.95
 # Resampled values per bootstrap batch (32 MB of float64): small batches stay in cache.
 _BATCH_VALUES = 4_000_000
-# Above this many seeds a row's interval is Student's t on its log values even when a
-# bootstrap method is asked for. The bootstrap costs rows x resamples x seeds and its
+# Above this many seeds a row's interval is the default (Hall's t) on its log values even
+# when a bootstrap method is asked for. The bootstrap costs rows x resamples x seeds and its
 # advantage, BCa's skewness correction, vanishes as the mean of log values becomes normal
 # (CLT); measured agreement of the two at 500 seeds of log-normal data is checked in
 # tests/test_stats.py.
 BOOTSTRAP_MAX_SEEDS = 500
-# Default interval method: Student's t on log values (one sample; Welch's unequal-variance
-# t for two samples). BCa has no small-sample correction: at 6-16 seeds its 95% intervals
-# covered 86-93% (it reflects a plug-in variance with z instead of t quantiles, about 30%
-# too narrow at 6 seeds: the "narrowness bias" of Hesterberg 2015, The American
-# Statistician 69(4)). Hall's skewness-corrected t ("hall") gained 0.001-0.004 on real
-# records, not enough to reach 0.94 at 6 seeds. Paired ratios use median_interval.median_ci
-# instead: their per-seed log ratios are too heavy-tailed for any interval of a mean.
-# Measured coverage of each, on log-normal data and on real records, is the table of
-# `gradprobe calibrate CONFIG --coverage` (src/gradprobe/coverage.py, docs/regression.md).
-DEFAULT_METHOD = "t"
+# Default interval methods. Means (of log values, one sample): Student's t after Hall's
+# skewness-removing transformation ("hall", _hall_interval). Log values of real gradients are
+# left-skewed across seeds (median skewness -1.0 on the smoke config's records): plain t
+# covered 0.938-0.940 at 6 to 16 seeds there, missing on one side only, and Hall's
+# correction brings it to 0.940-0.946 (0.949-0.950 on log-normal data, where t is exact).
+# Differences of means (two samples): Welch's unequal-variance t ("t"). BCa has no
+# small-sample correction: at 6-16 seeds its 95% intervals covered 86-93% (it reflects a
+# plug-in variance with z instead of t quantiles, about 30% too narrow at 6 seeds: the
+# "narrowness bias" of Hesterberg 2015, The American Statistician 69(4)). Paired ratios use
+# median_interval.median_ci instead: their per-seed log ratios are too heavy-tailed for any
+# interval of a mean. Measured coverage of each, on log-normal data and on real records, is
+# the table of `gradprobe calibrate CONFIG --coverage` (src/gradprobe/coverage.py,
+# docs/regression.md).
+DEFAULT_METHOD = "hall"
+DEFAULT_DIFFERENCE_METHOD = "t"
 # The smallest positive normal float64. A p-value that underflows to 0 (a normal
 # approximation far in its tail, or an exact test with thousands of seeds) is stored as this
 # upper bound instead: the true p is smaller, and 0 would claim certainty.
@@ -111,16 +116,16 @@ def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
             n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
             method: str = DEFAULT_METHOD,
             max_bootstrap_seeds: int = BOOTSTRAP_MAX_SEEDS) -> Interval:
-    """Mean of each row's valid values with a CI: Student's t (``method="t"``, the default,
-    ``scipy.stats.t``), t after Hall's skewness-removing transformation (``"hall"``,
-    :func:`_hall_interval`) or a bootstrap (``"BCa"``, ``"percentile"``, ``"basic"``:
+    """Mean of each row's valid values with a CI: t after Hall's skewness-removing
+    transformation (``method="hall"``, the default, :func:`_hall_interval`), Student's t
+    (``"t"``, ``scipy.stats.t``) or a bootstrap (``"BCa"``, ``"percentile"``, ``"basic"``:
     ``scipy.stats.bootstrap``; ``rng`` and ``n_resamples`` are used only then).
 
     Takes ``values`` ``(num_groups x num_seeds)`` with NaN for excluded seeds. Rows with fewer
     than 2 valid values get a NaN interval; rows whose valid values are all equal get the
     degenerate interval ``[v, v]``. Rows are handled together, vectorised, one call per
     distinct count of valid values. Rows with more than ``max_bootstrap_seeds`` valid values
-    get Student's t interval whatever the method (see :data:`BOOTSTRAP_MAX_SEEDS`).
+    get the default interval whatever the bootstrap method (see :data:`BOOTSTRAP_MAX_SEEDS`).
     """
     n, groups = rows_by_valid_count(values)
     point = np.full(len(n), np.nan)
@@ -138,10 +143,10 @@ def mean_ci(values: np.ndarray, *, rng: np.random.Generator,
         varying = rows[~constant]
         if not len(varying):
             continue
-        if method == "hall":
-            lo, hi = _hall_interval(data[~constant], confidence)
-        elif method == "t" or count > max_bootstrap_seeds:
+        if method == "t":
             lo, hi = _t_interval(data[~constant], confidence)
+        elif method == "hall" or count > max_bootstrap_seeds:
+            lo, hi = _hall_interval(data[~constant], confidence)
         else:
             lo, hi = _bootstrap_mean(data[~constant], rng, n_resamples, confidence, method)
         low[varying], high[varying] = lo, hi
@@ -282,7 +287,7 @@ def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.nda
 
 def mean_difference_ci(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
                        n_resamples: int = DEFAULT_RESAMPLES, confidence: float = CONFIDENCE,
-                       method: str = DEFAULT_METHOD) -> Interval:
+                       method: str = DEFAULT_DIFFERENCE_METHOD) -> Interval:
     """``mean(x) - mean(y)`` per row with a CI for independent samples: Welch's t
     (``method="t"``, the default: ``scipy.stats.ttest_ind(equal_var=False)``, Welch 1947) or
     a two-sample bootstrap (``scipy.stats.bootstrap``, ``paired=False``, which resamples each

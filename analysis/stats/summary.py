@@ -1,4 +1,4 @@
-"""Per-configuration statistics: geometric mean with a bootstrap CI, median and IQR.
+"""Per-configuration statistics: geometric mean with a 95% CI, median and IQR.
 
 One output row per (cell, parameter, metric). Columns of :func:`describe`:
 
@@ -7,7 +7,8 @@ One output row per (cell, parameter, metric). Columns of :func:`describe`:
 * counts: ``n_seeds`` (seeds in the records), ``n_used`` (finite, non-zero: the log
   statistics use these), ``n_zero`` (exactly 0), ``n_nonfinite`` (NaN or inf)
 * ``geo_mean``, ``ci_low``, ``ci_high``: 10 ** (mean of log10 values) and its 95% interval
-  (Student's t on the log values, :data:`gradprobe.analysis.stats.estimators.DEFAULT_METHOD`);
+  (t after Hall's skewness correction, on the log values:
+  :data:`gradprobe.analysis.stats.estimators.DEFAULT_METHOD`);
   ``log10_mean``,
   ``log10_sd`` (spread across seeds on log scale)
 * ``structural_zero``: the parameter's gradient is zero in exact arithmetic and what the

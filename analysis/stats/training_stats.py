@@ -6,9 +6,9 @@ setup) pair; its losses form a ``(seeds x steps + 1)`` matrix. The seed is the u
 replication throughout, as in :mod:`gradprobe.analysis.stats.summary`.
 
 * :func:`loss_curves`: per run and step (the logged steps, thinned to at most
-  :data:`CURVE_POINTS`), the geometric mean of the loss over seeds with its 95% Student t
-  CI (:func:`gradprobe.analysis.stats.estimators.mean_ci` on log10 values, vectorised over all
-  rows). Seeds whose
+  :data:`CURVE_POINTS`), the geometric mean of the loss over seeds with its 95% CI
+  (Hall's skewness-corrected t, :func:`gradprobe.analysis.stats.estimators.mean_ci` on
+  log10 values, vectorised over all rows). Seeds whose
   loss is non-finite (diverged) or exactly 0 have no logarithm: ``n_nonfinite`` counts them,
   and the curve describes the other seeds.
 * :func:`steps_to_reach`: per run and target loss X, the first step with loss <= X for each

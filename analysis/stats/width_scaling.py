@@ -7,7 +7,8 @@ widths the curves are flat, and a straight line of slope ``a`` means the quantit
 cells that differ only in width.
 
 As for depth slopes (:mod:`gradprobe.analysis.stats.trends`), the fit is done per seed and the
-exponents are averaged over seeds with a Student's t CI: the seed is the unit of replication.
+exponents are averaged over seeds with a t CI (Hall's skewness correction, the default of
+:func:`~gradprobe.analysis.stats.estimators.mean_ci`): the seed is the unit of replication.
 
 Columns: the axis columns other than ``width``, ``param``, ``layer``, ``kind``, ``metric``,
 ``widths`` (comma-separated), ``n_widths``, ``n_seeds``, ``n_used`` (seeds with a finite

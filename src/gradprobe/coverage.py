@@ -2,7 +2,7 @@
 
 A simulation of the intervals compare and the summaries use, next to the ones they replaced,
 for each seed count and estimate (:data:`ESTIMATORS`): the mean of log values (a geometric
-mean: Student's t, the summaries' interval; Hall's skewness-corrected t; BCa), the paired
+mean: Hall's skewness-corrected t, the summaries' interval; Student's t; BCa), the paired
 ratio as the median of per-seed log ratios (the interpolated sign-test interval of
 :func:`~gradprobe.analysis.stats.median_interval.median_ci`, what compare and the paired effects
 use) and as their mean (t, BCa: what they used before), and the unpaired ratio (difference
@@ -61,8 +61,8 @@ class Estimator:
 
 
 ESTIMATORS = (
-    Estimator("mean", "t", MEAN, True, lambda b, p, u, o: mean_ci(b, method="t", **o)),
-    Estimator("mean", "Hall t", MEAN, False, lambda b, p, u, o: mean_ci(b, method="hall", **o)),
+    Estimator("mean", "Hall t", MEAN, True, lambda b, p, u, o: mean_ci(b, method="hall", **o)),
+    Estimator("mean", "t", MEAN, False, lambda b, p, u, o: mean_ci(b, method="t", **o)),
     Estimator("mean", "BCa", MEAN, False, lambda b, p, u, o: mean_ci(b, method="BCa", **o)),
     Estimator("paired ratio (median)", "sign test (HS)", PAIRED_MEDIAN, True,
               lambda b, p, u, o: median_ci(p - b)),
