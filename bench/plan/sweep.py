@@ -7,6 +7,7 @@ records file can always be traced back to the exact configuration that made it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -67,7 +68,7 @@ class Cell:
         values["input"] = self.data.input_label
         return {**values, "device": self.device, "dtype": self.dtype}
 
-    @property
+    @functools.cached_property  # frozen: the hash of 10,000 seeds took 0.6 ms a call
     def cell_id(self) -> str:
         """Content hash of the cell: all axes, the full fixed input, the seeds."""
         content = {**self.axes(), "input": self.data.input, "seeds": list(self.seeds)}
