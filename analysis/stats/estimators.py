@@ -43,7 +43,7 @@ BOOTSTRAP_MAX_SEEDS = 500
 # skewness-removing transformation ("hall", _hall_interval). Log values of real gradients are
 # left-skewed across seeds (median skewness -1.0 on the smoke config's records): plain t
 # covered 0.938-0.940 at 6 to 16 seeds there, missing on one side only, and Hall's
-# correction brings it to 0.940-0.946 (0.949-0.950 on log-normal data, where t is exact).
+# correction brings it to 0.940-0.947 (0.949-0.950 on log-normal data, where t is exact).
 # Differences of means (two samples): Welch's unequal-variance t ("t"). BCa has no
 # small-sample correction: at 6-16 seeds its 95% intervals covered 86-93% (it reflects a
 # plug-in variance with z instead of t quantiles, about 30% too narrow at 6 seeds: the
