@@ -33,6 +33,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,3 +253,11 @@ def intra_op_threads(count: int) -> Iterator[None]:
     finally:
         if count != before:
             torch.set_num_threads(before)
+
+
+@functools.cache
+def kernel_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` host threads for the compiled row kernels
+    (statistics, histograms), which release the GIL: starting a pool per call cost ~0.1 ms,
+    once per gradient."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="gradprobe-kernel")

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
 import torch
 
+from gradprobe.bench.engine.cpu_policy import kernel_pool
 from gradprobe.bench.plan.histogram_bins import SPECIAL_COUNTS, HistogramConfig
 
 __all__ = ["SPECIAL_COUNTS", "histogram_bytes_per_seed", "log_histograms", "param_histogram"]
@@ -136,7 +136,7 @@ def _cpu_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:
     if threads == 1 or values.size < 2**16:
         count_rows(*args, 0, grad.shape[0])
     else:  # the kernel releases the GIL: seeds split across threads
-        list(_pool(threads).map(lambda i: count_rows(*args, bounds[i], bounds[i + 1]),
+        list(kernel_pool(threads).map(lambda i: count_rows(*args, bounds[i], bounds[i + 1]),
                                 range(threads)))
     n = config.n_bins  # slots (under, bins, over, zero, nonfinite) -> the documented order
     order = [*range(1, n + 1), n + 1, 0, n + 2, n + 3]
@@ -151,12 +151,6 @@ def _rows(grad: torch.Tensor) -> torch.Tensor:
     grad = grad.detach()
     inner = sorted(range(1, grad.dim()), key=lambda dim: -grad.stride(dim))
     return grad.permute(0, *inner).reshape(grad.shape[0], -1)
-
-
-@cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count for the process: starting one per gradient costs ~0.1 ms."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="gradprobe-histogram")
 
 
 def _device_histogram(grad: torch.Tensor, config: HistogramConfig) -> torch.Tensor:

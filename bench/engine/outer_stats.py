@@ -21,13 +21,13 @@ split over the intra-op threads by seed rows (the kernel releases the GIL).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import torch
 
+from gradprobe.bench.engine.cpu_policy import kernel_pool
 from gradprobe.bench.engine.fused_stats import LANES, _accumulate
 
 
@@ -132,6 +132,5 @@ def row_stats(grads: Sequence[OuterGradient], threads: int) -> list[np.ndarray]:
     if len(bounds) == 2:
         block(0)
     else:
-        with ThreadPoolExecutor(len(bounds) - 1) as pool:
-            list(pool.map(block, range(len(bounds) - 1)))
+        list(kernel_pool(len(bounds) - 1).map(block, range(len(bounds) - 1)))
     return outs
