@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support import run_text, smoke_text
 
 from gradprobe.bench.engine import batched
 from gradprobe.bench.engine.batched import (
@@ -200,6 +201,22 @@ def test_kept_buffers_of_another_shape_are_freed_and_the_budget_holds():
     assert keeper.take(2, 11) is None and keeper._buffers == []  # other width: all freed
     keeper.keep([small, large], limit=large.nbytes)
     assert [b.shape[0] for b in keeper._buffers] == [4]  # the second would pass the limit
+
+
+def test_a_sweep_frees_its_kept_draw_buffers_when_it_ends(tmp_path, monkeypatch):
+    """Kept draw buffers serve the next group of a sweep; a notebook must not hold them
+    (up to 256 MiB) after the sweep returns."""
+    seen = []
+    keep = batched._KeptBuffers.keep
+
+    def spy(self, buffers, limit):
+        keep(self, buffers, limit)
+        seen.append(len(self._buffers))
+
+    monkeypatch.setattr(batched._KeptBuffers, "keep", spy)
+    run_text(tmp_path / "run", smoke_text(seeds=6))
+    assert seen and max(seen) > 0  # groups kept buffers for the next one
+    assert batched._kept._buffers == []
 
 
 def test_group_cells_share_initial_weights():

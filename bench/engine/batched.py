@@ -222,13 +222,16 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
         synchronize(torch.device(first.device if first.model.init_rng == "device" else "cpu"))
         return state, time.perf_counter() - started
 
+    # A host buffer no cell uses any more: on the CPU, kept from the last call (an
+    # accelerator's draws go to page-locked buffers, which the CUDA host allocator caches).
+    on_cpu = first.device == "cpu"
     columns = draw_bytes_per_seed(first) // 4
-    spare = _kept.take(chunk, columns)  # a host buffer no cell uses any more
+    spare = _kept.take(chunk, columns) if on_cpu else None
     drawn_into: list[torch.Tensor] = []
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
         pending = drawer.submit(draw, starts[0], spare) if overlap else \
             _Now(draw(starts[0], spare))
-        spare = _kept.take(chunk, columns) if overlap else None
+        spare = _kept.take(chunk, columns) if overlap and on_cpu else None
         for i in range(len(starts)):
             state, init_seconds = pending.result()
             drawn_into.append(state.buffer)
@@ -244,7 +247,8 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
             spare = state.buffer if state.buffer.device.type == "cpu" else None
             if i + 1 < len(starts) and not overlap:
                 pending = _Now(draw(starts[i + 1], spare))
-    _kept.keep(drawn_into, min(KEPT_BUFFER_BYTES, max_memory // 2))
+    if on_cpu:
+        _kept.keep(drawn_into, min(KEPT_BUFFER_BYTES, max_memory // 2))
     return {cell_id: ChunkResult.concat(p) for cell_id, p in parts.items()}
 
 
@@ -293,8 +297,18 @@ class _KeptBuffers:
         with self._lock:
             self._buffers = kept
 
+    def clear(self) -> None:
+        with self._lock:
+            self._buffers = []
+
 
 _kept = _KeptBuffers()
+
+
+def release_draw_buffers() -> None:
+    """Free the host draw buffers kept for the next call of :func:`measure_group`. A sweep
+    does so when it ends, so that a notebook holds none between runs."""
+    _kept.clear()
 
 
 class _Now:
