@@ -229,3 +229,28 @@ def test_two_runs_started_in_the_same_second_keep_their_own_history_rows(smoke_a
     assert len(paths) == 2
     assert read_history(tmp_path / "history")["run_id"].nunique() == 2
     assert append_run(first, root=tmp_path / "history")[0] in paths  # still idempotent
+
+
+def test_a_stale_analysis_is_redone_before_it_enters_the_history(smoke_analysis, tmp_path):
+    """Bug: `history add` took an analysis of an older version as it was, so one history
+    mixed version 4's Student t intervals of means with version 5's Hall intervals."""
+    import json
+    import shutil
+
+    from gradprobe.analysis.analyze import ANALYSIS_VERSION
+
+    run = shutil.copytree(smoke_analysis.run_dir, tmp_path / "run")
+    meta_path = run / "analysis" / "analysis.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "analysis_version": ANALYSIS_VERSION - 1}))
+    summary_path = run / "analysis" / "summary.parquet"
+    old = pd.read_parquet(summary_path)
+    pd.DataFrame(old.assign(ci_low=-1.0)).to_parquet(summary_path)
+
+    rows = history_rows(run)
+    redone = json.loads(meta_path.read_text())
+    assert redone["analysis_version"] == ANALYSIS_VERSION
+    assert redone["settings"] == meta["settings"]  # its own settings (499 resamples)
+    assert (rows["ci_low"] != -1.0).all()
+    np.testing.assert_allclose(np.sort(rows["ci_low"].to_numpy()),
+                               np.sort(smoke_analysis.summary["ci_low"].to_numpy()))

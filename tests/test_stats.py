@@ -224,13 +224,17 @@ def test_mean_interval_keeps_95_percent_on_left_skewed_logs(n):
 def test_hall_interval_inverts_halls_transformation():
     """Each end of Hall's interval is where ``g(T)`` (Hall 1992, JRSS B 54:221-228) of the
     studentized mean reaches the t quantile, solved here numerically (``brentq``) instead
-    of with the closed-form inverse; symmetric rows give Student's t interval exactly."""
-    data = np.array([[-6.0, -4.5, -4.2, -4.0, -3.9, -3.7], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
+    of with the closed-form inverse; symmetric rows give Student's t interval exactly, and a
+    nearly symmetric row (skewness ~1e-9, where ``cbrt(1 + x) - 1`` lost 7 digits to
+    cancellation) its own interval to 1e-9."""
+    data = np.array([[-6.0, -4.5, -4.2, -4.0, -3.9, -3.7], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+                     [0.0, 1.0, 2.0, 3.0, 4.0, 5.0 + 1e-8]])
     hall = stats.mean_ci(data, rng=rng(), method="hall")
     n, mean, sd = 6, data.mean(axis=1), data.std(axis=1, ddof=1)
     gamma = ((data - mean[:, None]) ** 3).mean(axis=1) / sd**3
     q = sps.t.ppf(0.975, n - 1)
-    for row in range(2):
+    assert 0 < abs(gamma[2]) < 1e-7
+    for row in range(3):
         a, b = gamma[row] / (3 * np.sqrt(n)), gamma[row] / (6 * np.sqrt(n))
 
         def g(t, a=a, b=b):

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gradprobe.analysis.analyze import load_analysis
+from gradprobe.analysis.analyze import AnalysisSettings, analyze_run, is_stale, load_analysis
 from gradprobe.analysis.compare.sides import seed_summary
 from gradprobe.analysis.history.changepoints import Step, detect_steps
 from gradprobe.analysis.report.headline import headline_selection, select
@@ -56,9 +56,17 @@ VALUE_COLUMNS = ["n_seeds", "n_used", "n_zero", "n_nonfinite", "geo_mean", "ci_l
 
 
 def history_rows(run_dir: str | Path) -> pd.DataFrame:
-    """The history rows of an analysed run (columns in the module docstring)."""
+    """The history rows of an analysed run (columns in the module docstring). An analysis
+    that is stale (an older analysis version, whose intervals were computed another way, or
+    a run resumed since) is redone first with its own settings, as ``report`` does, so that
+    one history never mixes two methods unmarked."""
     manifest = read_manifest(run_dir)
-    summary = load_analysis(run_dir).summary
+    analysis = load_analysis(run_dir)
+    if is_stale(Path(run_dir), analysis.meta, manifest):
+        settings = analysis.meta.get("settings")
+        analysis = analyze_run(run_dir, settings=AnalysisSettings(**settings)
+                               if isinstance(settings, dict) else AnalysisSettings())
+    summary = analysis.summary
     env, config = manifest.environment, manifest.config
     # The measured code's repository (manifests before ``code`` measured gradprobe's own).
     code = manifest.code or manifest.git

@@ -134,11 +134,11 @@ def _ratio_caption(data: pd.DataFrame) -> str:
     ns = int((~data["significant"].astype(bool)).sum())
     marks = (f"'ns' and hatching mark the {ns} of {len(data)} cells not significant" if ns else
              f"all {len(data)} cells are significant")
-    return (f"Paired residual/plain ratio of the first layer's gradient (geometric mean of the "
-            f"per-seed ratios). Read down a column to see the ratio grow with depth: the "
+    return (f"Paired residual/plain ratio of the first layer's gradient (the median seed's "
+            f"ratio). Read down a column to see the ratio grow with depth: the "
             f"median over widths is {fmt(at[shallow])}× at depth {shallow} and "
             f"{fmt(at[deep])}× at depth {deep}; read across a row to see whether width "
-            f"changes it. The second line of a cell is its 95% t interval. Green "
+            f"changes it. The second line of a cell is its 95% sign-test interval. Green "
             f"means skips give larger gradients, purple smaller; {marks} at 5% FDR "
             "(Benjamini-Hochberg).")
 

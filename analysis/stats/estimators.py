@@ -175,9 +175,13 @@ def _hall_interval(data: np.ndarray, confidence: float) -> tuple[np.ndarray, np.
     quantile = stats.t.ppf((1 + confidence) / 2, df=n - 1)
 
     def g_inverse(y: float) -> np.ndarray:
-        # (1 + a T)**3 = 1 + 3 a (g - shift); a -> 0 is the plain t.
+        # (1 + a T)**3 = 1 + 3 a (g - shift); a -> 0 is the plain t. For small x,
+        # cbrt(1 + x) - 1 cancels: expm1(log1p(x) / 3) keeps its digits (x > -1).
+        x = 3 * a * (y - shift)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = (np.cbrt(1 + 3 * a * (y - shift)) - 1) / a
+            root_less_one = np.where(x > -0.5, np.expm1(np.log1p(np.maximum(x, -0.5)) / 3),
+                                     np.cbrt(1 + x) - 1)
+            t = root_less_one / a
         return np.where(np.abs(a) < 1e-12, y - shift, t)
 
     se = sd / np.sqrt(n)

@@ -226,6 +226,8 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
     # accelerator's draws go to page-locked buffers, which the CUDA host allocator caches).
     on_cpu = first.device == "cpu"
     columns = draw_bytes_per_seed(first) // 4
+    if not on_cpu:
+        _kept.clear()  # kept CPU buffers would sit beside this call's budget
     spare = _kept.take(chunk, columns) if on_cpu else None
     drawn_into: list[torch.Tensor] = []
     with ThreadPoolExecutor(1 if overlap else None) as drawer:
@@ -260,8 +262,10 @@ class _KeptBuffers:
     draws of every call at (20, 64) took 90-115 ms where a reused buffer took 6-10 ms, and the
     first three or four of each call's rounds ran 1.8x slower than the rest. A sweep's groups
     mostly share a width and budget, so the last group's buffers fit the next. Only buffers of
-    the shape asked for are handed out; any other kept buffer is freed first, so that a call's
-    memory stays within its own budget."""
+    the shape asked for are handed out, and kept ones are freed before any work with a budget
+    of its own: a CPU call of another shape, an accelerator call, factory cells, training
+    (:mod:`gradprobe.bench.execute.tasks`), the end of an executor's task or of a sweep
+    (:func:`release_draw_buffers`)."""
 
     def __init__(self) -> None:
         self._buffers: list[torch.Tensor] = []
@@ -298,6 +302,7 @@ class _KeptBuffers:
             self._buffers = kept
 
     def clear(self) -> None:
+        """Free every kept buffer."""
         with self._lock:
             self._buffers = []
 
