@@ -120,8 +120,18 @@ def test_merged_uniform_runs_equal_the_replay(scheme, bias):
         assert len(runs) == 2  # all weights in one call, then the input
 
 
-def test_a_reused_buffer_is_filled_with_the_same_state():
-    model, data = ModelConfig(depth=3, width=8, norm="layernorm"), DataConfig()
+@pytest.mark.parametrize("model,data", [
+    (ModelConfig(depth=3, width=8, norm="layernorm"), DataConfig()),
+    (ModelConfig(depth=3, width=8, residual=True, rezero=True, bias=True), DataConfig()),
+    (ModelConfig(depth=3, width=8, init="xavier_normal"), DataConfig(input="normal")),
+    (ModelConfig(depth=3, width=8, norm="batchnorm", init="orthogonal"),
+     DataConfig(batch_size=2)),
+    (ModelConfig(depth=2, width=2), DataConfig(input=((0.5, -1.0),))),
+], ids=["layernorm", "rezero-bias", "xavier-normal-input", "batchnorm-orthogonal",
+        "fixed-input"])
+def test_a_reused_buffer_is_filled_with_the_same_state(model, data):
+    """Every column of a reused buffer's rows is written again (kept buffers, batched.py,
+    are reused across calls): constants, parameters of every scheme, the input."""
     fresh = init.draw_initial_state(model, data, [4, 5, 6])
     old = init.draw_initial_state(model, data, [0, 1, 2, 3])
     old.buffer.fill_(float("nan"))  # whatever a finished chunk left there
