@@ -24,7 +24,7 @@ Layout of a run directory::
 
 Each file's Parquet metadata holds ``gradprobe.schema_version``, ``gradprobe.cell`` (the cell
 as JSON), ``gradprobe.manifest`` (the run manifest as known when the file was written, less
-its per-cell lists: see :func:`record_manifest`) and ``gradprobe.timing``
+its per-cell lists and the config's text: see :func:`record_manifest`) and ``gradprobe.timing``
 (``compute_seconds``, ``init_seconds``, ``n_seeds``, ``rows``; plus ``train_seconds`` for
 trained cells and ``batching`` for factory cells).
 
@@ -140,10 +140,16 @@ def record_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """What each records file embeds: the manifest without anything that grows with the
     number of cells (the cell list, the skipped cells' ids, per-cell timings), so a file's
     size does not depend on how many cells its sweep has. Embedding the full manifest made
-    storage grow with the square of the cell count (issue 14)."""
+    storage grow with the square of the cell count (issue 14). The config is named by its
+    ``name``, ``source`` and ``sha256`` only: its text (``config.toml`` and ``manifest.json``
+    of the run hold it) grows with the values a sweep lists, 5.7 KB of every file of an
+    800-value ``init_gain`` sweep; the file's own cell is in ``gradprobe.cell`` in full."""
     out = {k: v for k, v in manifest.items() if k not in ("cells", "timings", "batching")}
     if "skipped" in out:
         out["skipped"] = [{k: v for k, v in s.items() if k != "cells"} for s in out["skipped"]]
+    if isinstance(out.get("config"), dict):
+        out["config"] = {k: v for k, v in out["config"].items()
+                         if k not in ("text", "description")}
     return out
 
 
