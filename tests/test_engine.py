@@ -204,7 +204,8 @@ def test_kept_buffers_of_another_shape_are_freed_and_the_budget_holds():
 
 
 def test_a_sweep_frees_its_kept_draw_buffers_when_it_ends(tmp_path, monkeypatch):
-    """Kept draw buffers serve the next group of a sweep; a notebook must not hold them
+    """The engine keeps draw buffers for its next call, but a sweep frees them after each
+    group: training and the next group get their whole budget, and a notebook holds none
     (up to 256 MiB) after the sweep returns."""
     seen = []
     keep = batched._KeptBuffers.keep
@@ -215,7 +216,7 @@ def test_a_sweep_frees_its_kept_draw_buffers_when_it_ends(tmp_path, monkeypatch)
 
     monkeypatch.setattr(batched._KeptBuffers, "keep", spy)
     run_text(tmp_path / "run", smoke_text(seeds=6))
-    assert seen and max(seen) > 0  # groups kept buffers for the next one
+    assert seen and max(seen) > 0  # the engine kept buffers after each measurement
     assert batched._kept._buffers == []
 
 

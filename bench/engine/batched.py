@@ -260,12 +260,11 @@ class _KeptBuffers:
     A fresh buffer's pages are faulted in by the kernel as the generator first writes them.
     On a virtual machine a page the guest has not touched lately costs ~1 µs: the first two
     draws of every call at (20, 64) took 90-115 ms where a reused buffer took 6-10 ms, and the
-    first three or four of each call's rounds ran 1.8x slower than the rest. A sweep's groups
-    mostly share a width and budget, so the last group's buffers fit the next. Only buffers of
-    the shape asked for are handed out, and kept ones are freed before any work with a budget
-    of its own: a CPU call of another shape, an accelerator call, factory cells, training
-    (:mod:`gradprobe.bench.execute.tasks`), the end of an executor's task or of a sweep
-    (:func:`release_draw_buffers`)."""
+    first three or four of each call's rounds ran 1.8x slower than the rest. Repeated calls
+    (a benchmark, a notebook) reuse them; a sweep frees them after each group's measurement
+    (:func:`release_draw_buffers`, in :mod:`gradprobe.bench.execute.tasks`), so training and
+    the next group have their whole budget. Only buffers of the shape asked for are handed
+    out; a CPU call of another shape, or an accelerator call, frees them first."""
 
     def __init__(self) -> None:
         self._buffers: list[torch.Tensor] = []
@@ -283,11 +282,11 @@ class _KeptBuffers:
             return None
 
     def keep(self, buffers: Sequence[torch.Tensor | None], limit: int) -> None:
-        """Keep the distinct host, unpinned buffers among ``buffers`` (views stand for their
+        """Keep the distinct buffers among ``buffers`` (CPU draws; views stand for their
         whole buffer) while their bytes stay within ``limit``."""
         kept, used, seen = [], 0, set()
         for buffer in buffers:
-            if buffer is None or buffer.device.type != "cpu" or buffer.is_pinned():
+            if buffer is None:
                 continue
             if buffer._base is not None:  # a chunk's first rows of a whole buffer
                 buffer = buffer._base
@@ -312,7 +311,8 @@ _kept = _KeptBuffers()
 
 def release_draw_buffers() -> None:
     """Free the host draw buffers kept for the next call of :func:`measure_group`. A sweep
-    does so when it ends, so that a notebook holds none between runs."""
+    does so after each group's measurement, so that nothing runs beside them and a notebook
+    holds none after a run."""
     _kept.clear()
 
 

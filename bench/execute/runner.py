@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY, release_draw_buffers
+from gradprobe.bench.engine.batched import DEFAULT_MAX_MEMORY
 from gradprobe.bench.engine.cpu_policy import current_policy
 from gradprobe.bench.execute.executors import Executor, open_executor
 from gradprobe.bench.execute.memory_guard import check_memory, split_by_held_bytes
@@ -182,7 +182,7 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     run_dir = Path(out) if out is not None else default_run_dir(config)
     # The executor starts first: a scheduler that cannot be reached must not leave a
     # half-made run directory behind.
-    with open_executor(executor, workers, scheduler) as started, _draw_buffers_released():
+    with open_executor(executor, workers, scheduler) as started:
         create_run_dir(run_dir)
         with run_lock(run_dir), catch_stop_signals() as stop:
             manifest, done = _prepare(config, run_dir, cells, skipped, force=force,
@@ -197,15 +197,6 @@ def run_sweep(config: ExperimentConfig, *, out: Path | None = None, force: bool 
     rows = count_rows(run_dir, cells)
     return RunResult(run_dir, len(cells) - len(done), len(done), rows,
                      rows - count_rows(run_dir, done), seconds)
-
-
-@contextlib.contextmanager
-def _draw_buffers_released() -> Iterator[None]:
-    """Free the engine's kept draw buffers when the sweep ends, however it ends."""
-    try:
-        yield
-    finally:
-        release_draw_buffers()
 
 
 def resume_budget(run_dir: Path, budget: int, *, explicit: bool, force: bool) -> int:

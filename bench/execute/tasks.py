@@ -48,11 +48,8 @@ def run_task(payload: dict[str, Any], threads: int | None = None) -> Timings:
     if threads:
         torch.set_num_threads(threads)
     cells = [Cell.from_json(c) for c in payload["cells"]]
-    try:
-        return run_group(cells, Path(payload["run_dir"]), payload["manifest"],
-                         max_memory=payload["max_memory"])
-    finally:  # a worker (a Dask one may outlive the sweep) holds no draw buffer between tasks
-        release_draw_buffers()
+    return run_group(cells, Path(payload["run_dir"]), payload["manifest"],
+                     max_memory=payload["max_memory"])
 
 
 def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
@@ -64,10 +61,11 @@ def run_group(group: list[Cell], run_dir: Path, manifest: dict[str, Any], *,
     todo = [c for c in group if not cell_is_done(run_dir, c)]
     if not todo:
         return {}
-    measured = _measure(todo, max_memory,
-                        on_chunk=(lambda n: on_progress(n, 0)) if on_progress else None)
-    if any(cell.trains for cell in todo):
-        release_draw_buffers()  # training has the whole budget to itself
+    try:
+        measured = _measure(todo, max_memory,
+                            on_chunk=(lambda n: on_progress(n, 0)) if on_progress else None)
+    finally:  # training, the next group and a worker between tasks each get the whole budget
+        release_draw_buffers()
     timings = {}
     for cell in todo:
         result, specs, extra = measured.pop(cell.cell_id)
@@ -125,7 +123,6 @@ def _measure(todo: list[Cell], max_memory: int, on_chunk) -> dict[str, tuple]:
         results = measure_group(todo, max_memory=max_memory, on_chunk=on_chunk)
         specs = mlp_param_specs(todo[0].model)
         return {cell_id: (result, specs, {}) for cell_id, result in results.items()}
-    release_draw_buffers()  # the factory engine has the whole budget to itself
     measured = {}
     for cell in todo:
         done = measure_factory(cell, max_memory=max_memory)
