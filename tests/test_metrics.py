@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from gradprobe.bench.engine.metrics import _rms, safe_mean_abs, scaled_norm
+from gradprobe.bench.engine import metrics
+from gradprobe.bench.engine.metrics import (
+    _rms,
+    _stats_by_shape,
+    _torch_stats,
+    safe_mean_abs,
+    safe_norm,
+    scaled_norm,
+)
 
 
 def test_scaled_norm_hand_computed():
@@ -45,3 +53,34 @@ def test_mean_abs_of_huge_finite_float32_values_does_not_overflow():
     assert mean[0].item() == pytest.approx(8e37, rel=1e-6) and mean[1].item() == 1.0
     infinite = torch.tensor([[float("inf"), 1.0]])
     assert math.isinf(safe_mean_abs(infinite, infinite.amax(dim=1))[0])  # a real inf stays
+
+
+def test_parameters_of_one_shape_reduced_together_give_each_its_own_statistics():
+    # Small CPU gradients of one shape are stacked for one set of reductions; every seed's
+    # row must come out bit for bit as when each parameter is reduced alone, including rows
+    # of zeros (a dead layer), of subnormals, of huge values, and non-finite ones.
+    gen = torch.Generator().manual_seed(5)
+    grads = [torch.randn(6, 10, 10, generator=gen) for _ in range(3)] + \
+        [torch.randn(6, 1, 10, generator=gen)]
+    params = [torch.randn(g.shape, generator=gen) for g in grads]
+    grads[0][1] = 0.0
+    grads[1][2] *= 1e-40
+    grads[2][3] = 3e37
+    grads[1][4, 0, 0] = float("nan")
+    grads[0][5, 2, 2] = float("inf")
+    together = _stats_by_shape(params, grads, {})
+    for param, grad, stats in zip(params, grads, together, strict=True):
+        alone = _torch_stats(param, grad)
+        for column, expected in zip(stats, alone, strict=True):
+            assert torch.equal(column.nan_to_num(-1.0), expected.nan_to_num(-1.0))
+    assert together[1][1][2] > 0 and together[0][1][1] == 0  # rescued; truly zero
+
+
+def test_a_norm_of_zero_rows_is_not_redone_when_the_rows_maxima_are_known(monkeypatch):
+    calls = []
+    original = metrics.scaled_norm
+    monkeypatch.setattr(metrics, "scaled_norm", lambda *a: calls.append(1) or original(*a))
+    dead = torch.zeros(4, 3, 3)
+    assert bool((safe_norm(dead, dead.abs().amax(dim=(1, 2))) == 0).all()) and not calls
+    tiny = torch.full((2, 3, 3), 1e-30)
+    assert bool((safe_norm(tiny, tiny.abs().amax(dim=(1, 2))) > 0).all()) and calls

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gradprobe.bench.engine import metrics
+from gradprobe.bench.engine import metrics, rank_one
 from gradprobe.bench.engine.batched_mlp import forward, loss_per_seed
 from gradprobe.bench.engine.cpu_policy import (
     CpuPolicy,
@@ -38,9 +38,12 @@ from gradprobe.bench.plan.devices import DTYPES
 from gradprobe.bench.plan.sweep import Cell
 
 DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
-# A CPU cell that draws beside its pass is split into about this many chunks (not below
-# PIPELINE_MIN_SEEDS seeds, where per-chunk dispatch costs more than the first draw's wait).
-PIPELINE_CHUNKS, PIPELINE_MIN_SEEDS = 8, 64
+# A CPU cell that draws beside its pass is split into about this many chunks, each of at
+# least PIPELINE_MIN_VALUES drawn values: below that, per-chunk costs (a generator's seeding
+# loop, a few hundred tensor operations, and the GIL passed between the two threads at
+# each of them) outweigh the first draw's wait. At (5, 10) x 10,000 seeds, 3 chunks took
+# 61 ms a call and 8 chunks 80-88 ms (docs/performance.md, "sixth pass").
+PIPELINE_CHUNKS, PIPELINE_MIN_VALUES = 8, 1 << 21
 # Host draw buffers kept between calls, at most this many bytes (and half the call's budget).
 KEPT_BUFFER_BYTES = 256 << 20
 
@@ -154,22 +157,30 @@ def _gradients(cell: Cell, specs: Sequence, params: Sequence[torch.Tensor],
                outputs: Sequence[torch.Tensor], loss: torch.Tensor, taps: dict
                ) -> tuple[list, list[torch.Tensor]]:
     """``(grads, output_grads)``: per parameter its gradient ``(S, *shape)``, and per layer
-    ``dL/dh_l``. Large rank-one weight gradients (one input row a seed) come as
-    :class:`OuterGradient` factors: autograd then skips their matmuls, and
-    :func:`reduce_metrics` reads two vectors a seed instead of the whole gradient (histograms
-    materialise one such gradient at a time)."""
-    factored = {}
+    ``dL/dh_l``. Rank-one weight gradients (one input row a seed) are formed from
+    ``delta = dL/dz`` and the layer input, which autograd then skips (its batched matmul):
+    large ones stay :class:`OuterGradient` factors, which :func:`reduce_metrics` reads as
+    two vectors a seed (histograms materialise one such gradient at a time); small ones are
+    multiplied out (:mod:`gradprobe.bench.engine.rank_one`)."""
+    factored, products = {}, {}
     for i, (spec, param) in enumerate(zip(specs, params, strict=True)):
-        if spec.kind == "weight" and spec.numel >= metrics.FUSED_MIN_NUMEL:
+        if spec.kind != "weight":
+            continue
+        u, z = taps[spec.layer]
+        if spec.numel >= metrics.FUSED_MIN_NUMEL:
             from gradprobe.bench.engine import outer_stats  # loads Numba: large layers only
 
-            u, z = taps[spec.layer]
             if outer_stats.applies(param, u):
                 factored[i] = (u, z)
-    wanted = [factored[i][1] if i in factored else p for i, p in enumerate(params)]
+        elif rank_one.applies(param, u):
+            products[i] = (u, z)
+    instead = {**factored, **products}
+    wanted = [instead[i][1] if i in instead else p for i, p in enumerate(params)]
     grads = list(torch.autograd.grad(loss.sum(), [*wanted, *outputs]))
     for i, (u, _) in factored.items():
         grads[i] = outer_stats.OuterGradient(grads[i], u.detach())
+    for i, (u, _) in products.items():
+        grads[i] = rank_one.gradient(grads[i], u.detach())
     return grads[:len(params)], grads[len(params):]
 
 
@@ -212,7 +223,8 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
         chunk = max(1, chunk * bytes_per_seed(first) // (bytes_per_seed(first) +
                                                         draw_bytes_per_seed(first)))
         # The first chunk's draw runs alone: more, smaller chunks shorten that wait.
-        chunk = min(chunk, max(PIPELINE_MIN_SEEDS, -(-len(seeds) // PIPELINE_CHUNKS)))
+        least = -(-PIPELINE_MIN_VALUES // (draw_bytes_per_seed(first) // 4))
+        chunk = min(chunk, max(least, -(-len(seeds) // PIPELINE_CHUNKS)))
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 

@@ -180,7 +180,8 @@ def log_histograms(grads: Sequence, config: HistogramConfig) -> torch.Tensor:
     """Counts ``(S, P, n_counts)`` int64 on the host for gradients ``(S, *shape_p)`` in spec
     order: one parameter at a time (bounded temporaries), one transfer at the end. A
     gradient held as factors (:class:`gradprobe.bench.engine.outer_stats.OuterGradient`) is
-    materialised for its turn only: its products are autograd's, bit for bit."""
+    materialised for its turn only: its products are autograd's, bit for bit (a zero's sign
+    aside, which binning ignores)."""
     counts = torch.stack([param_histogram(g if isinstance(g, torch.Tensor) else g.materialise(),
                                           config) for g in grads], dim=1)
     return counts.cpu()

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 import torch
 
+from gradprobe.bench.engine import rank_one
 from gradprobe.bench.engine.cpu_policy import kernel_pool
 from gradprobe.bench.engine.fused_stats import LANES, _accumulate
 
@@ -44,8 +45,9 @@ class OuterGradient:
         return torch.Size((self.delta.shape[0], self.delta.shape[2], self.inputs.shape[2]))
 
     def materialise(self) -> torch.Tensor:
-        """The gradient ``(S, out, in)`` as autograd computes it (``bmm`` of the factors)."""
-        return torch.bmm(self.delta.transpose(1, 2), self.inputs)
+        """The gradient ``(S, out, in)`` as autograd computes it, bit for bit but for the
+        sign of zeros (:func:`gradprobe.bench.engine.rank_one.gradient`)."""
+        return rank_one.gradient(self.delta, self.inputs)
 
 
 def applies(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
