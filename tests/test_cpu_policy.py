@@ -92,10 +92,12 @@ def test_harness_sets_a_passive_wait_policy_unless_the_user_chose(preset, expect
     assert out == expected
 
 
-def test_the_next_chunk_is_drawn_beside_only_on_an_idle_cpu():
+def test_the_next_chunk_is_drawn_beside_when_the_process_has_another_cpu():
     assert cpu_policy.CpuPolicy(cpus=2, threads=2).draws_beside(1)
-    assert not cpu_policy.CpuPolicy(cpus=2, threads=1).draws_beside(1)
+    # Beside a busy process too: the draw joins no barrier, so it only takes a CPU share.
+    assert cpu_policy.CpuPolicy(cpus=2, threads=1).draws_beside(1)
     assert not cpu_policy.CpuPolicy(cpus=2, threads=2).draws_beside(2)
+    assert not cpu_policy.CpuPolicy(cpus=1, threads=1).draws_beside(1)
 
 
 def test_drawing_beside_the_pass_changes_no_record():
