@@ -39,11 +39,12 @@ from gradprobe.bench.plan.sweep import Cell
 
 DEFAULT_MAX_MEMORY = 2**30  # bytes of working memory per chunk
 # A CPU cell that draws beside its pass is split into about this many chunks, each of at
-# least PIPELINE_MIN_VALUES drawn values: below that, per-chunk costs (a generator's seeding
-# loop, a few hundred tensor operations, and the GIL passed between the two threads at
-# each of them) outweigh the first draw's wait. At (5, 10) x 10,000 seeds, 3 chunks took
-# 61 ms a call and 8 chunks 80-88 ms (docs/performance.md, "sixth pass").
-PIPELINE_CHUNKS, PIPELINE_MIN_VALUES = 8, 1 << 21
+# least PIPELINE_MIN_SEEDS seeds and PIPELINE_MIN_VALUES drawn values: below that,
+# per-chunk costs (a generator's seeding loop, a few hundred tensor operations, and the GIL
+# passed between the two threads at each of them) outweigh the first draw's wait. At
+# (5, 10) x 10,000 seeds, 3 chunks took 61 ms a call and 8 chunks 80-88 ms
+# (docs/performance.md, "sixth pass").
+PIPELINE_CHUNKS, PIPELINE_MIN_SEEDS, PIPELINE_MIN_VALUES = 8, 64, 1 << 21
 # Host draw buffers kept between calls, at most this many bytes (and half the call's budget).
 KEPT_BUFFER_BYTES = 256 << 20
 
@@ -223,8 +224,10 @@ def _measure_chunks(cells: Sequence[Cell], max_memory: int,
         chunk = max(1, chunk * bytes_per_seed(first) // (bytes_per_seed(first) +
                                                         draw_bytes_per_seed(first)))
         # The first chunk's draw runs alone: more, smaller chunks shorten that wait.
-        least = -(-PIPELINE_MIN_VALUES // (draw_bytes_per_seed(first) // 4))
+        least = max(PIPELINE_MIN_SEEDS,
+                    -(-PIPELINE_MIN_VALUES // (draw_bytes_per_seed(first) // 4)))
         chunk = min(chunk, max(least, -(-len(seeds) // PIPELINE_CHUNKS)))
+        chunk = -(-len(seeds) // -(-len(seeds) // chunk))  # even chunks: no short last one
     starts = list(range(0, len(seeds), chunk))
     parts: dict[str, list[ChunkResult]] = {c.cell_id: [] for c in cells}
 
