@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from gradprobe.bench.engine import metrics
+from gradprobe.bench.engine.batched import measure_group
+from gradprobe.bench.engine.cpu_policy import CpuPolicy
 from gradprobe.bench.engine.metrics import (
     _rms,
     _stats_by_shape,
@@ -16,6 +19,8 @@ from gradprobe.bench.engine.metrics import (
     safe_norm,
     scaled_norm,
 )
+from gradprobe.bench.plan.config import DataConfig, ModelConfig
+from gradprobe.bench.plan.sweep import Cell
 
 
 def test_scaled_norm_hand_computed():
@@ -84,3 +89,25 @@ def test_a_norm_of_zero_rows_is_not_redone_when_the_rows_maxima_are_known(monkey
     assert bool((safe_norm(dead, dead.abs().amax(dim=(1, 2))) == 0).all()) and not calls
     tiny = torch.full((2, 3, 3), 1e-30)
     assert bool((safe_norm(tiny, tiny.abs().amax(dim=(1, 2))) > 0).all()) and calls
+
+
+@pytest.mark.parametrize("model_kwargs", [
+    {"bias": True},
+    {"residual": True, "rezero": True, "bias": True},
+    {"residual": True, "norm": "layernorm", "bias": True},
+])
+def test_reducing_parameters_of_one_shape_together_changes_no_record(monkeypatch,
+                                                                     model_kwargs):
+    # Biases, LayerNorm weights and ReZero scales are grouped too (1-D and scalar
+    # parameters): every record must equal the one reduced parameter by parameter.
+    cell = Cell(ModelConfig(depth=4, width=6, **model_kwargs), DataConfig(), "cpu",
+                "float32", tuple(range(60)))
+    together = measure_group([cell], policy=CpuPolicy(1, 1))[cell.cell_id]
+
+    def one_by_one(params, grads, outer):
+        return [metrics._param_stats(p, g, outer.get(i))
+                for i, (p, g) in enumerate(zip(params, grads, strict=True))]
+
+    monkeypatch.setattr(metrics, "_stats_by_shape", one_by_one)
+    alone = measure_group([cell], policy=CpuPolicy(1, 1))[cell.cell_id]
+    np.testing.assert_array_equal(together.values, alone.values)
