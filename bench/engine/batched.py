@@ -160,21 +160,23 @@ def _gradients(cell: Cell, specs: Sequence, params: Sequence[torch.Tensor],
     """``(grads, output_grads)``: per parameter its gradient ``(S, *shape)``, and per layer
     ``dL/dh_l``. Rank-one weight gradients (one input row a seed) are formed from
     ``delta = dL/dz`` and the layer input, which autograd then skips (its batched matmul):
-    large ones stay :class:`OuterGradient` factors, which :func:`reduce_metrics` reads as
-    two vectors a seed (histograms materialise one such gradient at a time); small ones are
-    multiplied out (:mod:`gradprobe.bench.engine.rank_one`)."""
+    large float32 ones stay :class:`OuterGradient` factors, which :func:`reduce_metrics`
+    reads as two vectors a seed (histograms materialise one such gradient at a time); the
+    others are multiplied out (:mod:`gradprobe.bench.engine.rank_one`)."""
     factored, products = {}, {}
     for i, (spec, param) in enumerate(zip(specs, params, strict=True)):
         if spec.kind != "weight":
             continue
         u, z = taps[spec.layer]
+        if not rank_one.applies(param, u):
+            continue
         if spec.numel >= metrics.FUSED_MIN_NUMEL:
             from gradprobe.bench.engine import outer_stats  # loads Numba: large layers only
 
             if outer_stats.applies(param, u):
                 factored[i] = (u, z)
-        elif rank_one.applies(param, u):
-            products[i] = (u, z)
+                continue
+        products[i] = (u, z)
     instead = {**factored, **products}
     wanted = [instead[i][1] if i in instead else p for i, p in enumerate(params)]
     grads = list(torch.autograd.grad(loss.sum(), [*wanted, *outputs]))

@@ -180,12 +180,26 @@ def _layer_rms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
+def _memory_order(t: torch.Tensor) -> tuple[int, ...]:
+    """The dimensions of ``t`` after the seed dimension, outermost in memory first."""
+    return tuple(sorted(range(1, t.dim()), key=lambda dim: -t.stride(dim)))
+
+
+def _cat_as_laid_out(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along the seed dimension, keeping the members' memory layout (a Linear
+    weight's gradient is a transposed view): reductions then read each row in the order
+    they would read it alone, so their float sums are the same."""
+    order = (0, *_memory_order(tensors[0]))
+    inverse = tuple(order.index(dim) for dim in range(len(order)))
+    return torch.cat([t.permute(order) for t in tensors]).permute(inverse)
+
+
 def _stats_by_shape(params: Sequence[torch.Tensor], grads: Sequence,
                     outer: dict[int, np.ndarray]) -> list[list[torch.Tensor]]:
-    """:func:`_param_stats` of every parameter. Small CPU gradients of one shape (the hidden
-    layers of an MLP) are reduced together, stacked along the seed dimension: each seed's
-    row is reduced alone either way, and at (5, 10) the ~40 tensor operations a parameter
-    costs, not its arithmetic, were most of the statistics' time."""
+    """:func:`_param_stats` of every parameter. Small CPU gradients of one shape and layout
+    (the hidden layers of an MLP) are reduced together, stacked along the seed dimension:
+    each seed's row is reduced alone either way, and at (5, 10) the ~40 tensor operations
+    a parameter costs, not its arithmetic, were most of the statistics' time."""
     stats: list[list[torch.Tensor] | None] = [None] * len(params)
     groups: dict[tuple, list[int]] = {}
     for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
@@ -193,14 +207,15 @@ def _stats_by_shape(params: Sequence[torch.Tensor], grads: Sequence,
                 or grad[0].numel() >= FUSED_MIN_NUMEL:
             stats[i] = _param_stats(param, grad, outer.get(i))
         else:
-            key = (grad.shape[1:], grad.dtype, param.shape[1:], param.dtype)
+            key = (grad.shape[1:], _memory_order(grad), grad.dtype, param.shape[1:],
+                   _memory_order(param), param.dtype)
             groups.setdefault(key, []).append(i)
     for members in groups.values():
         if len(members) == 1:
             stats[members[0]] = _torch_stats(params[members[0]], grads[members[0]])
             continue
-        columns = _torch_stats(torch.cat([params[i] for i in members]),
-                               torch.cat([grads[i] for i in members]))
+        columns = _torch_stats(_cat_as_laid_out([params[i] for i in members]),
+                               _cat_as_laid_out([grads[i] for i in members]))
         parts = [column.split(grads[members[0]].shape[0]) for column in columns]
         for k, i in enumerate(members):
             stats[i] = [part[k] for part in parts]

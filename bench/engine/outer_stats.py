@@ -45,8 +45,8 @@ class OuterGradient:
         return torch.Size((self.delta.shape[0], self.delta.shape[2], self.inputs.shape[2]))
 
     def materialise(self) -> torch.Tensor:
-        """The gradient ``(S, out, in)`` as autograd computes it, bit for bit but for the
-        sign of zeros (:func:`gradprobe.bench.engine.rank_one.gradient`)."""
+        """The gradient ``(S, out, in)`` as autograd computes it, in its memory layout, bit
+        for bit but for the sign of zeros (:func:`gradprobe.bench.engine.rank_one.gradient`)."""
         return rank_one.gradient(self.delta, self.inputs)
 
 

@@ -8,11 +8,11 @@ CPU that matmul is slow for small layers (at width 10, 1,250 seeds: 411 us, agai
 for the elementwise product; the whole backward pass of (5, 10) spent half its time there).
 
 The engine therefore asks autograd for ``delta`` (see ``batched._gradients``) and forms the
-product itself. Each entry has the same bits as the matmul's, with one exception that no
-statistic reads: a product that is a negative zero stays ``-0.0`` here, where the matmul's
-``0 + (-0.0)`` gives ``+0.0`` (every statistic and histogram takes ``|g|``). Half-precision
-matmuls round differently on the CPU, so only float32 and float64 qualify
-(``tests/test_rank_one.py``).
+product itself, in autograd's memory layout. Each entry has the same bits as the matmul's,
+with one exception that no statistic reads: a product that is a negative zero stays
+``-0.0`` here, where the matmul's ``0 + (-0.0)`` gives ``+0.0`` (every statistic and
+histogram takes ``|g|``). Half-precision matmuls round differently on the CPU, so only
+float32 and float64 qualify (``tests/test_rank_one.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def applies(weight: torch.Tensor, inputs: torch.Tensor) -> bool:
 
 
 def gradient(delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """The weight gradient ``(S, out, in)``, contiguous, from ``delta`` ``(S, 1, out)`` and
-    ``inputs`` ``(S, 1, in)``."""
-    return delta.transpose(1, 2) * inputs
+    """The weight gradient ``(S, out, in)`` from ``delta`` ``(S, 1, out)`` and ``inputs``
+    ``(S, 1, in)``, laid out as autograd's: a transposed view of an ``(S, in, out)`` tensor
+    (the layer computes ``u @ W^T``). The statistics then read it in the same order and their
+    float sums come out bit for bit the same."""
+    return (inputs.transpose(1, 2) * delta).transpose(1, 2)
